@@ -1,1 +1,34 @@
-//! kfauth
+//! kfauth: JWT authentication for Kubeflow's Istio gateway, as one Proxy-Wasm filter.
+//!
+//! The core (every module but `host`) is sans-IO: it takes the request view, the
+//! time and the key caches as arguments and returns an [`outcome::Outcome`]. Only
+//! `host` calls proxy-wasm, and it is compiled for `wasm32-wasip1` alone.
+
+// A panic traps the Wasm VM and fails every request of that Envoy worker.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod claims;
+pub mod config;
+pub mod duration;
+pub mod identity;
+pub mod jwks;
+pub mod keystore;
+pub mod outcome;
+pub mod pipeline;
+pub mod request;
+pub mod token;
+pub mod verify;
+
+#[cfg(target_os = "wasi")]
+mod host;
+
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -1,0 +1,622 @@
+//! pluginConfig: the JSON that Istio's `WasmPlugin.pluginConfig` (or Envoy's
+//! `configuration`) hands to the filter. Field names follow Istio's
+//! `RequestAuthentication.jwtRules` so existing rules can be pasted in.
+//!
+//! Parsing is strict: an unknown field, a bad regex or duration, or a key source
+//! that is missing or doubled is an error that names the field, so Envoy refuses
+//! the configuration instead of serving with a half-understood one.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::duration::parse_duration;
+use crate::jwks::{parse_jwks, KeySet};
+use crate::token::TokenLocation;
+
+/// Istio's default JWKS fetch timeout.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    jwt_rules: Vec<RawJwtRule>,
+    #[serde(default)]
+    require_jwt: bool,
+    #[serde(default)]
+    skip_paths: Vec<String>,
+    clock_skew: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawJwtRule {
+    issuer: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    jwks_uri: Option<String>,
+    jwks: Option<String>,
+    jwks_cluster: Option<String>,
+    from_headers: Option<Vec<RawFromHeader>>,
+    from_params: Option<Vec<String>>,
+    from_cookies: Option<Vec<String>>,
+    #[serde(default)]
+    forward_original_token: bool,
+    output_payload_to_header: Option<String>,
+    #[serde(default)]
+    output_claim_to_headers: Vec<RawClaimToHeader>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawFromHeader {
+    name: String,
+    #[serde(default)]
+    prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawClaimToHeader {
+    header: String,
+    claim: String,
+    #[serde(default)]
+    prefix: String,
+}
+
+/// A configuration error: the JSON path of the offending field and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid pluginConfig at `{}`: {}",
+            self.field, self.message
+        )
+    }
+}
+
+fn error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Where a rule's keys come from.
+#[derive(Debug)]
+pub enum KeySource {
+    /// `jwks`: parsed once, at load time.
+    Inline(KeySet),
+    /// `jwksUri`: fetched with an HTTP callout.
+    Remote(RemoteJwks),
+}
+
+/// A JWKS endpoint, resolved to what an Envoy HTTP callout needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub uri: String,
+    /// Envoy cluster the callout goes to.
+    pub cluster: String,
+    /// `:authority` of the callout.
+    pub authority: String,
+    /// `:path` of the callout (with query).
+    pub path: String,
+    pub scheme: String,
+}
+
+/// One `outputClaimToHeaders` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimHeader {
+    /// Lower-case header name.
+    pub header: String,
+    /// Claim name or dotted path (`realm_access.roles`).
+    pub claim: String,
+    pub prefix: String,
+}
+
+/// One validated `jwtRules` entry.
+#[derive(Debug)]
+pub struct JwtRule {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+    pub locations: Vec<TokenLocation>,
+    pub forward_original_token: bool,
+    pub output_payload_to_header: Option<String>,
+    pub claim_headers: Vec<ClaimHeader>,
+    pub timeout: Duration,
+}
+
+/// The validated configuration the core works with.
+#[derive(Debug)]
+pub struct Config {
+    pub rules: Vec<JwtRule>,
+    /// `iss` -> index into `rules`: the rule is chosen by lookup, not by trial.
+    pub rule_by_issuer: HashMap<String, usize>,
+    pub require_jwt: bool,
+    pub skip_paths: Vec<Regex>,
+    pub clock_skew: Duration,
+    /// Every header kfauth writes (lower case): removed from every request first.
+    pub identity_headers: Vec<String>,
+    /// Every place a token may be, in rule order, without duplicates.
+    pub token_locations: Vec<TokenLocation>,
+    /// Notes for the log (e.g. skipped JWKs of an inline key set); not errors.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Parses and validates pluginConfig JSON. An empty configuration is an error:
+    /// a filter that guards nothing is a mistake, not a default.
+    pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(json);
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|problem| {
+                let path = problem.path().to_string();
+                let field = if path == "." {
+                    "pluginConfig".into()
+                } else {
+                    path
+                };
+                error(field, strip_position(&problem.inner().to_string()))
+            })?;
+        validate(raw)
+    }
+}
+
+/// serde_json appends "at line 1 column 42"; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message.get(..index).unwrap_or(message).to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    if raw.jwt_rules.is_empty() {
+        return Err(error("jwtRules", "at least one rule is required"));
+    }
+    let clock_skew = match &raw.clock_skew {
+        Some(text) => parse_duration(text).map_err(|message| error("clockSkew", message))?,
+        None => DEFAULT_CLOCK_SKEW,
+    };
+    let skip_paths = raw
+        .skip_paths
+        .iter()
+        .enumerate()
+        .map(|(index, pattern)| {
+            Regex::new(pattern).map_err(|problem| {
+                error(
+                    format!("skipPaths[{index}]"),
+                    format!("not a valid regex: {}", first_line(&problem.to_string())),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut config = Config {
+        rules: Vec::new(),
+        rule_by_issuer: HashMap::new(),
+        require_jwt: raw.require_jwt,
+        skip_paths,
+        clock_skew,
+        identity_headers: Vec::new(),
+        token_locations: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for (index, raw_rule) in raw.jwt_rules.into_iter().enumerate() {
+        let field = format!("jwtRules[{index}]");
+        let rule = validate_rule(&field, raw_rule, &mut config.warnings)?;
+        if config
+            .rule_by_issuer
+            .insert(rule.issuer.clone(), index)
+            .is_some()
+        {
+            return Err(error(
+                format!("{field}.issuer"),
+                format!("issuer `{}` is already used by another rule", rule.issuer),
+            ));
+        }
+        for header in rule
+            .claim_headers
+            .iter()
+            .map(|claim| &claim.header)
+            .chain(rule.output_payload_to_header.iter())
+        {
+            if !config.identity_headers.contains(header) {
+                config.identity_headers.push(header.clone());
+            }
+        }
+        for location in &rule.locations {
+            if !config.token_locations.contains(location) {
+                config.token_locations.push(location.clone());
+            }
+        }
+        config.rules.push(rule);
+    }
+    Ok(config)
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn validate_rule(
+    field: &str,
+    raw: RawJwtRule,
+    warnings: &mut Vec<String>,
+) -> Result<JwtRule, ConfigError> {
+    if raw.issuer.is_empty() {
+        return Err(error(format!("{field}.issuer"), "must not be empty"));
+    }
+    let keys = match (&raw.jwks, &raw.jwks_uri) {
+        (Some(_), Some(_)) => {
+            return Err(error(
+                format!("{field}.jwks"),
+                "give either `jwks` or `jwksUri`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(error(
+                format!("{field}.jwksUri"),
+                "one of `jwks` (inline) or `jwksUri` is required",
+            ))
+        }
+        (Some(inline), None) => {
+            if raw.jwks_cluster.is_some() {
+                return Err(error(
+                    format!("{field}.jwksCluster"),
+                    "only meaningful with `jwksUri`",
+                ));
+            }
+            let parsed = parse_jwks(inline.as_bytes())
+                .map_err(|message| error(format!("{field}.jwks"), message))?;
+            if parsed.keys.is_empty() {
+                return Err(error(
+                    format!("{field}.jwks"),
+                    format!("no usable key ({})", parsed.skipped.join("; ")),
+                ));
+            }
+            warnings.extend(
+                parsed
+                    .skipped
+                    .iter()
+                    .map(|note| format!("{field}.jwks: skipped a key: {note}")),
+            );
+            KeySource::Inline(parsed.keys)
+        }
+        (None, Some(uri)) => KeySource::Remote(
+            remote_jwks(uri, raw.jwks_cluster.as_deref())
+                .map_err(|message| error(format!("{field}.jwksUri"), message))?,
+        ),
+    };
+    let timeout = match &raw.timeout {
+        Some(text) => {
+            parse_duration(text).map_err(|message| error(format!("{field}.timeout"), message))?
+        }
+        None => DEFAULT_FETCH_TIMEOUT,
+    };
+    if timeout.is_zero() {
+        return Err(error(format!("{field}.timeout"), "must be more than 0"));
+    }
+    let locations = token_locations(field, &raw)?;
+    Ok(JwtRule {
+        issuer: raw.issuer,
+        audiences: raw.audiences,
+        keys,
+        locations,
+        forward_original_token: raw.forward_original_token,
+        output_payload_to_header: raw
+            .output_payload_to_header
+            .filter(|name| !name.is_empty())
+            .map(|name| header_name(&format!("{field}.outputPayloadToHeader"), &name))
+            .transpose()?,
+        claim_headers: raw
+            .output_claim_to_headers
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let entry_field = format!("{field}.outputClaimToHeaders[{index}]");
+                if entry.claim.is_empty() {
+                    return Err(error(format!("{entry_field}.claim"), "must not be empty"));
+                }
+                Ok(ClaimHeader {
+                    header: header_name(&format!("{entry_field}.header"), &entry.header)?,
+                    claim: entry.claim.clone(),
+                    prefix: entry.prefix.clone(),
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        timeout,
+    })
+}
+
+/// Where the rule looks for tokens; `Authorization: Bearer` when nothing is given.
+fn token_locations(field: &str, raw: &RawJwtRule) -> Result<Vec<TokenLocation>, ConfigError> {
+    let mut locations = Vec::new();
+    for (index, from) in raw.from_headers.iter().flatten().enumerate() {
+        locations.push(TokenLocation::Header {
+            name: header_name(&format!("{field}.fromHeaders[{index}].name"), &from.name)?,
+            prefix: from.prefix.clone(),
+        });
+    }
+    for (index, name) in raw.from_params.iter().flatten().enumerate() {
+        if name.is_empty() || name.contains(['&', '=', '#']) {
+            return Err(error(
+                format!("{field}.fromParams[{index}]"),
+                "not a query parameter name",
+            ));
+        }
+        locations.push(TokenLocation::Param(name.clone()));
+    }
+    for (index, name) in raw.from_cookies.iter().flatten().enumerate() {
+        if name.is_empty() || name.contains([';', '=', ' ', ',']) {
+            return Err(error(
+                format!("{field}.fromCookies[{index}]"),
+                "not a cookie name",
+            ));
+        }
+        locations.push(TokenLocation::Cookie(name.clone()));
+    }
+    if locations.is_empty() {
+        locations.push(TokenLocation::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        });
+    }
+    Ok(locations)
+}
+
+/// Validates an HTTP field name (RFC 9110 token) and lower-cases it, the form Envoy stores.
+fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(is_token_char) {
+        return Err(error(field, format!("`{name}` is not a valid header name")));
+    }
+    let lower = name.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "host" | "content-length" | "transfer-encoding" | "connection" | "te" | "upgrade"
+    ) {
+        return Err(error(field, format!("`{name}` cannot be used here")));
+    }
+    Ok(lower)
+}
+
+/// Splits `jwksUri` and names its Envoy cluster the way Istio names outbound
+/// clusters: `outbound|PORT||HOST` (80 for http, 443 for https by default).
+pub fn remote_jwks(uri: &str, cluster: Option<&str>) -> Result<RemoteJwks, String> {
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| format!("`{uri}` is not an absolute http(s) URL"))?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return Err(format!("`{uri}`: scheme must be http or https")),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(index) => rest.split_at(index),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("`{uri}` has no usable host"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("`{uri}` has an invalid port"))?;
+            (host, port)
+        }
+        _ => (authority, default_port),
+    };
+    if host.is_empty() {
+        return Err(format!("`{uri}` has no host"));
+    }
+    let cluster = match cluster {
+        Some("") => return Err("jwksCluster must not be empty".into()),
+        Some(name) => name.to_string(),
+        None => format!("outbound|{port}||{host}"),
+    };
+    Ok(RemoteJwks {
+        uri: uri.to_string(),
+        cluster,
+        authority: authority.to_string(),
+        path: path.split('#').next().unwrap_or("/").to_string(),
+        scheme: scheme.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{rsa_jwks_json, DEX};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn parse(json: serde_json::Value) -> Result<Config, ConfigError> {
+        Config::parse(json.to_string().as_bytes())
+    }
+
+    fn rule() -> serde_json::Value {
+        serde_json::json!({"issuer": DEX, "jwksUri": "http://dex.auth.svc.cluster.local:5556/dex/keys"})
+    }
+
+    fn field_of(result: Result<Config, ConfigError>) -> String {
+        result.unwrap_err().field
+    }
+
+    #[test]
+    fn accepts_istio_jwt_rules_with_defaults() {
+        let config = parse(serde_json::json!({
+            "jwtRules": [{
+                "issuer": DEX,
+                "audiences": ["kubeflow-oidc-authservice"],
+                "jwksUri": "http://dex.auth.svc.cluster.local:5556/dex/keys",
+                "outputClaimToHeaders": [
+                    {"header": "Kubeflow-UserID", "claim": "email"},
+                    {"header": "kubeflow-groups", "claim": "groups"}
+                ]
+            }]
+        }))
+        .unwrap();
+        let rule = &config.rules[0];
+        let KeySource::Remote(remote) = &rule.keys else {
+            panic!("not remote")
+        };
+        assert_eq!(remote.cluster, "outbound|5556||dex.auth.svc.cluster.local");
+        assert_eq!(remote.authority, "dex.auth.svc.cluster.local:5556");
+        assert_eq!(remote.path, "/dex/keys");
+        assert_eq!(rule.timeout, Duration::from_secs(5));
+        assert_eq!(config.clock_skew, Duration::from_secs(60));
+        assert!(!rule.forward_original_token);
+        assert_eq!(
+            rule.locations,
+            vec![TokenLocation::Header {
+                name: "authorization".into(),
+                prefix: "Bearer ".into()
+            }]
+        );
+        assert_eq!(
+            config.identity_headers,
+            vec!["kubeflow-userid", "kubeflow-groups"]
+        );
+        assert_eq!(config.rule_by_issuer[DEX], 0);
+    }
+
+    #[test]
+    fn default_cluster_ports_follow_the_scheme() {
+        assert_eq!(
+            remote_jwks("https://login.example.com/keys", None)
+                .unwrap()
+                .cluster,
+            "outbound|443||login.example.com"
+        );
+        assert_eq!(
+            remote_jwks("http://idp/keys", None).unwrap().cluster,
+            "outbound|80||idp"
+        );
+        assert_eq!(
+            remote_jwks("http://idp:9000/k?x=1", Some("my-cluster"))
+                .unwrap()
+                .cluster,
+            "my-cluster"
+        );
+        assert!(remote_jwks("ftp://idp/keys", None).is_err());
+        assert!(remote_jwks("idp/keys", None).is_err());
+        assert!(remote_jwks("http://idp:port/keys", None).is_err());
+    }
+
+    #[test]
+    fn inline_jwks_is_parsed_at_load() {
+        let config = parse(serde_json::json!({
+            "jwtRules": [{"issuer": DEX, "jwks": rsa_jwks_json()}]
+        }))
+        .unwrap();
+        let KeySource::Inline(keys) = &config.rules[0].keys else {
+            panic!("not inline")
+        };
+        assert_eq!(keys.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut unknown = rule();
+        unknown["jwksUrl"] = "x".into();
+        assert_eq!(
+            field_of(parse(serde_json::json!({"jwtRules": [unknown]}))),
+            "jwtRules[0].jwksUrl"
+        );
+        assert!(
+            parse(serde_json::json!({"jwtRules": [rule()], "requireJWT": true}))
+                .unwrap_err()
+                .message
+                .contains("requireJWT")
+        );
+        assert_eq!(
+            field_of(parse(
+                serde_json::json!({"jwtRules": [rule()], "skipPaths": ["("]})
+            )),
+            "skipPaths[0]"
+        );
+        assert_eq!(
+            field_of(parse(
+                serde_json::json!({"jwtRules": [rule()], "clockSkew": "soon"})
+            )),
+            "clockSkew"
+        );
+        let mut both = rule();
+        both["jwks"] = rsa_jwks_json().into();
+        assert_eq!(
+            field_of(parse(serde_json::json!({"jwtRules": [both]}))),
+            "jwtRules[0].jwks"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"jwtRules": [{"issuer": DEX}]}))),
+            "jwtRules[0].jwksUri"
+        );
+        assert_eq!(
+            field_of(parse(
+                serde_json::json!({"jwtRules": [{"issuer": DEX, "jwks": "{not json"}]})
+            )),
+            "jwtRules[0].jwks"
+        );
+        let mut timeout = rule();
+        timeout["timeout"] = "5 seconds".into();
+        assert_eq!(
+            field_of(parse(serde_json::json!({"jwtRules": [timeout]}))),
+            "jwtRules[0].timeout"
+        );
+        let mut header = rule();
+        header["outputClaimToHeaders"] =
+            serde_json::json!([{"header": "bad header", "claim": "email"}]);
+        assert_eq!(
+            field_of(parse(serde_json::json!({"jwtRules": [header]}))),
+            "jwtRules[0].outputClaimToHeaders[0].header"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"jwtRules": [rule(), rule()]}))),
+            "jwtRules[1].issuer"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"jwtRules": []}))),
+            "jwtRules"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"jwtRules": [{"issuer": 5}]}))),
+            "jwtRules[0].issuer"
+        );
+        assert_eq!(field_of(Config::parse(b"not json")), "pluginConfig");
+    }
+
+    #[test]
+    fn token_locations_are_collected_without_duplicates() {
+        let config = parse(serde_json::json!({"jwtRules": [
+            {"issuer": "a", "jwksUri": "http://a/keys", "fromParams": ["access_token"]},
+            {"issuer": "b", "jwksUri": "http://b/keys", "fromCookies": ["id_token"], "fromParams": ["access_token"]},
+        ]}))
+        .unwrap();
+        assert_eq!(
+            config.token_locations,
+            vec![
+                TokenLocation::Param("access_token".into()),
+                TokenLocation::Cookie("id_token".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! One request: read it, let the core decide, and carry the decision out.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
+
+use super::log;
+use super::state::{host_now, SharedState};
+use crate::outcome::{is_grpc_content_type, local_reply, Denial, HeaderEdits, Outcome};
+use crate::pipeline::decide;
+use crate::request::RequestView;
+
+/// How often the root ticks while requests wait for keys.
+pub const WAITING_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+
+pub struct KfauthHttp {
+    context_id: u32,
+    state: SharedState,
+}
+
+impl KfauthHttp {
+    pub fn new(context_id: u32, state: SharedState) -> Self {
+        KfauthHttp { context_id, state }
+    }
+}
+
+impl Context for KfauthHttp {
+    fn on_done(&mut self) -> bool {
+        // A request that ends while held for keys no longer wants waking.
+        if let Some(state) = self.state.borrow_mut().as_mut() {
+            state.waiters.retain(|(id, _)| *id != self.context_id);
+        }
+        true
+    }
+}
+
+impl HttpContext for KfauthHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        handle_request(&self.state, self.context_id, true)
+    }
+}
+
+/// Decides and acts on the current request (the effective context). Returns
+/// `Continue` when the request may go on, `Pause` when it was answered or is held.
+pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> Action {
+    let view = match hostcalls::get_map(MapType::HttpRequestHeaders) {
+        Ok(pairs) => RequestView::from_pairs(pairs),
+        Err(status) => {
+            log::error(&format!("cannot read request headers ({status:?})"));
+            return Action::Continue;
+        }
+    };
+    let outcome = {
+        let guard = state.borrow();
+        let Some(filter) = guard.as_ref() else {
+            // No accepted configuration: Envoy has refused the filter; fail closed.
+            drop(guard);
+            send_denial(
+                &view,
+                &Denial::new(crate::outcome::Reason::JwksUnavailable, false),
+            );
+            return Action::Pause;
+        };
+        decide(&filter.config, &filter.keys, &view, host_now(), may_wait)
+    };
+    match outcome {
+        Outcome::Allow(edits) => {
+            apply_edits(&edits);
+            Action::Continue
+        }
+        Outcome::Deny(denial) => {
+            log::info(&format!(
+                "denied {} {} {}: {}",
+                denial.reason.http_status(),
+                view.method,
+                view.path_only(),
+                denial.reason.as_str()
+            ));
+            send_denial(&view, &denial);
+            Action::Pause
+        }
+        Outcome::FetchKeys(rule) => {
+            if let Some(filter) = state.borrow_mut().as_mut() {
+                filter.waiters.push((context_id, rule));
+            }
+            // The root fetches on its next tick; make that tick come now.
+            let _ = hostcalls::set_tick_period(WAITING_TICK);
+            Action::Pause
+        }
+    }
+}
+
+fn apply_edits(edits: &HeaderEdits) {
+    for name in &edits.remove {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+    }
+    for (name, value) in &edits.set {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+    }
+    if let Some(path) = &edits.path {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path));
+    }
+}
+
+fn send_denial(view: &RequestView, denial: &Denial) {
+    let is_grpc = is_grpc_content_type(view.header("content-type"));
+    let reply = local_reply(denial, is_grpc);
+    let result = match &reply.grpc {
+        Some((code, message)) => {
+            hostcalls::send_grpc_response(grpc_code(*code), Some(message), Vec::new())
+        }
+        None => hostcalls::send_http_response(
+            reply.status,
+            reply
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect(),
+            Some(&reply.body),
+        ),
+    };
+    if let Err(status) = result {
+        log::error(&format!("cannot send the local reply ({status:?})"));
+    }
+}
+
+fn grpc_code(code: u32) -> GrpcStatusCode {
+    match code {
+        7 => GrpcStatusCode::PermissionDenied,
+        14 => GrpcStatusCode::Unavailable,
+        _ => GrpcStatusCode::Unauthenticated,
+    }
+}

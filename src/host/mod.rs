@@ -1,0 +1,12 @@
+//! The only code that calls proxy-wasm: configuration, ticks, callouts (root),
+//! and one request's effects (http). Compiled for `wasm32-wasip1` only.
+
+mod http;
+mod log;
+mod root;
+mod state;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
+    proxy_wasm::set_root_context(|context_id| Box::new(root::KfauthRoot::new(context_id)));
+}}

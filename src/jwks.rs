@@ -1,0 +1,407 @@
+//! JWKS documents (RFC 7517) to verifying keys, by `kid`.
+//!
+//! A JWK without `alg` is accepted: its algorithms are inferred from `kty`/`crv`
+//! (RSA: RS*/PS*, P-256: ES256, P-384: ES384, Ed25519: EdDSA). A key that cannot
+//! be used is skipped with a note, never an error for the whole set, and
+//! symmetric (`oct`) keys are refused: a public JWKS never holds secrets, and
+//! accepting one is how "HS256 signed with the public key" attacks work.
+
+use base64::Engine;
+use jwt_simple::prelude::*;
+use serde::Deserialize;
+
+/// A JWS algorithm kfauth verifies (RFC 7518 section 3.1 names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl Algorithm {
+    pub const RSA: [Algorithm; 6] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ];
+
+    /// The algorithm of a JOSE `alg` name; `None` for `none`, `HS*` and anything else.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Some(match name {
+            "RS256" => Algorithm::RS256,
+            "RS384" => Algorithm::RS384,
+            "RS512" => Algorithm::RS512,
+            "PS256" => Algorithm::PS256,
+            "PS384" => Algorithm::PS384,
+            "PS512" => Algorithm::PS512,
+            "ES256" => Algorithm::ES256,
+            "ES384" => Algorithm::ES384,
+            "EdDSA" | "Ed25519" => Algorithm::EdDSA,
+            _ => return None,
+        })
+    }
+}
+
+/// A public key bound to one algorithm.
+pub enum VerifyingKey {
+    Rs256(RS256PublicKey),
+    Rs384(RS384PublicKey),
+    Rs512(RS512PublicKey),
+    Ps256(PS256PublicKey),
+    Ps384(PS384PublicKey),
+    Ps512(PS512PublicKey),
+    Es256(ES256PublicKey),
+    Es384(ES384PublicKey),
+    EdDsa(Ed25519PublicKey),
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifyingKey({:?})", self.algorithm())
+    }
+}
+
+impl VerifyingKey {
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            VerifyingKey::Rs256(_) => Algorithm::RS256,
+            VerifyingKey::Rs384(_) => Algorithm::RS384,
+            VerifyingKey::Rs512(_) => Algorithm::RS512,
+            VerifyingKey::Ps256(_) => Algorithm::PS256,
+            VerifyingKey::Ps384(_) => Algorithm::PS384,
+            VerifyingKey::Ps512(_) => Algorithm::PS512,
+            VerifyingKey::Es256(_) => Algorithm::ES256,
+            VerifyingKey::Es384(_) => Algorithm::ES384,
+            VerifyingKey::EdDsa(_) => Algorithm::EdDSA,
+        }
+    }
+
+    /// Checks the signature, then the time claims in `options` (jwt-simple's order).
+    pub fn verify(
+        &self,
+        token: &str,
+        options: VerificationOptions,
+    ) -> Result<JWTClaims<NoCustomClaims>, jwt_simple::Error> {
+        let options = Some(options);
+        match self {
+            VerifyingKey::Rs256(key) => key.verify_token(token, options),
+            VerifyingKey::Rs384(key) => key.verify_token(token, options),
+            VerifyingKey::Rs512(key) => key.verify_token(token, options),
+            VerifyingKey::Ps256(key) => key.verify_token(token, options),
+            VerifyingKey::Ps384(key) => key.verify_token(token, options),
+            VerifyingKey::Ps512(key) => key.verify_token(token, options),
+            VerifyingKey::Es256(key) => key.verify_token(token, options),
+            VerifyingKey::Es384(key) => key.verify_token(token, options),
+            VerifyingKey::EdDsa(key) => key.verify_token(token, options),
+        }
+    }
+}
+
+/// One JWK: its `kid` and a verifying key for each algorithm it may be used with.
+#[derive(Debug)]
+pub struct Jwk {
+    pub kid: Option<String>,
+    pub keys: Vec<VerifyingKey>,
+}
+
+impl Jwk {
+    pub fn key_for(&self, algorithm: Algorithm) -> Option<&VerifyingKey> {
+        self.keys.iter().find(|key| key.algorithm() == algorithm)
+    }
+}
+
+/// The usable keys of one JWKS document.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: Vec<Jwk>,
+}
+
+impl KeySet {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Jwk> {
+        self.keys.iter()
+    }
+
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|jwk| jwk.kid.as_deref() == Some(kid))
+    }
+}
+
+/// A parsed JWKS: the usable keys, and a note for each key that was skipped.
+#[derive(Debug)]
+pub struct ParsedJwks {
+    pub keys: KeySet,
+    pub skipped: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct JwksDocument {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    usage: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+}
+
+/// Parses a JWKS document. Fails only when the document itself is not a JWKS;
+/// keys that cannot be used are skipped with a note.
+pub fn parse_jwks(document: &[u8]) -> Result<ParsedJwks, String> {
+    let document: JwksDocument = serde_json::from_slice(document)
+        .map_err(|problem| format!("not a JWKS document ({problem})"))?;
+    let mut parsed = ParsedJwks {
+        keys: KeySet::default(),
+        skipped: Vec::new(),
+    };
+    for (index, value) in document.keys.into_iter().enumerate() {
+        let raw: RawJwk = match serde_json::from_value(value) {
+            Ok(raw) => raw,
+            Err(problem) => {
+                parsed.skipped.push(format!("keys[{index}]: {problem}"));
+                continue;
+            }
+        };
+        let label = match &raw.kid {
+            Some(kid) => format!("keys[{index}] (kid {kid})"),
+            None => format!("keys[{index}]"),
+        };
+        match jwk_from_raw(&raw) {
+            Ok(jwk) => parsed.keys.keys.push(jwk),
+            Err(problem) => parsed.skipped.push(format!("{label}: {problem}")),
+        }
+    }
+    Ok(parsed)
+}
+
+fn jwk_from_raw(raw: &RawJwk) -> Result<Jwk, String> {
+    if let Some(usage) = &raw.usage {
+        if usage != "sig" {
+            return Err(format!("use is `{usage}`, not `sig`"));
+        }
+    }
+    let declared = match &raw.alg {
+        Some(name) => {
+            Some(Algorithm::from_name(name).ok_or_else(|| format!("unsupported alg `{name}`"))?)
+        }
+        None => None,
+    };
+    let possible: Vec<Algorithm> = match (raw.kty.as_str(), raw.crv.as_deref()) {
+        ("RSA", _) => Algorithm::RSA.to_vec(),
+        ("EC", Some("P-256")) => vec![Algorithm::ES256],
+        ("EC", Some("P-384")) => vec![Algorithm::ES384],
+        ("OKP", Some("Ed25519")) => vec![Algorithm::EdDSA],
+        ("oct", _) => return Err("symmetric keys are refused".into()),
+        (kty, crv) => {
+            return Err(format!(
+                "unsupported key type `{kty}`{}",
+                crv.map(|crv| format!(" / curve `{crv}`"))
+                    .unwrap_or_default()
+            ))
+        }
+    };
+    let algorithms = match declared {
+        Some(algorithm) if possible.contains(&algorithm) => vec![algorithm],
+        Some(algorithm) => {
+            return Err(format!(
+                "alg {algorithm:?} does not fit key type `{}`",
+                raw.kty
+            ))
+        }
+        None => possible,
+    };
+    let keys = algorithms
+        .into_iter()
+        .map(|algorithm| verifying_key(raw, algorithm))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Jwk {
+        kid: raw.kid.clone(),
+        keys,
+    })
+}
+
+fn member(raw: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
+    let text = raw.as_deref().ok_or_else(|| format!("missing `{name}`"))?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .map_err(|_| format!("`{name}` is not base64url"))
+}
+
+fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, String> {
+    let invalid = |problem: jwt_simple::Error| format!("invalid {algorithm:?} key: {problem}");
+    match algorithm {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => {
+            let n = member(&raw.n, "n")?;
+            let e = member(&raw.e, "e")?;
+            // RFC 7518 section 3.3: RSA keys of 2048 bits or more.
+            let significant = n.iter().skip_while(|byte| **byte == 0).count();
+            if significant < 256 {
+                return Err(format!(
+                    "RSA modulus of {} bits is too small",
+                    significant * 8
+                ));
+            }
+            Ok(match algorithm {
+                Algorithm::RS256 => {
+                    VerifyingKey::Rs256(RS256PublicKey::from_components(&n, &e).map_err(invalid)?)
+                }
+                Algorithm::RS384 => {
+                    VerifyingKey::Rs384(RS384PublicKey::from_components(&n, &e).map_err(invalid)?)
+                }
+                Algorithm::RS512 => {
+                    VerifyingKey::Rs512(RS512PublicKey::from_components(&n, &e).map_err(invalid)?)
+                }
+                Algorithm::PS256 => {
+                    VerifyingKey::Ps256(PS256PublicKey::from_components(&n, &e).map_err(invalid)?)
+                }
+                Algorithm::PS384 => {
+                    VerifyingKey::Ps384(PS384PublicKey::from_components(&n, &e).map_err(invalid)?)
+                }
+                _ => VerifyingKey::Ps512(PS512PublicKey::from_components(&n, &e).map_err(invalid)?),
+            })
+        }
+        Algorithm::ES256 | Algorithm::ES384 => {
+            let size = if algorithm == Algorithm::ES256 {
+                32
+            } else {
+                48
+            };
+            let x = member(&raw.x, "x")?;
+            let y = member(&raw.y, "y")?;
+            if x.len() != size || y.len() != size {
+                return Err(format!("`x`/`y` must be {size} bytes each"));
+            }
+            // SEC1 uncompressed point: 0x04 || x || y.
+            let mut point = Vec::with_capacity(1 + 2 * size);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            Ok(if algorithm == Algorithm::ES256 {
+                VerifyingKey::Es256(ES256PublicKey::from_bytes(&point).map_err(invalid)?)
+            } else {
+                VerifyingKey::Es384(ES384PublicKey::from_bytes(&point).map_err(invalid)?)
+            })
+        }
+        Algorithm::EdDSA => {
+            let x = member(&raw.x, "x")?;
+            if x.len() != 32 {
+                return Err("`x` must be 32 bytes".into());
+            }
+            Ok(VerifyingKey::EdDsa(
+                Ed25519PublicKey::from_bytes(&x).map_err(invalid)?,
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{ec_jwk, ed_jwk, rsa_jwk};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn jwks(keys: Vec<serde_json::Value>) -> ParsedJwks {
+        parse_jwks(serde_json::json!({ "keys": keys }).to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn rsa_key_without_alg_serves_every_rsa_algorithm() {
+        let parsed = jwks(vec![rsa_jwk("r1", None)]);
+        let jwk = parsed.keys.iter().next().unwrap();
+        for algorithm in Algorithm::RSA {
+            assert!(jwk.key_for(algorithm).is_some(), "{algorithm:?}");
+        }
+        assert!(jwk.key_for(Algorithm::ES256).is_none());
+        assert!(parsed.keys.has_kid("r1"));
+    }
+
+    #[test]
+    fn declared_alg_limits_the_key() {
+        let parsed = jwks(vec![rsa_jwk("r1", Some("PS256"))]);
+        let jwk = parsed.keys.iter().next().unwrap();
+        assert!(jwk.key_for(Algorithm::PS256).is_some());
+        assert!(jwk.key_for(Algorithm::RS256).is_none());
+    }
+
+    #[test]
+    fn ec_and_okp_keys_are_inferred_from_the_curve() {
+        let parsed = jwks(vec![ec_jwk("e1"), ed_jwk("d1")]);
+        assert_eq!(parsed.keys.len(), 2, "{:?}", parsed.skipped);
+        let mut keys = parsed.keys.iter();
+        assert!(keys.next().unwrap().key_for(Algorithm::ES256).is_some());
+        assert!(keys.next().unwrap().key_for(Algorithm::EdDSA).is_some());
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped_not_fatal() {
+        let mut bad_alg = rsa_jwk("r2", None);
+        bad_alg["alg"] = "ES256".into();
+        let mut bad_n = rsa_jwk("r3", None);
+        bad_n["n"] = "!!!".into();
+        let mut small = rsa_jwk("r4", None);
+        small["n"] = "AQAB".into();
+        let mut encryption = rsa_jwk("r5", None);
+        encryption["use"] = "enc".into();
+        let parsed = jwks(vec![
+            rsa_jwk("good", None),
+            serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "h"}),
+            serde_json::json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}),
+            serde_json::json!({"kid": "no-kty"}),
+            serde_json::json!("not an object"),
+            bad_alg,
+            bad_n,
+            small,
+            encryption,
+            serde_json::json!({"kty": "RSA", "kid": "no-e", "n": "AQAB"}),
+        ]);
+        assert_eq!(parsed.keys.len(), 1);
+        assert_eq!(parsed.skipped.len(), 9, "{:?}", parsed.skipped);
+        assert!(parsed.skipped.iter().any(|note| note.contains("symmetric")));
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_jwks_is_an_error() {
+        assert!(parse_jwks(b"{").is_err());
+        assert!(parse_jwks(b"{\"keys\": 5}").is_err());
+        assert!(parse_jwks(b"[]").is_err());
+    }
+
+    #[test]
+    fn algorithm_names() {
+        assert_eq!(Algorithm::from_name("RS256"), Some(Algorithm::RS256));
+        assert_eq!(Algorithm::from_name("EdDSA"), Some(Algorithm::EdDSA));
+        for refused in ["none", "HS256", "HS512", "rs256", ""] {
+            assert_eq!(Algorithm::from_name(refused), None);
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! What the core decides for a request, and how a refusal becomes a response.
+
+/// Why a request was refused. The words are part of the contract: stable, snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    TokenMissing,
+    TokenMalformed,
+    TokenExpired,
+    TokenNotYetValid,
+    IssuerUnknown,
+    AudienceMismatch,
+    SignatureInvalid,
+    KeyUnknown,
+    JwksUnavailable,
+    Forbidden,
+    AuthorizerUnavailable,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::TokenMissing => "token_missing",
+            Reason::TokenMalformed => "token_malformed",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenNotYetValid => "token_not_yet_valid",
+            Reason::IssuerUnknown => "issuer_unknown",
+            Reason::AudienceMismatch => "audience_mismatch",
+            Reason::SignatureInvalid => "signature_invalid",
+            Reason::KeyUnknown => "key_unknown",
+            Reason::JwksUnavailable => "jwks_unavailable",
+            Reason::Forbidden => "forbidden",
+            Reason::AuthorizerUnavailable => "authorizer_unavailable",
+        }
+    }
+
+    /// The HTTP status of a plain HTTP refusal.
+    pub fn http_status(self) -> u32 {
+        match self {
+            Reason::Forbidden => 403,
+            Reason::JwksUnavailable | Reason::AuthorizerUnavailable => 503,
+            _ => 401,
+        }
+    }
+
+    /// The gRPC status code of a refusal of a gRPC request:
+    /// 16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 14 UNAVAILABLE.
+    pub fn grpc_status(self) -> u32 {
+        match self.http_status() {
+            403 => 7,
+            503 => 14,
+            _ => 16,
+        }
+    }
+}
+
+/// A refusal: the reason, and whether the client sent a token (RFC 6750 `error=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: Reason,
+    pub token_sent: bool,
+    /// Optional detail for the body (e.g. an authorizer's reason); never token material.
+    pub detail: Option<String>,
+}
+
+impl Denial {
+    pub fn new(reason: Reason, token_sent: bool) -> Self {
+        Denial {
+            reason,
+            token_sent,
+            detail: None,
+        }
+    }
+}
+
+/// Header edits for a request that goes upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Lower-case names removed entirely (every copy, whatever the client's case).
+    pub remove: Vec<String>,
+    /// Headers set (replacing any value), after the removals.
+    pub set: Vec<(String, String)>,
+    /// A new `:path`, when a token is removed from the query string.
+    pub path: Option<String>,
+}
+
+/// What the host should do with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Continue upstream after applying the edits.
+    Allow(HeaderEdits),
+    /// Answer locally.
+    Deny(Denial),
+    /// The keys of this rule (index into `jwtRules`) are not there yet: fetch them,
+    /// hold the request, and decide again once the fetch ends.
+    FetchKeys(usize),
+}
+
+/// A local reply, ready for `send_http_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Set for gRPC requests: the host answers with this gRPC status instead.
+    pub grpc: Option<(u32, String)>,
+}
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
+/// Turns a refusal into the response the design's table prescribes.
+pub fn local_reply(denial: &Denial, is_grpc: bool) -> LocalReply {
+    let reason = denial.reason;
+    if is_grpc {
+        return LocalReply {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+            grpc: Some((reason.grpc_status(), reason.as_str().to_string())),
+        };
+    }
+    let status = reason.http_status();
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if status == 401 {
+        // RFC 6750 section 3: error="invalid_token" only when a token was presented.
+        let challenge = if denial.token_sent {
+            r#"Bearer realm="kfauth", error="invalid_token""#
+        } else {
+            r#"Bearer realm="kfauth""#
+        };
+        headers.push(("www-authenticate".to_string(), challenge.to_string()));
+    }
+    if status == 503 {
+        headers.push(("retry-after".to_string(), RETRY_AFTER_SECONDS.to_string()));
+    }
+    let mut body = serde_json::json!({"code": status, "reason": reason.as_str()});
+    if let (Some(detail), Some(object)) = (&denial.detail, body.as_object_mut()) {
+        object.insert("detail".into(), serde_json::Value::String(detail.clone()));
+    }
+    LocalReply {
+        status,
+        headers,
+        body: body.to_string().into_bytes(),
+        grpc: None,
+    }
+}
+
+/// Is this a gRPC request, by its content type (`application/grpc`, `application/grpc+proto`,
+/// `application/grpc-web...`)?
+pub fn is_grpc_content_type(content_type: Option<&str>) -> bool {
+    content_type
+        .map(|value| value.trim().to_ascii_lowercase())
+        .is_some_and(|value| {
+            value == "application/grpc"
+                || value.starts_with("application/grpc+")
+                || value.starts_with("application/grpc-web")
+                || value.starts_with("application/grpc;")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn header<'a>(reply: &'a LocalReply, name: &str) -> Option<&'a str> {
+        reply
+            .headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn bad_token_is_401_with_invalid_token_challenge() {
+        let reply = local_reply(&Denial::new(Reason::TokenExpired, true), false);
+        assert_eq!(reply.status, 401);
+        assert_eq!(
+            header(&reply, "www-authenticate"),
+            Some(r#"Bearer realm="kfauth", error="invalid_token""#)
+        );
+        assert_eq!(
+            String::from_utf8(reply.body).unwrap(),
+            r#"{"code":401,"reason":"token_expired"}"#
+        );
+    }
+
+    #[test]
+    fn missing_token_challenge_has_no_error() {
+        let reply = local_reply(&Denial::new(Reason::TokenMissing, false), false);
+        assert_eq!(
+            header(&reply, "www-authenticate"),
+            Some(r#"Bearer realm="kfauth""#)
+        );
+    }
+
+    #[test]
+    fn outage_is_503_with_retry_after() {
+        let reply = local_reply(&Denial::new(Reason::JwksUnavailable, true), false);
+        assert_eq!(reply.status, 503);
+        assert_eq!(header(&reply, "retry-after"), Some("5"));
+        assert_eq!(header(&reply, "www-authenticate"), None);
+    }
+
+    #[test]
+    fn grpc_requests_get_grpc_statuses() {
+        for (reason, code) in [
+            (Reason::SignatureInvalid, 16),
+            (Reason::Forbidden, 7),
+            (Reason::JwksUnavailable, 14),
+        ] {
+            let reply = local_reply(&Denial::new(reason, true), true);
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.grpc, Some((code, reason.as_str().to_string())));
+        }
+    }
+
+    #[test]
+    fn detects_grpc_content_types() {
+        assert!(is_grpc_content_type(Some("application/grpc")));
+        assert!(is_grpc_content_type(Some("application/grpc+proto")));
+        assert!(is_grpc_content_type(Some("application/grpc-web-text")));
+        assert!(is_grpc_content_type(Some("Application/GRPC")));
+        assert!(!is_grpc_content_type(Some("application/json")));
+        assert!(!is_grpc_content_type(Some("application/grpcx")));
+        assert!(!is_grpc_content_type(None));
+    }
+}

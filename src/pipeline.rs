@@ -1,0 +1,329 @@
+//! One request, in order: drop client-sent identity headers; skip paths; find
+//! the token; decode it; choose the rule by `iss`; get the keys; verify; map the
+//! claims to headers; remove the token unless it is forwarded.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::identity::{add_verified_identity, strip_client_identity};
+use crate::keystore::{KeyState, KeyStore};
+use crate::outcome::{Denial, Outcome, Reason};
+use crate::request::RequestView;
+use crate::token::{find_token, remove_token};
+use crate::verify::{decode, verify};
+
+/// Decides what happens to `request` at `now` (host clock, since the epoch).
+/// `may_wait` is false when the request already waited for a key fetch: it is
+/// then answered rather than held again.
+pub fn decide(
+    config: &Config,
+    keys: &KeyStore,
+    request: &RequestView,
+    now: Duration,
+    may_wait: bool,
+) -> Outcome {
+    let mut edits = strip_client_identity(config);
+
+    let path = request.path_only();
+    if config
+        .skip_paths
+        .iter()
+        .any(|pattern| pattern.is_match(path))
+    {
+        return Outcome::Allow(edits);
+    }
+
+    let Some(found) = find_token(request, &config.token_locations) else {
+        return if config.require_jwt {
+            Outcome::Deny(Denial::new(Reason::TokenMissing, false))
+        } else {
+            Outcome::Allow(edits)
+        };
+    };
+    let deny = |reason| Outcome::Deny(Denial::new(reason, true));
+
+    let unverified = match decode(&found.value) {
+        Ok(unverified) => unverified,
+        Err(reason) => return deny(reason),
+    };
+    let Some((rule_index, rule)) = unverified
+        .issuer()
+        .and_then(|issuer| config.rule_by_issuer.get(issuer))
+        .and_then(|&index| Some((index, config.rules.get(index)?)))
+    else {
+        return deny(Reason::IssuerUnknown);
+    };
+
+    let key_set = match keys.state(config, rule_index, now) {
+        KeyState::Ready(key_set) => key_set,
+        KeyState::Pending if may_wait => return Outcome::FetchKeys(rule_index),
+        KeyState::Pending | KeyState::Unavailable => return deny(Reason::JwksUnavailable),
+    };
+    if let Err(reason) = verify(
+        &found.value,
+        &unverified,
+        rule,
+        key_set,
+        now,
+        config.clock_skew,
+    ) {
+        return deny(reason);
+    }
+
+    add_verified_identity(
+        rule,
+        &unverified.claims,
+        &unverified.payload_segment,
+        &mut edits,
+    );
+    if !rule.forward_original_token {
+        remove_token(request, &found, &mut edits);
+    }
+    Outcome::Allow(edits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::HeaderEdits;
+    use crate::testutil::*;
+    use serde_json::{json, Value};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn config(value: Value) -> Config {
+        Config::parse(value.to_string().as_bytes()).unwrap()
+    }
+
+    fn with_claim_headers(mut value: Value) -> Value {
+        value["jwtRules"][0]["outputClaimToHeaders"] = json!([
+            {"header": "kubeflow-userid", "claim": "email"},
+            {"header": "kubeflow-groups", "claim": "groups"},
+        ]);
+        value
+    }
+
+    fn request(path: &str, headers: &[(&str, &str)]) -> RequestView {
+        let mut pairs = vec![
+            (":method".to_string(), "GET".to_string()),
+            (":path".to_string(), path.to_string()),
+            (":authority".to_string(), "kubeflow.example.com".to_string()),
+        ];
+        pairs.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        RequestView::from_pairs(pairs)
+    }
+
+    fn run(config: &Config, request: &RequestView) -> Outcome {
+        decide(config, &KeyStore::new(config), request, NOW, true)
+    }
+
+    fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
+    }
+
+    #[test]
+    fn a_valid_token_maps_claims_and_loses_the_token() {
+        let config = config(with_claim_headers(all_keys_config()));
+        let token = sign("RS256", Some("rsa-1"), &standard_claims());
+        let outcome = run(
+            &config,
+            &request(
+                "/pipeline",
+                &[
+                    ("authorization", &bearer(&token)),
+                    ("kubeflow-userid", "mallory"),
+                ],
+            ),
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Allow(HeaderEdits {
+                remove: vec![
+                    "kubeflow-userid".into(),
+                    "kubeflow-groups".into(),
+                    "authorization".into()
+                ],
+                set: vec![
+                    ("kubeflow-userid".into(), "alice@example.com".into()),
+                    ("kubeflow-groups".into(), "team-a,team-b".into()),
+                ],
+                path: None,
+            })
+        );
+    }
+
+    #[test]
+    fn forward_original_token_keeps_it() {
+        let mut value = with_claim_headers(all_keys_config());
+        value["jwtRules"][0]["forwardOriginalToken"] = true.into();
+        let config = config(value);
+        let token = sign("ES256", Some("ec-1"), &standard_claims());
+        let Outcome::Allow(edits) = run(
+            &config,
+            &request("/", &[("authorization", &bearer(&token))]),
+        ) else {
+            panic!("denied")
+        };
+        assert!(!edits.remove.contains(&"authorization".to_string()));
+    }
+
+    #[test]
+    fn no_token_passes_unless_required_and_identity_is_stripped_anyway() {
+        let open = config(with_claim_headers(all_keys_config()));
+        let Outcome::Allow(edits) = run(&open, &request("/", &[("kubeflow-userid", "mallory")]))
+        else {
+            panic!("denied")
+        };
+        assert_eq!(edits.remove, ["kubeflow-userid", "kubeflow-groups"]);
+        assert!(edits.set.is_empty());
+
+        let mut value = with_claim_headers(all_keys_config());
+        value["requireJwt"] = true.into();
+        value["skipPaths"] = json!(["^/dex/"]);
+        let closed = config(value);
+        assert_eq!(
+            run(&closed, &request("/notebooks", &[])),
+            Outcome::Deny(Denial::new(Reason::TokenMissing, false))
+        );
+        let Outcome::Allow(edits) = run(
+            &closed,
+            &request("/dex/auth?x=/y", &[("kubeflow-userid", "mallory")]),
+        ) else {
+            panic!("skip path denied")
+        };
+        assert_eq!(edits.remove, ["kubeflow-userid", "kubeflow-groups"]);
+        // The query string is not part of the matched path.
+        assert!(matches!(
+            run(&closed, &request("/x?r=/dex/", &[])),
+            Outcome::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn a_bad_token_is_refused_even_when_tokens_are_optional() {
+        let config = config(all_keys_config());
+        let mut claims = standard_claims();
+        claims["exp"] = (NOW_SECS - 3600).into();
+        let token = sign("RS256", Some("rsa-1"), &claims);
+        assert_eq!(
+            run(
+                &config,
+                &request("/", &[("authorization", &bearer(&token))])
+            ),
+            Outcome::Deny(Denial::new(Reason::TokenExpired, true))
+        );
+        assert_eq!(
+            run(
+                &config,
+                &request("/", &[("authorization", "Bearer garbage")])
+            ),
+            Outcome::Deny(Denial::new(Reason::TokenMalformed, true))
+        );
+    }
+
+    #[test]
+    fn the_rule_is_chosen_by_issuer() {
+        let jwks = json!({"keys": [rsa_jwk("rsa-1", None)]}).to_string();
+        let config = config(json!({"jwtRules": [
+            {"issuer": DEX, "jwks": jwks, "outputClaimToHeaders": [{"header": "kubeflow-userid", "claim": "email"}]},
+            {"issuer": "https://kubernetes.default.svc.cluster.local", "jwks": jwks,
+             "outputClaimToHeaders": [{"header": "kubeflow-userid", "claim": "sub"}]},
+        ]}));
+        let mut claims = standard_claims();
+        claims["iss"] = "https://kubernetes.default.svc.cluster.local".into();
+        claims["sub"] = "system:serviceaccount:team-a:runner".into();
+        let token = sign("RS256", Some("rsa-1"), &claims);
+        let Outcome::Allow(edits) = run(
+            &config,
+            &request("/", &[("authorization", &bearer(&token))]),
+        ) else {
+            panic!("denied")
+        };
+        assert_eq!(
+            edits.set,
+            [(
+                "kubeflow-userid".to_string(),
+                "system:serviceaccount:team-a:runner".to_string()
+            )]
+        );
+
+        claims["iss"] = "https://evil.example.com".into();
+        let token = sign("RS256", Some("rsa-1"), &claims);
+        assert_eq!(
+            run(
+                &config,
+                &request("/", &[("authorization", &bearer(&token))])
+            ),
+            Outcome::Deny(Denial::new(Reason::IssuerUnknown, true))
+        );
+    }
+
+    #[test]
+    fn remote_keys_are_fetched_once_then_used() {
+        let config =
+            config(json!({"jwtRules": [{"issuer": DEX, "jwksUri": "http://dex:5556/dex/keys"}]}));
+        let mut keys = KeyStore::new(&config);
+        let token = sign("RS256", Some("rsa-1"), &standard_claims());
+        let view = request("/", &[("authorization", &bearer(&token))]);
+        assert_eq!(
+            decide(&config, &keys, &view, NOW, true),
+            Outcome::FetchKeys(0)
+        );
+        assert_eq!(
+            decide(&config, &keys, &view, NOW, false),
+            Outcome::Deny(Denial::new(Reason::JwksUnavailable, true)),
+            "a request that already waited is answered"
+        );
+        keys.start_fetch(0);
+        keys.fetch_succeeded(0, rsa_jwks_json().as_bytes(), NOW)
+            .unwrap();
+        assert!(matches!(
+            decide(&config, &keys, &view, NOW, false),
+            Outcome::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn a_failed_fetch_is_503_not_401() {
+        let config =
+            config(json!({"jwtRules": [{"issuer": DEX, "jwksUri": "http://dex:5556/dex/keys"}]}));
+        let mut keys = KeyStore::new(&config);
+        keys.start_fetch(0);
+        keys.fetch_failed(0, NOW);
+        let token = sign("RS256", Some("rsa-1"), &standard_claims());
+        let view = request("/", &[("authorization", &bearer(&token))]);
+        assert_eq!(
+            decide(&config, &keys, &view, NOW, true),
+            Outcome::Deny(Denial::new(Reason::JwksUnavailable, true))
+        );
+    }
+
+    #[test]
+    fn tokens_in_params_and_cookies_are_removed_from_there() {
+        let mut value = all_keys_config();
+        value["jwtRules"][0]["fromParams"] = json!(["access_token"]);
+        value["jwtRules"][0]["fromCookies"] = json!(["id_token"]);
+        let config = config(value);
+        let token = sign("RS256", Some("rsa-1"), &standard_claims());
+        let Outcome::Allow(edits) = run(
+            &config,
+            &request(&format!("/x?a=1&access_token={token}"), &[]),
+        ) else {
+            panic!("denied")
+        };
+        assert_eq!(edits.path.as_deref(), Some("/x?a=1"));
+        let Outcome::Allow(edits) = run(
+            &config,
+            &request(
+                "/x",
+                &[("cookie", &format!("id_token={token}; theme=dark"))],
+            ),
+        ) else {
+            panic!("denied")
+        };
+        assert_eq!(
+            edits.set,
+            [("cookie".to_string(), "theme=dark".to_string())]
+        );
+    }
+}

@@ -1,0 +1,405 @@
+//! Verifying a JWT (RFC 7519) against one rule and its keys, at a given time.
+//!
+//! Order of checks: size, structure (before any crypto), issuer -> rule (done by
+//! the pipeline), algorithm, key by `kid`, signature, then claims. Each failure
+//! is one reason word. jwt-simple checks the signature and then `exp`/`nbf`/`iat`
+//! against the host time we pass as `artificial_time`; kfauth adds what it does
+//! not do: `exp` is required and `aud` is any-of.
+
+use std::time::Duration;
+
+use base64::Engine;
+use jwt_simple::prelude::{UnixTimeStamp, VerificationOptions};
+use jwt_simple::JWTError;
+use serde_json::{Map, Value};
+
+use crate::config::JwtRule;
+use crate::jwks::{Algorithm, KeySet};
+use crate::outcome::Reason;
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
+
+/// The decoded, not yet verified, parts of a compact JWS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnverifiedToken {
+    pub alg: String,
+    pub kid: Option<String>,
+    pub claims: Map<String, Value>,
+    /// The payload segment as sent (base64url), for `outputPayloadToHeader`.
+    pub payload_segment: String,
+}
+
+impl UnverifiedToken {
+    pub fn issuer(&self) -> Option<&str> {
+        self.claims.get("iss").and_then(Value::as_str)
+    }
+}
+
+fn decode_segment(segment: &str) -> Result<Vec<u8>, Reason> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Reason::TokenMalformed)
+}
+
+/// Decodes a compact JWS (`header.payload.signature`) without trusting it.
+/// Registered claims must have their RFC 7519 types, so that what is verified
+/// later is exactly what was read here.
+pub fn decode(token: &str) -> Result<UnverifiedToken, Reason> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Reason::TokenMalformed);
+    }
+    let mut segments = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(Reason::TokenMalformed);
+    };
+    decode_segment(signature)?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&decode_segment(header)?).map_err(|_| Reason::TokenMalformed)?;
+    let claims: Map<String, Value> =
+        serde_json::from_slice(&decode_segment(payload)?).map_err(|_| Reason::TokenMalformed)?;
+
+    let alg = match header.get("alg") {
+        Some(Value::String(alg)) => alg.clone(),
+        _ => return Err(Reason::TokenMalformed),
+    };
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(Reason::TokenMalformed),
+    };
+    // RFC 7515 section 4.1.11: a critical extension we do not understand must be refused.
+    if header
+        .get("crit")
+        .is_some_and(|crit| crit.as_array().is_none_or(|list| !list.is_empty()))
+    {
+        return Err(Reason::TokenMalformed);
+    }
+    match header.get("typ") {
+        None => {}
+        Some(Value::String(typ))
+            if typ.eq_ignore_ascii_case("JWT") || typ.to_ascii_uppercase().ends_with("+JWT") => {}
+        Some(_) => return Err(Reason::TokenMalformed),
+    }
+    for name in ["exp", "nbf", "iat"] {
+        if let Some(value) = claims.get(name) {
+            if value.as_f64().is_none_or(|time| time < 0.0) {
+                return Err(Reason::TokenMalformed);
+            }
+        }
+    }
+    for name in ["iss", "sub", "jti", "nonce"] {
+        if claims.get(name).is_some_and(|value| !value.is_string()) {
+            return Err(Reason::TokenMalformed);
+        }
+    }
+    if let Some(aud) = claims.get("aud") {
+        let valid = match aud {
+            Value::String(_) => true,
+            Value::Array(list) => list.iter().all(Value::is_string),
+            _ => false,
+        };
+        if !valid {
+            return Err(Reason::TokenMalformed);
+        }
+    }
+    Ok(UnverifiedToken {
+        alg,
+        kid,
+        claims,
+        payload_segment: payload.to_string(),
+    })
+}
+
+/// Verifies the signature and claims of `token` (already decoded as `unverified`)
+/// for `rule` with `keys`, at `now` (seconds since the epoch, from the host clock).
+pub fn verify(
+    token: &str,
+    unverified: &UnverifiedToken,
+    rule: &JwtRule,
+    keys: &KeySet,
+    now: Duration,
+    clock_skew: Duration,
+) -> Result<(), Reason> {
+    // `none`, `HS*` and unknown algorithms: no key of ours can vouch for them.
+    let algorithm = Algorithm::from_name(&unverified.alg).ok_or(Reason::SignatureInvalid)?;
+    let candidates: Vec<_> = match &unverified.kid {
+        Some(kid) => {
+            let by_kid: Vec<_> = keys
+                .iter()
+                .filter(|jwk| jwk.kid.as_deref() == Some(kid.as_str()))
+                .collect();
+            if by_kid.is_empty() {
+                return Err(Reason::KeyUnknown);
+            }
+            by_kid
+        }
+        None => keys.iter().collect(),
+    }
+    .into_iter()
+    .filter_map(|jwk| jwk.key_for(algorithm))
+    .collect();
+    if candidates.is_empty() {
+        // The token's algorithm does not fit the type of any candidate key.
+        return Err(Reason::SignatureInvalid);
+    }
+
+    let mut last = Reason::SignatureInvalid;
+    let mut verified = false;
+    for key in candidates {
+        match key.verify(token, options(now, clock_skew)) {
+            Ok(_) => {
+                verified = true;
+                break;
+            }
+            Err(problem) => {
+                last = classify(&problem);
+                if last != Reason::SignatureInvalid {
+                    // The signature was good (jwt-simple checks it first) or the
+                    // token is unreadable: another key will not change that.
+                    return Err(last);
+                }
+            }
+        }
+    }
+    if !verified {
+        return Err(last);
+    }
+
+    // jwt-simple accepts tokens without `exp`; a token that never expires is refused.
+    if !unverified.claims.contains_key("exp") {
+        return Err(Reason::TokenMalformed);
+    }
+    if !rule.audiences.is_empty() && !audience_matches(&unverified.claims, &rule.audiences) {
+        return Err(Reason::AudienceMismatch);
+    }
+    Ok(())
+}
+
+fn options(now: Duration, clock_skew: Duration) -> VerificationOptions {
+    VerificationOptions {
+        artificial_time: Some(UnixTimeStamp::from_millis(
+            u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+        )),
+        time_tolerance: Some(UnixTimeStamp::from_millis(
+            u64::try_from(clock_skew.as_millis()).unwrap_or(u64::MAX),
+        )),
+        max_token_length: Some(MAX_TOKEN_BYTES),
+        accept_future: false,
+        ..VerificationOptions::default()
+    }
+}
+
+fn classify(problem: &jwt_simple::Error) -> Reason {
+    match problem.downcast_ref::<JWTError>() {
+        Some(JWTError::TokenHasExpired) => Reason::TokenExpired,
+        Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => Reason::TokenNotYetValid,
+        Some(
+            JWTError::CompactEncodingError
+            | JWTError::HeaderTooLarge
+            | JWTError::TokenTooLong
+            | JWTError::NotJWT,
+        ) => Reason::TokenMalformed,
+        _ => Reason::SignatureInvalid,
+    }
+}
+
+fn audience_matches(claims: &Map<String, Value>, allowed: &[String]) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => allowed.contains(aud),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|aud| allowed.iter().any(|allowed| allowed == aud)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn check(token: &str, config_json: serde_json::Value) -> Result<(), Reason> {
+        let config = crate::config::Config::parse(config_json.to_string().as_bytes()).unwrap();
+        let unverified = decode(token)?;
+        let rule = &config.rules[0];
+        let crate::config::KeySource::Inline(keys) = &rule.keys else {
+            panic!("inline keys expected")
+        };
+        verify(token, &unverified, rule, keys, NOW, config.clock_skew)
+    }
+
+    #[test]
+    fn valid_tokens_of_every_key_type_pass() {
+        for (alg, kid) in [
+            ("RS256", "rsa-1"),
+            ("PS384", "rsa-1"),
+            ("ES256", "ec-1"),
+            ("EdDSA", "ed-1"),
+        ] {
+            let token = sign(alg, Some(kid), &standard_claims());
+            assert_eq!(check(&token, all_keys_config()), Ok(()), "{alg}");
+        }
+    }
+
+    #[test]
+    fn a_token_without_kid_tries_each_key() {
+        let token = sign("RS256", None, &standard_claims());
+        assert_eq!(check(&token, all_keys_config()), Ok(()));
+    }
+
+    #[test]
+    fn time_claims_are_checked_against_the_given_time_with_skew() {
+        let mut claims = standard_claims();
+        claims["exp"] = (NOW_SECS - 61).into();
+        assert_eq!(
+            check(&sign("RS256", Some("rsa-1"), &claims), all_keys_config()),
+            Err(Reason::TokenExpired)
+        );
+        claims["exp"] = (NOW_SECS - 30).into();
+        assert_eq!(
+            check(&sign("RS256", Some("rsa-1"), &claims), all_keys_config()),
+            Ok(())
+        );
+
+        let mut claims = standard_claims();
+        claims["nbf"] = (NOW_SECS + 120).into();
+        assert_eq!(
+            check(&sign("RS256", Some("rsa-1"), &claims), all_keys_config()),
+            Err(Reason::TokenNotYetValid)
+        );
+        let mut claims = standard_claims();
+        claims["iat"] = (NOW_SECS + 120).into();
+        assert_eq!(
+            check(&sign("RS256", Some("rsa-1"), &claims), all_keys_config()),
+            Err(Reason::TokenNotYetValid)
+        );
+
+        let mut claims = standard_claims();
+        claims.as_object_mut().unwrap().remove("exp");
+        assert_eq!(
+            check(&sign("RS256", Some("rsa-1"), &claims), all_keys_config()),
+            Err(Reason::TokenMalformed)
+        );
+    }
+
+    #[test]
+    fn audiences_are_any_of() {
+        let mut config = all_keys_config();
+        config["jwtRules"][0]["audiences"] = serde_json::json!(["other", "kubeflow"]);
+        let mut claims = standard_claims();
+        claims["aud"] = serde_json::json!(["x", "kubeflow"]);
+        assert_eq!(
+            check(&sign("RS256", Some("rsa-1"), &claims), config.clone()),
+            Ok(())
+        );
+        claims["aud"] = "x".into();
+        assert_eq!(
+            check(&sign("RS256", Some("rsa-1"), &claims), config.clone()),
+            Err(Reason::AudienceMismatch)
+        );
+        claims.as_object_mut().unwrap().remove("aud");
+        assert_eq!(
+            check(&sign("RS256", Some("rsa-1"), &claims), config),
+            Err(Reason::AudienceMismatch)
+        );
+    }
+
+    #[test]
+    fn forged_and_confused_tokens_are_refused() {
+        let claims = standard_claims();
+        // Payload altered after signing.
+        let good = sign("RS256", Some("rsa-1"), &claims);
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let mut altered_claims = claims.clone();
+        altered_claims["email"] = "admin@example.com".into();
+        let altered = b64(&altered_claims.to_string());
+        parts[1] = &altered;
+        assert_eq!(
+            check(&parts.join("."), all_keys_config()),
+            Err(Reason::SignatureInvalid)
+        );
+        // Signed by another key that claims a known kid.
+        assert_eq!(
+            check(
+                &sign_with_other_rsa_key("rsa-1", &claims),
+                all_keys_config()
+            ),
+            Err(Reason::SignatureInvalid)
+        );
+        // Unknown kid.
+        assert_eq!(
+            check(&sign("RS256", Some("nope"), &claims), all_keys_config()),
+            Err(Reason::KeyUnknown)
+        );
+        // alg: none.
+        assert_eq!(
+            check(&unsigned_token(Some("rsa-1"), &claims), all_keys_config()),
+            Err(Reason::SignatureInvalid)
+        );
+        // HS256 with the RSA public key as the HMAC secret.
+        assert_eq!(
+            check(&hs256_with_public_key("rsa-1", &claims), all_keys_config()),
+            Err(Reason::SignatureInvalid)
+        );
+        // An EC algorithm on an RSA key.
+        let signed = sign("ES256", Some("ec-1"), &claims);
+        let (header, rest) = signed.split_once('.').unwrap();
+        let header = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap(),
+        )
+        .unwrap()
+        .replace("ec-1", "rsa-1");
+        let header_swapped = format!("{}.{rest}", b64(&header));
+        assert_eq!(
+            check(&header_swapped, all_keys_config()),
+            Err(Reason::SignatureInvalid)
+        );
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused_before_crypto() {
+        let good = sign("RS256", Some("rsa-1"), &standard_claims());
+        let (head, _) = good.rsplit_once('.').unwrap();
+        for bad in [
+            head.to_string(),
+            good[..good.len() / 3].to_string(),
+            "not-a-jwt".to_string(),
+            "a.b.c".to_string(),
+            "%%%.$$$.***".to_string(),
+            format!("{}.{}.sig", b64("{\"alg\":\"RS256\"}"), b64("[1,2]")),
+            format!(
+                "{}.{}.sig",
+                b64("{\"alg\":\"RS256\"}"),
+                b64("{\"exp\":\"tomorrow\"}")
+            ),
+            format!(
+                "{}.{}.sig",
+                b64("{\"alg\":\"RS256\",\"crit\":[\"x\"]}"),
+                b64("{}")
+            ),
+            format!(
+                "{}.{}.sig",
+                b64("{\"alg\":\"RS256\",\"typ\":\"JWE\"}"),
+                b64("{}")
+            ),
+            "x".repeat(MAX_TOKEN_BYTES + 1),
+        ] {
+            assert_eq!(
+                decode(&bad).err(),
+                Some(Reason::TokenMalformed),
+                "{bad:.60}"
+            );
+        }
+    }
+}
