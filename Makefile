@@ -50,7 +50,7 @@ wasm-bindgen:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 -p kfauth --lib -- -D warnings
 
 unit:

@@ -20,6 +20,10 @@ use crate::token::TokenLocation;
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// Background refresh of remote key sets (Istio's default JWKS cache duration).
+pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(20 * 60);
+/// At most one on-demand refetch (unknown `kid`) per issuer this often.
+pub const DEFAULT_JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -31,6 +35,8 @@ struct RawConfig {
     #[serde(default)]
     skip_paths: Vec<String>,
     clock_skew: Option<String>,
+    jwks_refresh_interval: Option<String>,
+    jwks_refetch_min_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +154,8 @@ pub struct Config {
     pub require_jwt: bool,
     pub skip_paths: Vec<Regex>,
     pub clock_skew: Duration,
+    pub jwks_refresh_interval: Duration,
+    pub jwks_refetch_min_interval: Duration,
     /// Every header kfauth writes (lower case): removed from every request first.
     pub identity_headers: Vec<String>,
     /// Every place a token may be, in rule order, without duplicates.
@@ -187,10 +195,24 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.jwt_rules.is_empty() {
         return Err(error("jwtRules", "at least one rule is required"));
     }
-    let clock_skew = match &raw.clock_skew {
-        Some(text) => parse_duration(text).map_err(|message| error("clockSkew", message))?,
-        None => DEFAULT_CLOCK_SKEW,
+    let duration_field = |field: &str, value: &Option<String>, default: Duration| match value {
+        Some(text) => parse_duration(text).map_err(|message| error(field, message)),
+        None => Ok(default),
     };
+    let clock_skew = duration_field("clockSkew", &raw.clock_skew, DEFAULT_CLOCK_SKEW)?;
+    let jwks_refresh_interval = duration_field(
+        "jwksRefreshInterval",
+        &raw.jwks_refresh_interval,
+        DEFAULT_JWKS_REFRESH_INTERVAL,
+    )?;
+    if jwks_refresh_interval < Duration::from_secs(1) {
+        return Err(error("jwksRefreshInterval", "must be at least 1s"));
+    }
+    let jwks_refetch_min_interval = duration_field(
+        "jwksRefetchMinInterval",
+        &raw.jwks_refetch_min_interval,
+        DEFAULT_JWKS_REFETCH_MIN_INTERVAL,
+    )?;
     let skip_paths = raw
         .skip_paths
         .iter()
@@ -211,6 +233,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         require_jwt: raw.require_jwt,
         skip_paths,
         clock_skew,
+        jwks_refresh_interval,
+        jwks_refetch_min_interval,
         identity_headers: Vec::new(),
         token_locations: Vec::new(),
         warnings: Vec::new(),

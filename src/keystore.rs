@@ -26,6 +26,10 @@ struct RemoteSlot {
     fetched_at: Option<Duration>,
     in_flight: bool,
     last_failure: Option<Duration>,
+    /// When the last fetch started: refetches on an unknown `kid` are rate-limited.
+    last_attempt: Option<Duration>,
+    /// A request asked for a fresh fetch (a `kid` not in the set).
+    refetch_wanted: bool,
 }
 
 /// A successful fetch: how many keys were usable, and notes on those skipped.
@@ -70,13 +74,39 @@ impl KeyStore {
     }
 
     /// Marks a fetch as started; false when one is already running (join it).
-    pub fn start_fetch(&mut self, rule: usize) -> bool {
+    pub fn start_fetch(&mut self, rule: usize, now: Duration) -> bool {
         match self.slots.get_mut(rule) {
             Some(slot) if !slot.in_flight => {
                 slot.in_flight = true;
+                slot.refetch_wanted = false;
+                slot.last_attempt = Some(now);
                 true
             }
             _ => false,
+        }
+    }
+
+    /// May a request whose `kid` is not in the current set wait for a fresh
+    /// fetch? Yes when one is running, or the last one started at least
+    /// `min_interval` ago: a flood of unknown `kid`s causes no more fetches.
+    pub fn may_refetch(&self, config: &Config, rule: usize, now: Duration) -> bool {
+        let remote = matches!(
+            config.rules.get(rule).map(|rule| &rule.keys),
+            Some(KeySource::Remote(_))
+        );
+        remote
+            && self.slots.get(rule).is_some_and(|slot| {
+                slot.in_flight
+                    || slot
+                        .last_attempt
+                        .is_none_or(|at| now.saturating_sub(at) >= config.jwks_refetch_min_interval)
+            })
+    }
+
+    /// Asks for a fetch of `rule`'s keys at the next opportunity.
+    pub fn want_fetch(&mut self, rule: usize) {
+        if let Some(slot) = self.slots.get_mut(rule) {
+            slot.refetch_wanted = true;
         }
     }
 
@@ -84,7 +114,9 @@ impl KeyStore {
         self.slots.get(rule).is_some_and(|slot| slot.in_flight)
     }
 
-    /// Remote rules that have no keys and no fetch running: fetch them now.
+    /// Remote rules to fetch now: no keys yet, a request asked for a refetch,
+    /// or the keys are older than `jwksRefreshInterval` (and no fetch is running,
+    /// and none failed a moment ago).
     pub fn rules_to_fetch(&self, config: &Config, now: Duration) -> Vec<usize> {
         (0..config.rules.len())
             .filter(|&rule| {
@@ -92,8 +124,11 @@ impl KeyStore {
                     config.rules.get(rule).map(|rule| &rule.keys),
                     Some(KeySource::Remote(_))
                 ) && self.slots.get(rule).is_some_and(|slot| {
-                    slot.keys.is_none()
-                        && !slot.in_flight
+                    let stale = slot
+                        .fetched_at
+                        .is_none_or(|at| now.saturating_sub(at) >= config.jwks_refresh_interval);
+                    !slot.in_flight
+                        && (slot.keys.is_none() || slot.refetch_wanted || stale)
                         && slot
                             .last_failure
                             .is_none_or(|at| now.saturating_sub(at) >= FAILED_FETCH_HOLD)
@@ -181,8 +216,8 @@ mod tests {
         let config = config();
         let mut store = KeyStore::new(&config);
         assert!(matches!(store.state(&config, 0, NOW), KeyState::Pending));
-        assert!(store.start_fetch(0));
-        assert!(!store.start_fetch(0), "a second fetch joins the first");
+        assert!(store.start_fetch(0, NOW));
+        assert!(!store.start_fetch(0, NOW), "a second fetch joins the first");
         assert!(store.rules_to_fetch(&config, NOW).is_empty());
         let report = store
             .fetch_succeeded(0, rsa_jwks_json().as_bytes(), NOW)
@@ -196,7 +231,7 @@ mod tests {
     fn a_failed_fetch_answers_unavailable_for_a_moment_then_retries() {
         let config = config();
         let mut store = KeyStore::new(&config);
-        store.start_fetch(0);
+        store.start_fetch(0, NOW);
         store.fetch_failed(0, NOW);
         assert!(matches!(
             store.state(&config, 0, NOW),
@@ -208,14 +243,55 @@ mod tests {
     }
 
     #[test]
-    fn garbage_keeps_the_last_good_keys() {
+    fn refetches_on_demand_are_rate_limited() {
         let config = config();
         let mut store = KeyStore::new(&config);
-        store.start_fetch(0);
+        store.start_fetch(0, NOW);
+        assert!(
+            store.may_refetch(&config, 0, NOW),
+            "joins the running fetch"
+        );
         store
             .fetch_succeeded(0, rsa_jwks_json().as_bytes(), NOW)
             .unwrap();
-        store.start_fetch(0);
+        let soon = NOW + Duration::from_secs(1);
+        assert!(!store.may_refetch(&config, 0, soon));
+        let later = NOW + config.jwks_refetch_min_interval;
+        assert!(store.may_refetch(&config, 0, later));
+        store.want_fetch(0);
+        assert_eq!(store.rules_to_fetch(&config, later), [0]);
+        assert!(
+            !store.may_refetch(&config, 1, later),
+            "inline keys never refetch"
+        );
+    }
+
+    #[test]
+    fn keys_are_refreshed_after_the_refresh_interval() {
+        let config = config();
+        let mut store = KeyStore::new(&config);
+        store.start_fetch(0, NOW);
+        store
+            .fetch_succeeded(0, rsa_jwks_json().as_bytes(), NOW)
+            .unwrap();
+        assert!(store
+            .rules_to_fetch(&config, NOW + Duration::from_secs(60))
+            .is_empty());
+        assert_eq!(
+            store.rules_to_fetch(&config, NOW + config.jwks_refresh_interval),
+            [0]
+        );
+    }
+
+    #[test]
+    fn garbage_keeps_the_last_good_keys() {
+        let config = config();
+        let mut store = KeyStore::new(&config);
+        store.start_fetch(0, NOW);
+        store
+            .fetch_succeeded(0, rsa_jwks_json().as_bytes(), NOW)
+            .unwrap();
+        store.start_fetch(0, NOW);
         assert!(store.fetch_succeeded(0, b"<html>", NOW).is_err());
         assert!(store.fetch_succeeded(0, br#"{"keys":[]}"#, NOW).is_err());
         assert!(matches!(store.state(&config, 0, NOW), KeyState::Ready(_)));

@@ -59,7 +59,7 @@ pub fn decide(
         KeyState::Pending if may_wait => return Outcome::FetchKeys(rule_index),
         KeyState::Pending | KeyState::Unavailable => return deny(Reason::JwksUnavailable),
     };
-    if let Err(reason) = verify(
+    match verify(
         &found.value,
         &unverified,
         rule,
@@ -67,7 +67,12 @@ pub fn decide(
         now,
         config.clock_skew,
     ) {
-        return deny(reason);
+        Ok(()) => {}
+        // Keys rotate: a `kid` we do not know may be in a fresh fetch.
+        Err(Reason::KeyUnknown) if may_wait && keys.may_refetch(config, rule_index, now) => {
+            return Outcome::FetchKeys(rule_index)
+        }
+        Err(reason) => return deny(reason),
     }
 
     add_verified_identity(
@@ -274,7 +279,7 @@ mod tests {
             Outcome::Deny(Denial::new(Reason::JwksUnavailable, true)),
             "a request that already waited is answered"
         );
-        keys.start_fetch(0);
+        keys.start_fetch(0, NOW);
         keys.fetch_succeeded(0, rsa_jwks_json().as_bytes(), NOW)
             .unwrap();
         assert!(matches!(
@@ -284,11 +289,39 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_kid_waits_for_a_refetch_once_per_interval() {
+        let config =
+            config(json!({"jwtRules": [{"issuer": DEX, "jwksUri": "http://dex:5556/dex/keys"}]}));
+        let mut keys = KeyStore::new(&config);
+        keys.start_fetch(0, NOW);
+        keys.fetch_succeeded(0, rsa_jwks_json().as_bytes(), NOW)
+            .unwrap();
+        let token = sign("RS256", Some("rotated"), &standard_claims());
+        let view = request("/", &[("authorization", &bearer(&token))]);
+        let key_unknown = Outcome::Deny(Denial::new(Reason::KeyUnknown, true));
+        assert_eq!(
+            decide(&config, &keys, &view, NOW, true),
+            key_unknown,
+            "just fetched"
+        );
+        let later = NOW + config.jwks_refetch_min_interval;
+        assert_eq!(
+            decide(&config, &keys, &view, later, true),
+            Outcome::FetchKeys(0)
+        );
+        assert_eq!(
+            decide(&config, &keys, &view, later, false),
+            key_unknown,
+            "after waiting"
+        );
+    }
+
+    #[test]
     fn a_failed_fetch_is_503_not_401() {
         let config =
             config(json!({"jwtRules": [{"issuer": DEX, "jwksUri": "http://dex:5556/dex/keys"}]}));
         let mut keys = KeyStore::new(&config);
-        keys.start_fetch(0);
+        keys.start_fetch(0, NOW);
         keys.fetch_failed(0, NOW);
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);

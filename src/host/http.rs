@@ -81,6 +81,7 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
         }
         Outcome::FetchKeys(rule) => {
             if let Some(filter) = state.borrow_mut().as_mut() {
+                filter.keys.want_fetch(rule);
                 filter.waiters.push((context_id, rule));
             }
             // The root fetches on its next tick; make that tick come now.

@@ -57,7 +57,7 @@ impl KfauthRoot {
             ];
             match hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout) {
                 Ok(token) => {
-                    filter.keys.start_fetch(rule_index);
+                    filter.keys.start_fetch(rule_index, now);
                     filter.callouts.insert(token, rule_index);
                     log::debug(&format!("fetching JWKS {}", remote.uri));
                 }

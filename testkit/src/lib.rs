@@ -1,1 +1,41 @@
-pub fn placeholder() {}
+//! Test and demo support for kfauth: a real Envoy running the built module,
+//! an identity provider that mints good and bad tokens, a JWKS endpoint and
+//! an echo upstream, all on loopback.
+//!
+//! | module | concept |
+//! | --- | --- |
+//! | [`idp`] | signing keys, their JWKS, minted tokens |
+//! | [`forge`] | hand-made and malicious tokens |
+//! | [`serve`] | a background HTTP server on loopback |
+//! | [`jwks_server`] | a JWKS endpoint that counts hits and can fail |
+//! | [`echo`] | the upstream that reports what it received |
+//! | [`bootstrap`] | the Envoy bootstrap YAML (tests and `envoy/envoy.yaml`) |
+//! | [`envoy`] | running Envoy, waiting for it, reading its log |
+//! | [`gateway`] | Envoy + echo upstream, what most scenarios start |
+//! | [`client`] | the HTTP client and its responses |
+//! | [`expect`] | assertions for kfauth's response contract |
+//! | [`plugin_config`] | pluginConfig building blocks for scenarios |
+//! | [`scenarios`] | running a group of scenarios against one setup |
+//! | [`demo`] | the `make run` demo: ports, pluginConfig, token endpoint |
+
+pub mod bootstrap;
+pub mod client;
+pub mod demo;
+pub mod echo;
+pub mod envoy;
+pub mod expect;
+pub mod forge;
+pub mod gateway;
+pub mod idp;
+pub mod jwks_server;
+pub mod plugin_config;
+pub mod scenarios;
+pub mod serve;
+
+pub use bootstrap::{render_envoy_yaml, Cluster, EnvoySettings};
+pub use client::HttpResponse;
+pub use echo::{EchoServer, Echoed};
+pub use envoy::Envoy;
+pub use gateway::Gateway;
+pub use idp::{standard_claims, Alg, Idp};
+pub use jwks_server::{JwksMode, JwksServer};

@@ -1,0 +1,332 @@
+//! The Envoy bootstrap that loads kfauth: one listener whose HTTP filters are
+//! the wasm filter then the router, a route to the `upstream` cluster, and
+//! the clusters kfauth calls out to. The same renderer produces the committed
+//! `envoy/envoy.yaml` (fixed ports) and the per-test configurations (free
+//! ports), so the two cannot drift.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// The wasm module as `make build` leaves it, relative to the repository root.
+pub const WASM_RELATIVE_PATH: &str = "target/wasm32-wasip1/release/kfauth.wasm";
+
+/// The repository root (the parent of the testkit crate).
+pub fn repo_root() -> PathBuf {
+    let testkit = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    testkit.parent().map(PathBuf::from).unwrap_or(testkit)
+}
+
+/// Absolute path of the module the tests load: `$KFAUTH_WASM` if set (e.g. a
+/// release artifact), else the one `make build` leaves in `target/`.
+pub fn wasm_path() -> PathBuf {
+    match std::env::var_os("KFAUTH_WASM") {
+        Some(path) => repo_root().join(path),
+        None => repo_root().join(WASM_RELATIVE_PATH),
+    }
+}
+
+/// The cluster name Istio gives the outbound cluster of `host:port`, which is
+/// what kfauth derives from a `jwksUri` by default: `outbound|PORT||HOST`.
+pub fn istio_cluster_name(host: &str, port: u16) -> String {
+    format!("outbound|{port}||{host}")
+}
+
+/// TLS towards a cluster (for HTTPS callouts such as the API server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTls {
+    /// SNI to send, if any.
+    pub sni: Option<String>,
+    /// PEM file of the CA that signs the server certificate; `None` accepts
+    /// any certificate.
+    pub ca_file: Option<String>,
+}
+
+/// A STATIC cluster with one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub tls: Option<ClusterTls>,
+    /// Speak HTTP/2 to the endpoint (gRPC upstreams).
+    pub http2: bool,
+}
+
+impl Cluster {
+    /// A plain HTTP/1.1 cluster to `127.0.0.1:port`.
+    pub fn loopback(name: &str, port: u16) -> Cluster {
+        Cluster {
+            name: name.to_string(),
+            address: "127.0.0.1".to_string(),
+            port,
+            tls: None,
+            http2: false,
+        }
+    }
+
+    /// The cluster Istio would name for `127.0.0.1:port`.
+    pub fn istio_loopback(port: u16) -> Cluster {
+        Cluster::loopback(&istio_cluster_name("127.0.0.1", port), port)
+    }
+
+    pub fn with_tls(mut self, tls: ClusterTls) -> Cluster {
+        self.tls = Some(tls);
+        self
+    }
+
+    pub fn with_http2(mut self) -> Cluster {
+        self.http2 = true;
+        self
+    }
+}
+
+/// Everything that varies between bootstraps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvoySettings {
+    /// Listener port; 0 lets the kernel choose (tests).
+    pub listener_port: u16,
+    /// Admin port; 0 lets the kernel choose (tests).
+    pub admin_port: u16,
+    /// Port of the `upstream` cluster (the echo server).
+    pub upstream_port: u16,
+    /// Path of kfauth.wasm, absolute or relative to Envoy's working directory.
+    pub wasm_path: String,
+    /// The pluginConfig, passed to the filter as JSON.
+    pub plugin_config: Value,
+    /// Clusters besides `upstream` (JWKS endpoints, API server, ...).
+    pub clusters: Vec<Cluster>,
+    /// Clusters as raw YAML list items (`- name: ...`, indented for
+    /// `static_resources.clusters`), for what [`Cluster`] cannot express.
+    pub raw_clusters: Vec<String>,
+}
+
+impl EnvoySettings {
+    /// Settings for a test: free ports, the absolute module path.
+    pub fn for_test(plugin_config: Value, upstream_port: u16) -> EnvoySettings {
+        EnvoySettings {
+            listener_port: 0,
+            admin_port: 0,
+            upstream_port,
+            wasm_path: wasm_path().display().to_string(),
+            plugin_config,
+            clusters: Vec::new(),
+            raw_clusters: Vec::new(),
+        }
+    }
+
+    pub fn with_cluster(mut self, cluster: Cluster) -> EnvoySettings {
+        self.clusters.push(cluster);
+        self
+    }
+
+    /// Adds the Istio-named cluster for a JWKS server on `127.0.0.1:port`.
+    pub fn with_jwks_cluster(self, port: u16) -> EnvoySettings {
+        self.with_cluster(Cluster::istio_loopback(port))
+    }
+
+    pub fn with_raw_cluster(mut self, yaml: &str) -> EnvoySettings {
+        self.raw_clusters.push(yaml.to_string());
+        self
+    }
+}
+
+/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
+fn quoted(text: &str) -> String {
+    Value::String(text.to_string()).to_string()
+}
+
+/// Renders the bootstrap YAML.
+pub fn render_envoy_yaml(settings: &EnvoySettings) -> String {
+    let mut yaml = String::new();
+    let plugin_config = serde_json::to_string_pretty(&settings.plugin_config)
+        .unwrap_or_else(|_| settings.plugin_config.to_string());
+    let plugin_config: String = plugin_config
+        .lines()
+        .map(|line| format!("                    {line}\n"))
+        .collect();
+    let _ = write!(
+        yaml,
+        r#"# Envoy with the kfauth wasm filter in front of one upstream.
+# Rendered by kfauth-testkit (bootstrap.rs, render_envoy_yaml); the e2e tests
+# render the same shape with free ports. Regenerate this file with:
+#   cargo run -p kfauth-testkit --bin kfauth-demo -- --print-envoy-yaml > envoy/envoy.yaml
+admin:
+  address:
+    socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
+static_resources:
+  listeners:
+  - name: kfauth
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {listener_port} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: kfauth
+          codec_type: AUTO
+          # Room for tokens beyond kfauth's 64 KiB limit, so the filter sees them.
+          max_request_headers_kb: 96
+          route_config:
+            name: local
+            virtual_hosts:
+            - name: upstream
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: kfauth
+                root_id: kfauth
+                fail_open: false
+                vm_config:
+                  vm_id: kfauth
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {wasm} }} }}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: |
+{plugin_config}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+"#,
+        admin_port = settings.admin_port,
+        listener_port = settings.listener_port,
+        wasm = quoted(&settings.wasm_path),
+    );
+    render_cluster(
+        &mut yaml,
+        &Cluster::loopback("upstream", settings.upstream_port),
+    );
+    for cluster in &settings.clusters {
+        render_cluster(&mut yaml, cluster);
+    }
+    for raw in &settings.raw_clusters {
+        yaml.push_str(raw.trim_end());
+        yaml.push('\n');
+    }
+    yaml
+}
+
+fn render_cluster(yaml: &mut String, cluster: &Cluster) {
+    let name = quoted(&cluster.name);
+    let _ = write!(
+        yaml,
+        r#"  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: {address}, port_value: {port} }}
+"#,
+        address = quoted(&cluster.address),
+        port = cluster.port,
+    );
+    if cluster.http2 {
+        yaml.push_str(
+            r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+"#,
+        );
+    }
+    if let Some(tls) = &cluster.tls {
+        yaml.push_str(
+            r#"    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+"#,
+        );
+        if let Some(sni) = &tls.sni {
+            let _ = writeln!(yaml, "        sni: {}", quoted(sni));
+        }
+        if let Some(ca) = &tls.ca_file {
+            let _ = write!(
+                yaml,
+                "        common_tls_context:\n          validation_context:\n            trusted_ca: {{ filename: {} }}\n",
+                quoted(ca)
+            );
+        }
+    }
+}
+
+/// The pluginConfig JSON embedded in a rendered bootstrap (the literal block
+/// after `value: |`), for checking what a YAML file passes to kfauth.
+pub fn embedded_plugin_config(yaml: &str) -> Option<Value> {
+    let mut lines = yaml.lines().skip_while(|line| line.trim() != "value: |");
+    let marker = lines.next()?;
+    let indent = marker.len() - marker.trim_start().len();
+    let block: String = lines
+        .take_while(|line| line.len() - line.trim_start().len() > indent)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    serde_json::from_str(&block).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> Value {
+        json!({
+            "jwtRules": [{"issuer": "it's \"quoted\"", "jwks": "{\"keys\":[]}"}],
+            "skipPaths": ["^/dex/", "a\\.b"],
+        })
+    }
+
+    #[test]
+    fn the_plugin_config_reaches_the_filter_verbatim() {
+        let yaml = render_envoy_yaml(&EnvoySettings::for_test(config(), 1234));
+        assert_eq!(embedded_plugin_config(&yaml), Some(config()));
+    }
+
+    #[test]
+    fn test_settings_use_free_ports_and_the_absolute_module_path() {
+        let yaml = render_envoy_yaml(&EnvoySettings::for_test(config(), 1234));
+        assert!(yaml.contains("socket_address: { address: 127.0.0.1, port_value: 0 }"));
+        assert!(yaml.contains("max_request_headers_kb: 96"));
+        assert!(yaml.contains(&format!(
+            "filename: {}",
+            quoted(&wasm_path().display().to_string())
+        )));
+        assert!(wasm_path().is_absolute());
+        assert!(yaml.contains(r#"socket_address: { address: "127.0.0.1", port_value: 1234 }"#));
+    }
+
+    #[test]
+    fn clusters_are_named_the_istio_way_and_quoted() {
+        assert_eq!(
+            istio_cluster_name("127.0.0.1", 9000),
+            "outbound|9000||127.0.0.1"
+        );
+        let settings = EnvoySettings::for_test(config(), 1)
+            .with_jwks_cluster(4321)
+            .with_cluster(Cluster::loopback("apiserver", 6443).with_tls(ClusterTls {
+                sni: Some("kubernetes.default".into()),
+                ca_file: Some("/tmp/ca.pem".into()),
+            }))
+            .with_cluster(Cluster::loopback("grpc", 7000).with_http2())
+            .with_raw_cluster("  - name: raw\n    type: STATIC\n");
+        let yaml = render_envoy_yaml(&settings);
+        assert!(yaml.contains(r#"  - name: "outbound|4321||127.0.0.1""#));
+        assert!(yaml.contains(r#"        sni: "kubernetes.default""#));
+        assert!(yaml.contains(r#"trusted_ca: { filename: "/tmp/ca.pem" }"#));
+        assert!(yaml.contains("http2_protocol_options: {}"));
+        assert!(yaml.ends_with("  - name: raw\n    type: STATIC\n"));
+    }
+}

