@@ -24,6 +24,9 @@ pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(20 * 60);
 /// At most one on-demand refetch (unknown `kid`) per issuer this often.
 pub const DEFAULT_JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// Keys not refreshed for this long are dropped: better 503 than trusting a
+/// key set the issuer may have revoked long ago.
+pub const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -37,6 +40,7 @@ struct RawConfig {
     clock_skew: Option<String>,
     jwks_refresh_interval: Option<String>,
     jwks_refetch_min_interval: Option<String>,
+    jwks_max_stale: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,12 +110,34 @@ pub enum KeySource {
     /// `jwks`: parsed once, at load time.
     Inline(KeySet),
     /// `jwksUri`: fetched with an HTTP callout.
-    Remote(RemoteJwks),
+    Remote(Endpoint),
+    /// Neither: OpenID Connect discovery at `{issuer}/.well-known/openid-configuration`,
+    /// whose `jwks_uri` is then fetched (through `jwks_cluster` when given).
+    Discovery {
+        document: Endpoint,
+        jwks_cluster: Option<String>,
+    },
 }
 
-/// A JWKS endpoint, resolved to what an Envoy HTTP callout needs.
+impl KeySource {
+    /// Is this key set fetched (and so refreshed, shared and possibly missing)?
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, KeySource::Inline(_))
+    }
+
+    /// The URL that identifies the source (for logs and the shared-data key).
+    pub fn location(&self) -> &str {
+        match self {
+            KeySource::Inline(_) => "inline",
+            KeySource::Remote(endpoint) => &endpoint.uri,
+            KeySource::Discovery { document, .. } => &document.uri,
+        }
+    }
+}
+
+/// An HTTP endpoint, resolved to what an Envoy HTTP callout needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteJwks {
+pub struct Endpoint {
     pub uri: String,
     /// Envoy cluster the callout goes to.
     pub cluster: String,
@@ -156,6 +182,7 @@ pub struct Config {
     pub clock_skew: Duration,
     pub jwks_refresh_interval: Duration,
     pub jwks_refetch_min_interval: Duration,
+    pub jwks_max_stale: Duration,
     /// Every header kfauth writes (lower case): removed from every request first.
     pub identity_headers: Vec<String>,
     /// Every place a token may be, in rule order, without duplicates.
@@ -213,6 +240,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         &raw.jwks_refetch_min_interval,
         DEFAULT_JWKS_REFETCH_MIN_INTERVAL,
     )?;
+    let jwks_max_stale =
+        duration_field("jwksMaxStale", &raw.jwks_max_stale, DEFAULT_JWKS_MAX_STALE)?;
+    if jwks_max_stale < jwks_refresh_interval {
+        return Err(error(
+            "jwksMaxStale",
+            "must be at least jwksRefreshInterval, or keys would be dropped before their refresh",
+        ));
+    }
     let skip_paths = raw
         .skip_paths
         .iter()
@@ -235,6 +270,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         clock_skew,
         jwks_refresh_interval,
         jwks_refetch_min_interval,
+        jwks_max_stale,
         identity_headers: Vec::new(),
         token_locations: Vec::new(),
         warnings: Vec::new(),
@@ -295,17 +331,24 @@ fn validate_rule(
                 "give either `jwks` or `jwksUri`, not both",
             ))
         }
-        (None, None) => {
-            return Err(error(
-                format!("{field}.jwksUri"),
-                "one of `jwks` (inline) or `jwksUri` is required",
-            ))
-        }
+        (None, None) => KeySource::Discovery {
+            document: remote_jwks(
+                &discovery_url(&raw.issuer),
+                raw.jwks_cluster.as_deref(),
+            )
+            .map_err(|message| {
+                error(
+                    format!("{field}.issuer"),
+                    format!("no jwks or jwksUri, and OpenID discovery needs an http(s) issuer: {message}"),
+                )
+            })?,
+            jwks_cluster: raw.jwks_cluster.clone(),
+        },
         (Some(inline), None) => {
             if raw.jwks_cluster.is_some() {
                 return Err(error(
                     format!("{field}.jwksCluster"),
-                    "only meaningful with `jwksUri`",
+                    "only meaningful with `jwksUri` or OpenID discovery",
                 ));
             }
             let parsed = parse_jwks(inline.as_bytes())
@@ -422,9 +465,17 @@ fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     Ok(lower)
 }
 
+/// OpenID Connect Discovery 1.0 section 4: the configuration document of an issuer.
+pub fn discovery_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
+}
+
 /// Splits `jwksUri` and names its Envoy cluster the way Istio names outbound
 /// clusters: `outbound|PORT||HOST` (80 for http, 443 for https by default).
-pub fn remote_jwks(uri: &str, cluster: Option<&str>) -> Result<RemoteJwks, String> {
+pub fn remote_jwks(uri: &str, cluster: Option<&str>) -> Result<Endpoint, String> {
     let (scheme, rest) = uri
         .split_once("://")
         .ok_or_else(|| format!("`{uri}` is not an absolute http(s) URL"))?;
@@ -457,7 +508,7 @@ pub fn remote_jwks(uri: &str, cluster: Option<&str>) -> Result<RemoteJwks, Strin
         Some(name) => name.to_string(),
         None => format!("outbound|{port}||{host}"),
     };
-    Ok(RemoteJwks {
+    Ok(Endpoint {
         uri: uri.to_string(),
         cluster,
         authority: authority.to_string(),
@@ -591,8 +642,16 @@ mod tests {
             "jwtRules[0].jwks"
         );
         assert_eq!(
-            field_of(parse(serde_json::json!({"jwtRules": [{"issuer": DEX}]}))),
-            "jwtRules[0].jwksUri"
+            field_of(parse(
+                serde_json::json!({"jwtRules": [{"issuer": "not-a-url"}]})
+            )),
+            "jwtRules[0].issuer"
+        );
+        assert_eq!(
+            field_of(parse(
+                serde_json::json!({"jwtRules": [rule()], "jwksMaxStale": "1m"})
+            )),
+            "jwksMaxStale"
         );
         assert_eq!(
             field_of(parse(
@@ -626,6 +685,38 @@ mod tests {
             "jwtRules[0].issuer"
         );
         assert_eq!(field_of(Config::parse(b"not json")), "pluginConfig");
+    }
+
+    #[test]
+    fn a_rule_without_keys_uses_openid_discovery() {
+        let config = parse(serde_json::json!({"jwtRules": [
+            {"issuer": "https://login.example.com/tenant/"},
+            {"issuer": DEX, "jwksCluster": "dex-cluster"},
+        ]}))
+        .unwrap();
+        let KeySource::Discovery {
+            document,
+            jwks_cluster,
+        } = &config.rules[0].keys
+        else {
+            panic!("not discovery")
+        };
+        assert_eq!(
+            document.uri,
+            "https://login.example.com/tenant/.well-known/openid-configuration"
+        );
+        assert_eq!(document.cluster, "outbound|443||login.example.com");
+        assert_eq!(*jwks_cluster, None);
+        let KeySource::Discovery {
+            document,
+            jwks_cluster,
+        } = &config.rules[1].keys
+        else {
+            panic!("not discovery")
+        };
+        assert_eq!(document.cluster, "dex-cluster");
+        assert_eq!(jwks_cluster.as_deref(), Some("dex-cluster"));
+        assert_eq!(document.path, "/dex/.well-known/openid-configuration");
     }
 
     #[test]

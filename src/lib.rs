@@ -17,6 +17,7 @@
 
 pub mod claims;
 pub mod config;
+pub mod discovery;
 pub mod duration;
 pub mod identity;
 pub mod jwks;

@@ -17,6 +17,20 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 11] = [
+        Reason::TokenMissing,
+        Reason::TokenMalformed,
+        Reason::TokenExpired,
+        Reason::TokenNotYetValid,
+        Reason::IssuerUnknown,
+        Reason::AudienceMismatch,
+        Reason::SignatureInvalid,
+        Reason::KeyUnknown,
+        Reason::JwksUnavailable,
+        Reason::Forbidden,
+        Reason::AuthorizerUnavailable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::TokenMissing => "token_missing",
@@ -83,11 +97,24 @@ pub struct HeaderEdits {
     pub path: Option<String>,
 }
 
+/// Who a verified token says the caller is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Index of the rule (in `jwtRules`) that verified the token.
+    pub rule: usize,
+    /// The verified claims.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
 /// What the host should do with the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Continue upstream after applying the edits.
-    Allow(HeaderEdits),
+    /// Continue upstream after applying the edits; `identity` is set when a
+    /// token was verified (and is `None` on skipped paths and optional auth).
+    Allow {
+        edits: HeaderEdits,
+        identity: Option<Identity>,
+    },
     /// Answer locally.
     Deny(Denial),
     /// The keys of this rule (index into `jwtRules`) are not there yet: fetch them,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::identity::{add_verified_identity, strip_client_identity};
 use crate::keystore::{KeyState, KeyStore};
-use crate::outcome::{Denial, Outcome, Reason};
+use crate::outcome::{Denial, Identity, Outcome, Reason};
 use crate::request::RequestView;
 use crate::token::{find_token, remove_token};
 use crate::verify::{decode, verify};
@@ -30,14 +30,20 @@ pub fn decide(
         .iter()
         .any(|pattern| pattern.is_match(path))
     {
-        return Outcome::Allow(edits);
+        return Outcome::Allow {
+            edits,
+            identity: None,
+        };
     }
 
     let Some(found) = find_token(request, &config.token_locations) else {
         return if config.require_jwt {
             Outcome::Deny(Denial::new(Reason::TokenMissing, false))
         } else {
-            Outcome::Allow(edits)
+            Outcome::Allow {
+                edits,
+                identity: None,
+            }
         };
     };
     let deny = |reason| Outcome::Deny(Denial::new(reason, true));
@@ -84,12 +90,19 @@ pub fn decide(
     if !rule.forward_original_token {
         remove_token(request, &found, &mut edits);
     }
-    Outcome::Allow(edits)
+    Outcome::Allow {
+        edits,
+        identity: Some(Identity {
+            rule: rule_index,
+            claims: unverified.claims,
+        }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keystore::shared::MemorySharedData;
     use crate::outcome::HeaderEdits;
     use crate::testutil::*;
     use serde_json::{json, Value};
@@ -119,7 +132,16 @@ mod tests {
     }
 
     fn run(config: &Config, request: &RequestView) -> Outcome {
-        decide(config, &KeyStore::new(config), request, NOW, true)
+        decide(config, &KeyStore::new(config, 1), request, NOW, true)
+    }
+
+    /// A key store after one fetch with this answer.
+    fn fetched(config: &Config, answer: Result<&[u8], String>) -> KeyStore {
+        let mut shared = MemorySharedData::default();
+        let mut keys = KeyStore::new(config, 1);
+        keys.begin_fetch(config, 0, &mut shared, NOW).unwrap();
+        keys.fetch_answered(config, 0, answer, &mut shared, NOW);
+        keys
     }
 
     fn bearer(token: &str) -> String {
@@ -142,18 +164,24 @@ mod tests {
         );
         assert_eq!(
             outcome,
-            Outcome::Allow(HeaderEdits {
-                remove: vec![
-                    "kubeflow-userid".into(),
-                    "kubeflow-groups".into(),
-                    "authorization".into()
-                ],
-                set: vec![
-                    ("kubeflow-userid".into(), "alice@example.com".into()),
-                    ("kubeflow-groups".into(), "team-a,team-b".into()),
-                ],
-                path: None,
-            })
+            Outcome::Allow {
+                edits: HeaderEdits {
+                    remove: vec![
+                        "kubeflow-userid".into(),
+                        "kubeflow-groups".into(),
+                        "authorization".into()
+                    ],
+                    set: vec![
+                        ("kubeflow-userid".into(), "alice@example.com".into()),
+                        ("kubeflow-groups".into(), "team-a,team-b".into()),
+                    ],
+                    path: None,
+                },
+                identity: Some(Identity {
+                    rule: 0,
+                    claims: standard_claims().as_object().cloned().unwrap()
+                }),
+            }
         );
     }
 
@@ -163,7 +191,7 @@ mod tests {
         value["jwtRules"][0]["forwardOriginalToken"] = true.into();
         let config = config(value);
         let token = sign("ES256", Some("ec-1"), &standard_claims());
-        let Outcome::Allow(edits) = run(
+        let Outcome::Allow { edits, .. } = run(
             &config,
             &request("/", &[("authorization", &bearer(&token))]),
         ) else {
@@ -175,7 +203,8 @@ mod tests {
     #[test]
     fn no_token_passes_unless_required_and_identity_is_stripped_anyway() {
         let open = config(with_claim_headers(all_keys_config()));
-        let Outcome::Allow(edits) = run(&open, &request("/", &[("kubeflow-userid", "mallory")]))
+        let Outcome::Allow { edits, .. } =
+            run(&open, &request("/", &[("kubeflow-userid", "mallory")]))
         else {
             panic!("denied")
         };
@@ -190,7 +219,7 @@ mod tests {
             run(&closed, &request("/notebooks", &[])),
             Outcome::Deny(Denial::new(Reason::TokenMissing, false))
         );
-        let Outcome::Allow(edits) = run(
+        let Outcome::Allow { edits, .. } = run(
             &closed,
             &request("/dex/auth?x=/y", &[("kubeflow-userid", "mallory")]),
         ) else {
@@ -238,7 +267,7 @@ mod tests {
         claims["iss"] = "https://kubernetes.default.svc.cluster.local".into();
         claims["sub"] = "system:serviceaccount:team-a:runner".into();
         let token = sign("RS256", Some("rsa-1"), &claims);
-        let Outcome::Allow(edits) = run(
+        let Outcome::Allow { edits, .. } = run(
             &config,
             &request("/", &[("authorization", &bearer(&token))]),
         ) else {
@@ -267,7 +296,7 @@ mod tests {
     fn remote_keys_are_fetched_once_then_used() {
         let config =
             config(json!({"jwtRules": [{"issuer": DEX, "jwksUri": "http://dex:5556/dex/keys"}]}));
-        let mut keys = KeyStore::new(&config);
+        let keys = KeyStore::new(&config, 1);
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);
         assert_eq!(
@@ -279,12 +308,10 @@ mod tests {
             Outcome::Deny(Denial::new(Reason::JwksUnavailable, true)),
             "a request that already waited is answered"
         );
-        keys.start_fetch(0, NOW);
-        keys.fetch_succeeded(0, rsa_jwks_json().as_bytes(), NOW)
-            .unwrap();
+        let keys = fetched(&config, Ok(rsa_jwks_json().as_bytes()));
         assert!(matches!(
             decide(&config, &keys, &view, NOW, false),
-            Outcome::Allow(_)
+            Outcome::Allow { .. }
         ));
     }
 
@@ -292,10 +319,7 @@ mod tests {
     fn an_unknown_kid_waits_for_a_refetch_once_per_interval() {
         let config =
             config(json!({"jwtRules": [{"issuer": DEX, "jwksUri": "http://dex:5556/dex/keys"}]}));
-        let mut keys = KeyStore::new(&config);
-        keys.start_fetch(0, NOW);
-        keys.fetch_succeeded(0, rsa_jwks_json().as_bytes(), NOW)
-            .unwrap();
+        let keys = fetched(&config, Ok(rsa_jwks_json().as_bytes()));
         let token = sign("RS256", Some("rotated"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);
         let key_unknown = Outcome::Deny(Denial::new(Reason::KeyUnknown, true));
@@ -320,9 +344,7 @@ mod tests {
     fn a_failed_fetch_is_503_not_401() {
         let config =
             config(json!({"jwtRules": [{"issuer": DEX, "jwksUri": "http://dex:5556/dex/keys"}]}));
-        let mut keys = KeyStore::new(&config);
-        keys.start_fetch(0, NOW);
-        keys.fetch_failed(0, NOW);
+        let keys = fetched(&config, Err("HTTP 500".into()));
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);
         assert_eq!(
@@ -338,14 +360,14 @@ mod tests {
         value["jwtRules"][0]["fromCookies"] = json!(["id_token"]);
         let config = config(value);
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
-        let Outcome::Allow(edits) = run(
+        let Outcome::Allow { edits, .. } = run(
             &config,
             &request(&format!("/x?a=1&access_token={token}"), &[]),
         ) else {
             panic!("denied")
         };
         assert_eq!(edits.path.as_deref(), Some("/x?a=1"));
-        let Outcome::Allow(edits) = run(
+        let Outcome::Allow { edits, .. } = run(
             &config,
             &request(
                 "/x",

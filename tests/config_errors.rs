@@ -73,10 +73,13 @@ fn rule_with_both_jwks_and_jwks_uri() {
 }
 
 #[test]
-fn rule_with_neither_jwks_nor_jwks_uri() {
+fn rule_with_neither_jwks_nor_jwks_uri_and_no_url_issuer_for_discovery() {
+    // Without jwks/jwksUri the keys come from OpenID discovery, which needs an
+    // http(s) issuer.
     let mut rule = good_rule();
     rule.as_object_mut().unwrap().remove("jwks");
-    refused_naming(with_rules(vec![rule], json!({})), &["jwks"]);
+    rule["issuer"] = json!("dex");
+    refused_naming(with_rules(vec![rule], json!({})), &["jwtRules[0].issuer"]);
 }
 
 #[test]

@@ -5,13 +5,14 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
 
 use super::log;
-use super::state::{host_now, SharedState};
+use super::state::{host_now, SharedState, Waiter};
 use crate::outcome::{is_grpc_content_type, local_reply, Denial, HeaderEdits, Outcome};
 use crate::pipeline::decide;
 use crate::request::RequestView;
 
-/// How often the root ticks while requests wait for keys.
-pub const WAITING_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+/// How often the root ticks while requests wait for keys: it starts the fetch,
+/// or notices that another worker's fetch has finished.
+pub const WAITING_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub struct KfauthHttp {
     context_id: u32,
@@ -28,7 +29,9 @@ impl Context for KfauthHttp {
     fn on_done(&mut self) -> bool {
         // A request that ends while held for keys no longer wants waking.
         if let Some(state) = self.state.borrow_mut().as_mut() {
-            state.waiters.retain(|(id, _)| *id != self.context_id);
+            state
+                .waiters
+                .retain(|waiter| waiter.context_id != self.context_id);
         }
         true
     }
@@ -50,6 +53,7 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
             return Action::Continue;
         }
     };
+    let now = host_now();
     let outcome = {
         let guard = state.borrow();
         let Some(filter) = guard.as_ref() else {
@@ -61,10 +65,19 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
             );
             return Action::Pause;
         };
-        decide(&filter.config, &filter.keys, &view, host_now(), may_wait)
+        let outcome = decide(&filter.config, &filter.keys, &view, now, may_wait);
+        match &outcome {
+            Outcome::Allow {
+                identity: Some(_), ..
+            } => filter.metrics.allowed(),
+            Outcome::Allow { identity: None, .. } => filter.metrics.unauthenticated(),
+            Outcome::Deny(denial) => filter.metrics.denied(denial.reason),
+            Outcome::FetchKeys(_) => {}
+        }
+        outcome
     };
     match outcome {
-        Outcome::Allow(edits) => {
+        Outcome::Allow { edits, .. } => {
             apply_edits(&edits);
             Action::Continue
         }
@@ -82,7 +95,13 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
         Outcome::FetchKeys(rule) => {
             if let Some(filter) = state.borrow_mut().as_mut() {
                 filter.keys.want_fetch(rule);
-                filter.waiters.push((context_id, rule));
+                let generation = filter.keys.generation(rule);
+                filter.waiters.push(Waiter {
+                    context_id,
+                    rule,
+                    since: now,
+                    generation,
+                });
             }
             // The root fetches on its next tick; make that tick come now.
             let _ = hostcalls::set_tick_period(WAITING_TICK);

@@ -3,7 +3,9 @@
 
 mod http;
 mod log;
+mod metrics;
 mod root;
+mod shared_data;
 mod state;
 
 proxy_wasm::main! {{

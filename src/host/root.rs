@@ -1,8 +1,11 @@
-//! The root context of one VM: accepts the configuration, fetches JWKS with
-//! HTTP callouts from its tick, and wakes the requests that waited for them.
+//! The root context of one VM: accepts the configuration; on each tick reads
+//! the shared key records, starts the fetches that are due (one VM at a time,
+//! by lease) and wakes the requests that waited for keys.
 
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -10,94 +13,134 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 
-use super::http::{handle_request, KfauthHttp};
+use super::http::{handle_request, KfauthHttp, WAITING_TICK};
 use super::log;
+use super::metrics::Metrics;
+use super::shared_data::HostSharedData;
 use super::state::{host_now, FilterState, SharedState};
-use crate::config::{Config, KeySource};
-use crate::keystore::KeyStore;
+use crate::config::Config;
+use crate::keystore::{FetchPlan, FetchResult, FetchStage, KeyStore};
 
-/// Tick period when nothing waits: the root checks for keys still to fetch.
+/// Tick period when no request waits: reads shared records, starts refreshes.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
 pub struct KfauthRoot {
+    context_id: u32,
     state: SharedState,
 }
 
+/// A random identity for this VM's leases.
+fn random_vm_id(context_id: u32) -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(context_id);
+    hasher.write_u128(host_now().as_nanos());
+    hasher.finish()
+}
+
 impl KfauthRoot {
-    pub fn new(_context_id: u32) -> Self {
+    pub fn new(context_id: u32) -> Self {
         KfauthRoot {
+            context_id,
             state: Rc::new(RefCell::new(None)),
         }
     }
 
-    fn start_fetches(&mut self) {
-        let now = host_now();
-        let mut failed = Vec::new();
-        let mut guard = self.state.borrow_mut();
-        let Some(filter) = guard.as_mut() else {
-            return;
+    /// Sends a planned fetch; a refused dispatch counts as a failed fetch.
+    /// Returns the rule whose waiters should be woken when it failed at once.
+    fn dispatch(&self, filter: &mut FilterState, plan: FetchPlan, now: Duration) -> Option<usize> {
+        let headers = vec![
+            (":method", "GET"),
+            (":path", plan.endpoint.path.as_str()),
+            (":authority", plan.endpoint.authority.as_str()),
+            (":scheme", plan.endpoint.scheme.as_str()),
+            ("accept", "application/json"),
+        ];
+        let what = match plan.stage {
+            FetchStage::Discovery => "OpenID configuration",
+            FetchStage::Jwks => "JWKS",
         };
-        for rule_index in filter.keys.rules_to_fetch(&filter.config, now) {
-            let Some(KeySource::Remote(remote)) =
-                filter.config.rules.get(rule_index).map(|rule| &rule.keys)
-            else {
-                continue;
-            };
-            let timeout = filter
-                .config
-                .rules
-                .get(rule_index)
-                .map_or(Duration::from_secs(5), |rule| rule.timeout);
-            let headers = vec![
-                (":method", "GET"),
-                (":path", remote.path.as_str()),
-                (":authority", remote.authority.as_str()),
-                (":scheme", remote.scheme.as_str()),
-                ("accept", "application/json"),
-            ];
-            match hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout) {
-                Ok(token) => {
-                    filter.keys.start_fetch(rule_index, now);
-                    filter.callouts.insert(token, rule_index);
-                    log::debug(&format!("fetching JWKS {}", remote.uri));
+        match hostcalls::dispatch_http_call(
+            &plan.endpoint.cluster,
+            headers,
+            None,
+            vec![],
+            plan.timeout,
+        ) {
+            Ok(token) => {
+                filter.callouts.insert(token, plan.rule);
+                if plan.unknown_kid {
+                    filter.metrics.refetch_for_unknown_kid();
                 }
-                Err(status) => {
-                    log::warn(&format!(
-                        "cannot fetch JWKS {} through cluster `{}` ({status:?}): is the cluster defined?",
-                        remote.uri, remote.cluster
-                    ));
-                    filter.keys.fetch_failed(rule_index, now);
-                    failed.push(rule_index);
-                }
+                log::debug(&format!("fetching {what} {}", plan.endpoint.uri));
+                None
             }
-        }
-        drop(guard);
-        for rule_index in failed {
-            self.wake_waiters(rule_index);
+            Err(status) => {
+                let why = format!(
+                    "cannot reach cluster `{}` ({status:?}): is it defined?",
+                    plan.endpoint.cluster
+                );
+                let result = filter.keys.fetch_answered(
+                    &filter.config,
+                    plan.rule,
+                    Err(why),
+                    &mut HostSharedData,
+                    now,
+                );
+                report(filter, plan.rule, &result);
+                Some(plan.rule)
+            }
         }
     }
 
-    /// Decides again for every request held for `rule`'s keys.
-    fn wake_waiters(&self, rule: usize) {
-        let woken: Vec<u32> = {
-            let mut guard = self.state.borrow_mut();
-            let Some(filter) = guard.as_mut() else {
-                return;
-            };
-            let (woken, kept): (Vec<_>, Vec<_>) = filter
-                .waiters
-                .drain(..)
-                .partition(|(_, waiting_for)| *waiting_for == rule);
-            filter.waiters = kept;
-            woken.into_iter().map(|(id, _)| id).collect()
-        };
-        for context_id in woken {
+    /// Decides again for the given held requests.
+    fn wake(&self, context_ids: Vec<u32>) {
+        for context_id in context_ids {
             if hostcalls::set_effective_context(context_id).is_err() {
                 continue;
             }
             if handle_request(&self.state, context_id, false) == Action::Continue {
                 let _ = hostcalls::resume_http_request();
             }
+        }
+        let _ = hostcalls::set_effective_context(self.context_id);
+    }
+
+    fn take_waiters(&self, rule: usize) -> Vec<u32> {
+        let mut guard = self.state.borrow_mut();
+        let Some(filter) = guard.as_mut() else {
+            return Vec::new();
+        };
+        let (woken, kept) = filter
+            .waiters
+            .drain(..)
+            .partition(|waiter| waiter.rule == rule);
+        filter.waiters = kept;
+        woken.into_iter().map(|waiter| waiter.context_id).collect()
+    }
+}
+
+/// One log line (and a metric) for how a fetch ended.
+fn report(filter: &FilterState, rule: usize, result: &FetchResult) {
+    let source = filter
+        .config
+        .rules
+        .get(rule)
+        .map(|rule| format!("{} ({})", rule.issuer, rule.keys.location()))
+        .unwrap_or_default();
+    match result {
+        FetchResult::Next(_) => {}
+        FetchResult::Succeeded { keys, skipped } => {
+            filter.metrics.fetch_succeeded();
+            log::info(&format!("fetched keys of {source}: {keys} usable"));
+            for note in skipped {
+                log::warn(&format!("keys of {source}: skipped a key: {note}"));
+            }
+        }
+        FetchResult::Failed(why) => {
+            filter.metrics.fetch_failed();
+            log::warn(&format!(
+                "fetching keys of {source} failed: {why}; keeping the last good keys, if any"
+            ));
         }
     }
 }
@@ -118,7 +161,7 @@ impl Context for KfauthRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let rule = {
+        let finished = {
             let mut guard = self.state.borrow_mut();
             let Some(filter) = guard.as_mut() else {
                 return;
@@ -126,34 +169,25 @@ impl Context for KfauthRoot {
             let Some(rule) = filter.callouts.remove(&token_id) else {
                 return;
             };
-            let uri = match filter.config.rules.get(rule).map(|rule| &rule.keys) {
-                Some(KeySource::Remote(remote)) => remote.uri.clone(),
-                _ => String::new(),
+            let answer = match status.as_deref() {
+                Some("200") => Ok(body.as_slice()),
+                Some(code) => Err(format!("HTTP {code}")),
+                None => Err("no response (timeout or connection failure)".into()),
             };
-            match status.as_deref() {
-                Some("200") => match filter.keys.fetch_succeeded(rule, &body, now) {
-                    Ok(report) => {
-                        log::info(&format!("fetched JWKS {uri}: {} usable keys", report.keys));
-                        for note in report.skipped {
-                            log::warn(&format!("JWKS {uri}: skipped a key: {note}"));
-                        }
-                    }
-                    Err(problem) => log::warn(&format!("JWKS {uri} is unusable: {problem}")),
-                },
-                other => {
-                    filter.keys.fetch_failed(rule, now);
-                    log::warn(&format!(
-                        "JWKS fetch {uri} failed: {}",
-                        match other {
-                            Some(code) => format!("HTTP {code}"),
-                            None => "no response (timeout or connection failure)".into(),
-                        }
-                    ));
-                }
+            let result =
+                filter
+                    .keys
+                    .fetch_answered(&filter.config, rule, answer, &mut HostSharedData, now);
+            report(filter, rule, &result);
+            match result {
+                FetchResult::Next(plan) => self.dispatch(filter, plan, now),
+                _ => Some(rule),
             }
-            rule
         };
-        self.wake_waiters(rule);
+        if let Some(rule) = finished {
+            let waiting = self.take_waiters(rule);
+            self.wake(waiting);
+        }
     }
 }
 
@@ -173,32 +207,84 @@ impl RootContext for KfauthRoot {
         for warning in &config.warnings {
             log::warn(warning);
         }
-        let has_remote = config
-            .rules
-            .iter()
-            .any(|rule| matches!(rule.keys, KeySource::Remote(_)));
         log::info(&format!(
             "configured: {} rule(s), requireJwt {}",
             config.rules.len(),
             config.require_jwt
         ));
-        let keys = KeyStore::new(&config);
+        let keys = KeyStore::new(&config, random_vm_id(self.context_id));
+        keys.ensure_records(&config, &mut HostSharedData);
+        let metrics = Metrics::define(&config);
         *self.state.borrow_mut() = Some(FilterState {
             config,
             keys,
+            metrics,
             callouts: HashMap::new(),
             waiters: Vec::new(),
         });
-        if has_remote {
-            // Fetch at once, before the first request needs the keys.
-            let _ = hostcalls::set_tick_period(super::http::WAITING_TICK);
-        }
+        // The first tick comes at once: fetch before the first request needs keys.
+        let _ = hostcalls::set_tick_period(WAITING_TICK);
         true
     }
 
     fn on_tick(&mut self) {
-        self.start_fetches();
-        let _ = hostcalls::set_tick_period(IDLE_TICK);
+        let now = host_now();
+        let mut woken = Vec::new();
+        let mut failed_rules = Vec::new();
+        let waiting = {
+            let mut guard = self.state.borrow_mut();
+            let Some(filter) = guard.as_mut() else {
+                return;
+            };
+            let mut plans = Vec::new();
+            for rule in 0..filter.config.rules.len() {
+                let remote = filter
+                    .config
+                    .rules
+                    .get(rule)
+                    .is_some_and(|rule| rule.keys.is_remote());
+                if !remote {
+                    continue;
+                }
+                let synced = filter.keys.sync(&filter.config, rule, &HostSharedData, now);
+                if synced.dropped_stale {
+                    log::warn(&format!(
+                        "dropped the keys of rule {rule}: older than jwksMaxStale"
+                    ));
+                }
+                if let Some(plan) =
+                    filter
+                        .keys
+                        .begin_fetch(&filter.config, rule, &mut HostSharedData, now)
+                {
+                    plans.push(plan);
+                }
+                if let Some(age) = filter.keys.age(rule, now) {
+                    filter.metrics.key_age(rule, age.as_secs());
+                }
+            }
+            for plan in plans {
+                failed_rules.extend(self.dispatch(filter, plan, now));
+            }
+            // Wake requests whose fetch finished elsewhere, or that waited long enough.
+            let keys = &filter.keys;
+            let config = &filter.config;
+            let (ready, kept): (Vec<_>, Vec<_>) = filter.waiters.drain(..).partition(|waiter| {
+                let timeout = config
+                    .rules
+                    .get(waiter.rule)
+                    .map_or(Duration::ZERO, |rule| rule.timeout);
+                keys.generation(waiter.rule) != waiter.generation
+                    || now.saturating_sub(waiter.since) >= timeout
+                    || failed_rules.contains(&waiter.rule)
+            });
+            filter.waiters = kept;
+            woken.extend(ready.into_iter().map(|waiter| waiter.context_id));
+            !filter.waiters.is_empty()
+        };
+        self.wake(woken);
+        let period = if waiting { WAITING_TICK } else { IDLE_TICK };
+        let _ = hostcalls::set_tick_period(period);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

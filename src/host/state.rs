@@ -5,17 +5,29 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use proxy_wasm::hostcalls;
+
+use super::metrics::Metrics;
 use crate::config::Config;
 use crate::keystore::KeyStore;
-use proxy_wasm::hostcalls;
+
+/// A request held until a rule's keys arrive (or its `timeout` passes).
+pub struct Waiter {
+    pub context_id: u32,
+    pub rule: usize,
+    pub since: Duration,
+    /// The key record's generation when the request began to wait: any
+    /// finished fetch after that (here or in another VM) wakes it.
+    pub generation: u64,
+}
 
 pub struct FilterState {
     pub config: Config,
     pub keys: KeyStore,
-    /// Callout token -> rule whose JWKS it fetches.
+    pub metrics: Metrics,
+    /// Callout token -> rule whose keys it fetches.
     pub callouts: HashMap<u32, usize>,
-    /// Requests held for a rule's keys: (http context id, rule).
-    pub waiters: Vec<(u32, usize)>,
+    pub waiters: Vec<Waiter>,
 }
 
 /// `None` until the first configuration is accepted.

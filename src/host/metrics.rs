@@ -1,0 +1,110 @@
+//! Counters and gauges, visible in Envoy's admin `/stats` and `/stats/prometheus`.
+//! Every VM defines the same names; Envoy adds them up.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::config::Config;
+use crate::outcome::Reason;
+
+#[derive(Default)]
+pub struct Metrics {
+    allowed: Option<u32>,
+    unauthenticated: Option<u32>,
+    denied: Option<u32>,
+    denied_by_reason: Vec<(Reason, Option<u32>)>,
+    fetch_success: Option<u32>,
+    fetch_failed: Option<u32>,
+    refetch_unknown_kid: Option<u32>,
+    /// Per rule: seconds since its keys were fetched (remote rules only).
+    key_age: Vec<Option<u32>>,
+}
+
+fn counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Counter, name).ok()
+}
+
+/// `kfauth.jwks.age_seconds.<issuer>`, the issuer reduced to `[A-Za-z0-9_]`.
+pub fn key_age_metric_name(issuer: &str) -> String {
+    let issuer: String = issuer
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("kfauth.jwks.age_seconds.{issuer}")
+}
+
+fn bump(metric: Option<u32>) {
+    if let Some(id) = metric {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+impl Metrics {
+    pub fn define(config: &Config) -> Metrics {
+        Metrics {
+            allowed: counter("kfauth.jwt.allowed"),
+            unauthenticated: counter("kfauth.jwt.unauthenticated"),
+            denied: counter("kfauth.jwt.denied"),
+            denied_by_reason: Reason::ALL
+                .iter()
+                .map(|reason| {
+                    (
+                        *reason,
+                        counter(&format!("kfauth.jwt.denied.{}", reason.as_str())),
+                    )
+                })
+                .collect(),
+            fetch_success: counter("kfauth.jwks.fetch_success"),
+            fetch_failed: counter("kfauth.jwks.fetch_failed"),
+            refetch_unknown_kid: counter("kfauth.jwks.refetch_unknown_kid"),
+            key_age: config
+                .rules
+                .iter()
+                .map(|rule| {
+                    if rule.keys.is_remote() {
+                        hostcalls::define_metric(
+                            MetricType::Gauge,
+                            &key_age_metric_name(&rule.issuer),
+                        )
+                        .ok()
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    pub fn allowed(&self) {
+        bump(self.allowed);
+    }
+
+    pub fn unauthenticated(&self) {
+        bump(self.unauthenticated);
+    }
+
+    pub fn denied(&self, reason: Reason) {
+        bump(self.denied);
+        if let Some((_, id)) = self.denied_by_reason.iter().find(|(r, _)| *r == reason) {
+            bump(*id);
+        }
+    }
+
+    pub fn fetch_succeeded(&self) {
+        bump(self.fetch_success);
+    }
+
+    pub fn fetch_failed(&self) {
+        bump(self.fetch_failed);
+    }
+
+    pub fn refetch_for_unknown_kid(&self) {
+        bump(self.refetch_unknown_kid);
+    }
+
+    pub fn key_age(&self, rule: usize, seconds: u64) {
+        if let Some(Some(id)) = self.key_age.get(rule) {
+            let _ = hostcalls::record_metric(*id, seconds);
+        }
+    }
+}
