@@ -41,6 +41,7 @@ struct RawConfig {
     jwks_refresh_interval: Option<String>,
     jwks_refetch_min_interval: Option<String>,
     jwks_max_stale: Option<String>,
+    authorization: Option<crate::authz::config::RawAuthorization>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +184,8 @@ pub struct Config {
     pub jwks_refresh_interval: Duration,
     pub jwks_refetch_min_interval: Duration,
     pub jwks_max_stale: Duration,
+    /// The `authorization` block, when given.
+    pub authorization: Option<crate::authz::config::Authorization>,
     /// Every header kfauth writes (lower case): removed from every request first.
     pub identity_headers: Vec<String>,
     /// Every place a token may be, in rule order, without duplicates.
@@ -195,6 +198,15 @@ impl Config {
     /// Parses and validates pluginConfig JSON. An empty configuration is an error:
     /// a filter that guards nothing is a mistake, not a default.
     pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
+        Config::parse_with_env(json, &|_| None)
+    }
+
+    /// As `parse`, reading environment variables (`authorization.apiserver.tokenEnv`)
+    /// through `env`.
+    pub fn parse_with_env(
+        json: &[u8],
+        env: crate::authz::config::EnvLookup<'_>,
+    ) -> Result<Config, ConfigError> {
         let mut deserializer = serde_json::Deserializer::from_slice(json);
         let raw: RawConfig =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|problem| {
@@ -206,7 +218,7 @@ impl Config {
                 };
                 error(field, strip_position(&problem.inner().to_string()))
             })?;
-        validate(raw)
+        validate(raw, env)
     }
 }
 
@@ -218,7 +230,10 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+fn validate(
+    raw: RawConfig,
+    env: crate::authz::config::EnvLookup<'_>,
+) -> Result<Config, ConfigError> {
     if raw.jwt_rules.is_empty() {
         return Err(error("jwtRules", "at least one rule is required"));
     }
@@ -271,6 +286,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         jwks_refresh_interval,
         jwks_refetch_min_interval,
         jwks_max_stale,
+        authorization: None,
         identity_headers: Vec::new(),
         token_locations: Vec::new(),
         warnings: Vec::new(),
@@ -304,6 +320,21 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             }
         }
         config.rules.push(rule);
+    }
+    if let Some(raw_authorization) = raw.authorization {
+        let authorization = crate::authz::config::validate(raw_authorization, env)?;
+        if authorization.user_claim.is_none()
+            && config
+                .rules
+                .iter()
+                .any(|rule| rule.claim_headers.is_empty())
+        {
+            return Err(error(
+                "authorization.userClaim",
+                "set it, or give every jwt rule an outputClaimToHeaders entry (its first one names the user)",
+            ));
+        }
+        config.authorization = Some(authorization);
     }
     Ok(config)
 }

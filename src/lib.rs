@@ -15,6 +15,7 @@
     )
 )]
 
+pub mod authz;
 pub mod claims;
 pub mod config;
 pub mod discovery;

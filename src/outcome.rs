@@ -114,12 +114,21 @@ pub enum Outcome {
     Allow {
         edits: HeaderEdits,
         identity: Option<Identity>,
+        /// An authorization rule matched and allowed (from the cache).
+        authorized: bool,
     },
     /// Answer locally.
     Deny(Denial),
     /// The keys of this rule (index into `jwtRules`) are not there yet: fetch them,
     /// hold the request, and decide again once the fetch ends.
     FetchKeys(usize),
+    /// Authenticated; hold the request until the API server answers the review
+    /// `key` (body `body`), then allow with `edits` or deny.
+    Review {
+        edits: HeaderEdits,
+        key: String,
+        body: Vec<u8>,
+    },
 }
 
 /// A local reply, ready for `send_http_response`.

@@ -1,13 +1,15 @@
 //! One request, in order: drop client-sent identity headers; skip paths; find
 //! the token; decode it; choose the rule by `iss`; get the keys; verify; map the
-//! claims to headers; remove the token unless it is forwarded.
+//! claims to headers; remove the token unless it is forwarded; authorize.
 
 use std::time::Duration;
 
+use crate::authz::cache::DecisionCache;
+use crate::authz::{authorize, AuthzStep};
 use crate::config::Config;
 use crate::identity::{add_verified_identity, strip_client_identity};
 use crate::keystore::{KeyState, KeyStore};
-use crate::outcome::{Denial, Identity, Outcome, Reason};
+use crate::outcome::{Denial, HeaderEdits, Identity, Outcome, Reason};
 use crate::request::RequestView;
 use crate::token::{find_token, remove_token};
 use crate::verify::{decode, verify};
@@ -18,6 +20,7 @@ use crate::verify::{decode, verify};
 pub fn decide(
     config: &Config,
     keys: &KeyStore,
+    reviews: &DecisionCache,
     request: &RequestView,
     now: Duration,
     may_wait: bool,
@@ -33,37 +36,69 @@ pub fn decide(
         return Outcome::Allow {
             edits,
             identity: None,
+            authorized: false,
         };
     }
 
+    let identity = match authenticate(config, keys, request, now, may_wait, &mut edits) {
+        Ok(identity) => identity,
+        Err(outcome) => return outcome,
+    };
+    if identity.is_none() && config.require_jwt {
+        return Outcome::Deny(Denial::new(Reason::TokenMissing, false));
+    }
+
+    let mut authorized = false;
+    if let Some(authorization) = &config.authorization {
+        match authorize(
+            authorization,
+            &config.rules,
+            request,
+            identity.as_ref(),
+            reviews,
+            now,
+        ) {
+            AuthzStep::Allow => authorized = true,
+            AuthzStep::NotGuarded => {}
+            AuthzStep::Deny(denial) => return Outcome::Deny(denial),
+            AuthzStep::Review { key, body } => return Outcome::Review { edits, key, body },
+        }
+    }
+    Outcome::Allow {
+        edits,
+        identity,
+        authorized,
+    }
+}
+
+/// Finds and verifies the token. `Ok(None)`: no token; `Err`: the outcome to
+/// return at once (a refusal, or wait for keys).
+fn authenticate(
+    config: &Config,
+    keys: &KeyStore,
+    request: &RequestView,
+    now: Duration,
+    may_wait: bool,
+    edits: &mut HeaderEdits,
+) -> Result<Option<Identity>, Outcome> {
     let Some(found) = find_token(request, &config.token_locations) else {
-        return if config.require_jwt {
-            Outcome::Deny(Denial::new(Reason::TokenMissing, false))
-        } else {
-            Outcome::Allow {
-                edits,
-                identity: None,
-            }
-        };
+        return Ok(None);
     };
     let deny = |reason| Outcome::Deny(Denial::new(reason, true));
 
-    let unverified = match decode(&found.value) {
-        Ok(unverified) => unverified,
-        Err(reason) => return deny(reason),
-    };
+    let unverified = decode(&found.value).map_err(deny)?;
     let Some((rule_index, rule)) = unverified
         .issuer()
         .and_then(|issuer| config.rule_by_issuer.get(issuer))
         .and_then(|&index| Some((index, config.rules.get(index)?)))
     else {
-        return deny(Reason::IssuerUnknown);
+        return Err(deny(Reason::IssuerUnknown));
     };
 
     let key_set = match keys.state(config, rule_index, now) {
         KeyState::Ready(key_set) => key_set,
-        KeyState::Pending if may_wait => return Outcome::FetchKeys(rule_index),
-        KeyState::Pending | KeyState::Unavailable => return deny(Reason::JwksUnavailable),
+        KeyState::Pending if may_wait => return Err(Outcome::FetchKeys(rule_index)),
+        KeyState::Pending | KeyState::Unavailable => return Err(deny(Reason::JwksUnavailable)),
     };
     match verify(
         &found.value,
@@ -76,34 +111,25 @@ pub fn decide(
         Ok(()) => {}
         // Keys rotate: a `kid` we do not know may be in a fresh fetch.
         Err(Reason::KeyUnknown) if may_wait && keys.may_refetch(config, rule_index, now) => {
-            return Outcome::FetchKeys(rule_index)
+            return Err(Outcome::FetchKeys(rule_index))
         }
-        Err(reason) => return deny(reason),
+        Err(reason) => return Err(deny(reason)),
     }
 
-    add_verified_identity(
-        rule,
-        &unverified.claims,
-        &unverified.payload_segment,
-        &mut edits,
-    );
+    add_verified_identity(rule, &unverified.claims, &unverified.payload_segment, edits);
     if !rule.forward_original_token {
-        remove_token(request, &found, &mut edits);
+        remove_token(request, &found, edits);
     }
-    Outcome::Allow {
-        edits,
-        identity: Some(Identity {
-            rule: rule_index,
-            claims: unverified.claims,
-        }),
-    }
+    Ok(Some(Identity {
+        rule: rule_index,
+        claims: unverified.claims,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keystore::shared::MemorySharedData;
-    use crate::outcome::HeaderEdits;
     use crate::testutil::*;
     use serde_json::{json, Value};
     #[cfg(target_arch = "wasm32")]
@@ -132,7 +158,14 @@ mod tests {
     }
 
     fn run(config: &Config, request: &RequestView) -> Outcome {
-        decide(config, &KeyStore::new(config, 1), request, NOW, true)
+        decide(
+            config,
+            &KeyStore::new(config, 1),
+            &DecisionCache::new(0),
+            request,
+            NOW,
+            true,
+        )
     }
 
     /// A key store after one fetch with this answer.
@@ -177,6 +210,7 @@ mod tests {
                     ],
                     path: None,
                 },
+                authorized: false,
                 identity: Some(Identity {
                     rule: 0,
                     claims: standard_claims().as_object().cloned().unwrap()
@@ -300,17 +334,17 @@ mod tests {
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);
         assert_eq!(
-            decide(&config, &keys, &view, NOW, true),
+            decide(&config, &keys, &DecisionCache::new(0), &view, NOW, true),
             Outcome::FetchKeys(0)
         );
         assert_eq!(
-            decide(&config, &keys, &view, NOW, false),
+            decide(&config, &keys, &DecisionCache::new(0), &view, NOW, false),
             Outcome::Deny(Denial::new(Reason::JwksUnavailable, true)),
             "a request that already waited is answered"
         );
         let keys = fetched(&config, Ok(rsa_jwks_json().as_bytes()));
         assert!(matches!(
-            decide(&config, &keys, &view, NOW, false),
+            decide(&config, &keys, &DecisionCache::new(0), &view, NOW, false),
             Outcome::Allow { .. }
         ));
     }
@@ -324,17 +358,17 @@ mod tests {
         let view = request("/", &[("authorization", &bearer(&token))]);
         let key_unknown = Outcome::Deny(Denial::new(Reason::KeyUnknown, true));
         assert_eq!(
-            decide(&config, &keys, &view, NOW, true),
+            decide(&config, &keys, &DecisionCache::new(0), &view, NOW, true),
             key_unknown,
             "just fetched"
         );
         let later = NOW + config.jwks_refetch_min_interval;
         assert_eq!(
-            decide(&config, &keys, &view, later, true),
+            decide(&config, &keys, &DecisionCache::new(0), &view, later, true),
             Outcome::FetchKeys(0)
         );
         assert_eq!(
-            decide(&config, &keys, &view, later, false),
+            decide(&config, &keys, &DecisionCache::new(0), &view, later, false),
             key_unknown,
             "after waiting"
         );
@@ -348,7 +382,7 @@ mod tests {
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);
         assert_eq!(
-            decide(&config, &keys, &view, NOW, true),
+            decide(&config, &keys, &DecisionCache::new(0), &view, NOW, true),
             Outcome::Deny(Denial::new(Reason::JwksUnavailable, true))
         );
     }

@@ -5,7 +5,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
 
 use super::log;
-use super::state::{host_now, SharedState, Waiter};
+use super::state::{host_now, PendingReview, ReviewWaiter, SharedState, Waiter};
 use crate::outcome::{is_grpc_content_type, local_reply, Denial, HeaderEdits, Outcome};
 use crate::pipeline::decide;
 use crate::request::RequestView;
@@ -13,6 +13,8 @@ use crate::request::RequestView;
 /// How often the root ticks while requests wait for keys: it starts the fetch,
 /// or notices that another worker's fetch has finished.
 pub const WAITING_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+/// The root's tick while a review waits to be sent.
+pub const REVIEW_TICK: std::time::Duration = std::time::Duration::from_millis(1);
 
 pub struct KfauthHttp {
     context_id: u32,
@@ -32,6 +34,11 @@ impl Context for KfauthHttp {
             state
                 .waiters
                 .retain(|waiter| waiter.context_id != self.context_id);
+            for pending in state.reviews.values_mut() {
+                pending
+                    .waiters
+                    .retain(|waiter| waiter.context_id != self.context_id);
+            }
         }
         true
     }
@@ -65,14 +72,37 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
             );
             return Action::Pause;
         };
-        let outcome = decide(&filter.config, &filter.keys, &view, now, may_wait);
+        let outcome = decide(
+            &filter.config,
+            &filter.keys,
+            &filter.decisions,
+            &view,
+            now,
+            may_wait,
+        );
+        filter
+            .metrics
+            .authz_cache_hits(filter.decisions.take_hits());
         match &outcome {
             Outcome::Allow {
-                identity: Some(_), ..
-            } => filter.metrics.allowed(),
-            Outcome::Allow { identity: None, .. } => filter.metrics.unauthenticated(),
-            Outcome::Deny(denial) => filter.metrics.denied(denial.reason),
-            Outcome::FetchKeys(_) => {}
+                identity,
+                authorized,
+                ..
+            } => {
+                if identity.is_some() {
+                    filter.metrics.allowed();
+                } else {
+                    filter.metrics.unauthenticated();
+                }
+                if *authorized {
+                    filter.metrics.authz_allowed();
+                }
+            }
+            Outcome::Deny(denial) => {
+                filter.metrics.denied(denial.reason);
+                filter.metrics.authz_refused(denial.reason);
+            }
+            Outcome::FetchKeys(_) | Outcome::Review { .. } => {}
         }
         outcome
     };
@@ -82,14 +112,25 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
             Action::Continue
         }
         Outcome::Deny(denial) => {
-            log::info(&format!(
-                "denied {} {} {}: {}",
-                denial.reason.http_status(),
-                view.method,
-                view.path_only(),
-                denial.reason.as_str()
-            ));
-            send_denial(&view, &denial);
+            deny(&view, &denial);
+            Action::Pause
+        }
+        Outcome::Review { edits, key, body } => {
+            if let Some(filter) = state.borrow_mut().as_mut() {
+                let pending = filter.reviews.entry(key).or_insert_with(|| PendingReview {
+                    body,
+                    dispatched: false,
+                    waiters: Vec::new(),
+                });
+                if pending.waiters.is_empty() {
+                    filter.metrics.authz_cache_miss();
+                } else {
+                    filter.metrics.authz_coalesced();
+                }
+                pending.waiters.push(ReviewWaiter { context_id, edits });
+            }
+            // The root sends reviews from its tick; make that tick come now.
+            let _ = hostcalls::set_tick_period(REVIEW_TICK);
             Action::Pause
         }
         Outcome::FetchKeys(rule) => {
@@ -110,7 +151,35 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
     }
 }
 
-fn apply_edits(edits: &HeaderEdits) {
+/// Answers the current request with a refusal, and logs one line.
+pub fn deny(view: &RequestView, denial: &Denial) {
+    log::info(&format!(
+        "denied {} {} {}: {}",
+        denial.reason.http_status(),
+        view.method,
+        view.path_only(),
+        denial.reason.as_str()
+    ));
+    send_denial(view, denial);
+}
+
+/// The current request's method, path and content type, for a late refusal.
+pub fn current_view() -> RequestView {
+    let header = |name: &str| {
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    RequestView {
+        method: header(":method"),
+        path: header(":path"),
+        authority: header(":authority"),
+        headers: vec![("content-type".to_string(), header("content-type"))],
+    }
+}
+
+pub fn apply_edits(edits: &HeaderEdits) {
     for name in &edits.remove {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
     }

@@ -16,6 +16,12 @@ pub struct Metrics {
     fetch_success: Option<u32>,
     fetch_failed: Option<u32>,
     refetch_unknown_kid: Option<u32>,
+    authz_allowed: Option<u32>,
+    authz_denied: Option<u32>,
+    authz_error: Option<u32>,
+    authz_cache_hit: Option<u32>,
+    authz_cache_miss: Option<u32>,
+    authz_coalesced: Option<u32>,
     /// Per rule: seconds since its keys were fetched (remote rules only).
     key_age: Vec<Option<u32>>,
 }
@@ -57,6 +63,12 @@ impl Metrics {
             fetch_success: counter("kfauth.jwks.fetch_success"),
             fetch_failed: counter("kfauth.jwks.fetch_failed"),
             refetch_unknown_kid: counter("kfauth.jwks.refetch_unknown_kid"),
+            authz_allowed: counter("kfauth.authz.allowed"),
+            authz_denied: counter("kfauth.authz.denied"),
+            authz_error: counter("kfauth.authz.error"),
+            authz_cache_hit: counter("kfauth.authz.cache_hit"),
+            authz_cache_miss: counter("kfauth.authz.cache_miss"),
+            authz_coalesced: counter("kfauth.authz.coalesced"),
             key_age: config
                 .rules
                 .iter()
@@ -100,6 +112,35 @@ impl Metrics {
 
     pub fn refetch_for_unknown_kid(&self) {
         bump(self.refetch_unknown_kid);
+    }
+
+    pub fn authz_allowed(&self) {
+        bump(self.authz_allowed);
+    }
+
+    /// A refusal by authorization (forbidden, or the API server unavailable).
+    pub fn authz_refused(&self, reason: Reason) {
+        match reason {
+            Reason::Forbidden => bump(self.authz_denied),
+            Reason::AuthorizerUnavailable => bump(self.authz_error),
+            _ => {}
+        }
+    }
+
+    pub fn authz_cache_hits(&self, hits: u64) {
+        if let (Some(id), Ok(hits)) = (self.authz_cache_hit, i64::try_from(hits)) {
+            if hits > 0 {
+                let _ = hostcalls::increment_metric(id, hits);
+            }
+        }
+    }
+
+    pub fn authz_cache_miss(&self) {
+        bump(self.authz_cache_miss);
+    }
+
+    pub fn authz_coalesced(&self) {
+        bump(self.authz_coalesced);
     }
 
     pub fn key_age(&self, rule: usize, seconds: u64) {

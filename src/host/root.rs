@@ -13,16 +13,21 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 
-use super::http::{handle_request, KfauthHttp, WAITING_TICK};
+use super::http::{apply_edits, current_view, deny, handle_request, KfauthHttp, WAITING_TICK};
 use super::log;
 use super::metrics::Metrics;
 use super::shared_data::HostSharedData;
 use super::state::{host_now, FilterState, SharedState};
+use crate::authz::cache::DecisionCache;
+use crate::authz::review::{parse_answer, ReviewAnswer};
+use crate::authz::review_answered;
 use crate::config::Config;
 use crate::keystore::{FetchPlan, FetchResult, FetchStage, KeyStore};
 
 /// Tick period when no request waits: reads shared records, starts refreshes.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+
+const SUBJECT_ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 
 pub struct KfauthRoot {
     context_id: u32,
@@ -105,6 +110,119 @@ impl KfauthRoot {
         let _ = hostcalls::set_effective_context(self.context_id);
     }
 
+    /// Sends every review that waits to be sent.
+    fn send_reviews(&self) {
+        let mut failed = Vec::new();
+        {
+            let mut guard = self.state.borrow_mut();
+            let Some(filter) = guard.as_mut() else {
+                return;
+            };
+            let Some(authorization) = filter.config.authorization.as_ref() else {
+                return;
+            };
+            let apiserver = &authorization.apiserver;
+            let bearer = apiserver
+                .token
+                .as_ref()
+                .map(|token| format!("Bearer {token}"));
+            for (key, pending) in filter.reviews.iter_mut().filter(|(_, p)| !p.dispatched) {
+                let mut headers = vec![
+                    (":method", "POST"),
+                    (":path", SUBJECT_ACCESS_REVIEWS),
+                    (":authority", apiserver.authority.as_str()),
+                    (":scheme", "https"),
+                    ("content-type", "application/json"),
+                    ("accept", "application/json"),
+                ];
+                if let Some(bearer) = &bearer {
+                    headers.push(("authorization", bearer.as_str()));
+                }
+                match hostcalls::dispatch_http_call(
+                    &apiserver.cluster,
+                    headers,
+                    Some(&pending.body),
+                    vec![],
+                    apiserver.timeout,
+                ) {
+                    Ok(token) => {
+                        pending.dispatched = true;
+                        filter.review_callouts.insert(token, key.clone());
+                    }
+                    Err(status) => {
+                        log::warn(&format!(
+                            "cannot reach the API server through cluster `{}` ({status:?}): is it defined?",
+                            apiserver.cluster
+                        ));
+                        failed.push(key.clone());
+                    }
+                }
+            }
+        }
+        for key in failed {
+            self.resolve_review(&key, ReviewAnswer::Unusable("dispatch refused".into()));
+        }
+    }
+
+    fn review_answered(&self, token_id: u32, answer: ReviewAnswer) {
+        let key = self
+            .state
+            .borrow_mut()
+            .as_mut()
+            .and_then(|filter| filter.review_callouts.remove(&token_id));
+        if let Some(key) = key {
+            self.resolve_review(&key, answer);
+        }
+    }
+
+    /// Caches the answer of review `key` and lets every request waiting for it go
+    /// on or be refused.
+    fn resolve_review(&self, key: &str, answer: ReviewAnswer) {
+        let now = host_now();
+        let (verdict, waiters) = {
+            let mut guard = self.state.borrow_mut();
+            let Some(filter) = guard.as_mut() else {
+                return;
+            };
+            let Some(pending) = filter.reviews.remove(key) else {
+                return;
+            };
+            let Some(authorization) = filter.config.authorization.as_ref() else {
+                return;
+            };
+            if let ReviewAnswer::Unusable(why) = &answer {
+                log::warn(&format!("SubjectAccessReview failed: {why}"));
+            }
+            let verdict = review_answered(authorization, &mut filter.decisions, key, &answer, now);
+            for _ in &pending.waiters {
+                match &verdict {
+                    None => {
+                        filter.metrics.authz_allowed();
+                        filter.metrics.allowed();
+                    }
+                    Some(denial) => {
+                        filter.metrics.authz_refused(denial.reason);
+                        filter.metrics.denied(denial.reason);
+                    }
+                }
+            }
+            (verdict, pending.waiters)
+        };
+        for waiter in waiters {
+            if hostcalls::set_effective_context(waiter.context_id).is_err() {
+                continue;
+            }
+            match &verdict {
+                None => {
+                    apply_edits(&waiter.edits);
+                    let _ = hostcalls::resume_http_request();
+                }
+                Some(denial) => deny(&current_view(), denial),
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.context_id);
+    }
+
     fn take_waiters(&self, rule: usize) -> Vec<u32> {
         let mut guard = self.state.borrow_mut();
         let Some(filter) = guard.as_mut() else {
@@ -161,6 +279,16 @@ impl Context for KfauthRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
+        let is_review = self
+            .state
+            .borrow()
+            .as_ref()
+            .is_some_and(|filter| filter.review_callouts.contains_key(&token_id));
+        if is_review {
+            let answer = parse_answer(status.as_deref(), &body);
+            self.review_answered(token_id, answer);
+            return;
+        }
         let finished = {
             let mut guard = self.state.borrow_mut();
             let Some(filter) = guard.as_mut() else {
@@ -197,7 +325,7 @@ impl RootContext for KfauthRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let config = match Config::parse(&bytes) {
+        let config = match Config::parse_with_env(&bytes, &|name| std::env::var(name).ok()) {
             Ok(config) => config,
             Err(problem) => {
                 log::error(&problem.to_string());
@@ -215,12 +343,21 @@ impl RootContext for KfauthRoot {
         let keys = KeyStore::new(&config, random_vm_id(self.context_id));
         keys.ensure_records(&config, &mut HostSharedData);
         let metrics = Metrics::define(&config);
+        let decisions = DecisionCache::new(
+            config
+                .authorization
+                .as_ref()
+                .map_or(0, |authorization| authorization.max_entries),
+        );
         *self.state.borrow_mut() = Some(FilterState {
             config,
             keys,
             metrics,
             callouts: HashMap::new(),
             waiters: Vec::new(),
+            decisions,
+            reviews: HashMap::new(),
+            review_callouts: HashMap::new(),
         });
         // The first tick comes at once: fetch before the first request needs keys.
         let _ = hostcalls::set_tick_period(WAITING_TICK);
@@ -228,6 +365,7 @@ impl RootContext for KfauthRoot {
     }
 
     fn on_tick(&mut self) {
+        self.send_reviews();
         let now = host_now();
         let mut woken = Vec::new();
         let mut failed_rules = Vec::new();
@@ -280,7 +418,7 @@ impl RootContext for KfauthRoot {
             });
             filter.waiters = kept;
             woken.extend(ready.into_iter().map(|waiter| waiter.context_id));
-            !filter.waiters.is_empty()
+            !filter.waiters.is_empty() || filter.reviews.values().any(|review| !review.dispatched)
         };
         self.wake(woken);
         let period = if waiting { WAITING_TICK } else { IDLE_TICK };

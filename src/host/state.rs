@@ -8,8 +8,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 
 use super::metrics::Metrics;
+use crate::authz::cache::DecisionCache;
 use crate::config::Config;
 use crate::keystore::KeyStore;
+use crate::outcome::HeaderEdits;
 
 /// A request held until a rule's keys arrive (or its `timeout` passes).
 pub struct Waiter {
@@ -21,6 +23,20 @@ pub struct Waiter {
     pub generation: u64,
 }
 
+/// A request held for a SubjectAccessReview's answer, with what it will do if allowed.
+pub struct ReviewWaiter {
+    pub context_id: u32,
+    pub edits: HeaderEdits,
+}
+
+/// One review on its way to the API server, and every request that waits for
+/// it (identical reviews are coalesced into one callout).
+pub struct PendingReview {
+    pub body: Vec<u8>,
+    pub dispatched: bool,
+    pub waiters: Vec<ReviewWaiter>,
+}
+
 pub struct FilterState {
     pub config: Config,
     pub keys: KeyStore,
@@ -28,6 +44,12 @@ pub struct FilterState {
     /// Callout token -> rule whose keys it fetches.
     pub callouts: HashMap<u32, usize>,
     pub waiters: Vec<Waiter>,
+    /// Review answers by review.
+    pub decisions: DecisionCache,
+    /// Reviews asked or to ask, by review key.
+    pub reviews: HashMap<String, PendingReview>,
+    /// Callout token -> review key.
+    pub review_callouts: HashMap<u32, String>,
 }
 
 /// `None` until the first configuration is accepted.

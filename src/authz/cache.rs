@@ -1,0 +1,136 @@
+//! Review answers by review, with the webhook authorizer's two TTLs and a
+//! bound on entries (oldest inserted evicted first).
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedDecision {
+    pub allowed: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    decision: CachedDecision,
+    expires: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct DecisionCache {
+    entries: HashMap<String, Entry>,
+    order: VecDeque<String>,
+    max_entries: usize,
+    /// Lookups answered from the cache, for the host's metric.
+    hits: Cell<u64>,
+}
+
+impl DecisionCache {
+    pub fn new(max_entries: usize) -> DecisionCache {
+        DecisionCache {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            max_entries,
+            hits: Cell::new(0),
+        }
+    }
+
+    pub fn get(&self, key: &str, now: Duration) -> Option<&CachedDecision> {
+        let found = self
+            .entries
+            .get(key)
+            .filter(|entry| entry.expires > now)
+            .map(|entry| &entry.decision);
+        if found.is_some() {
+            self.hits.set(self.hits.get().saturating_add(1));
+        }
+        found
+    }
+
+    /// Cache hits since the last call.
+    pub fn take_hits(&self) -> u64 {
+        self.hits.replace(0)
+    }
+
+    pub fn insert(&mut self, key: String, decision: CachedDecision, ttl: Duration, now: Duration) {
+        if self.max_entries == 0 || ttl.is_zero() {
+            return;
+        }
+        if !self.entries.contains_key(&key) {
+            while self.entries.len() >= self.max_entries {
+                match self.order.pop_front() {
+                    Some(oldest) => {
+                        self.entries.remove(&oldest);
+                    }
+                    None => break,
+                }
+            }
+            self.order.push_back(key.clone());
+        }
+        self.entries.insert(
+            key,
+            Entry {
+                decision,
+                expires: now + ttl,
+            },
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const NOW: Duration = Duration::from_secs(1000);
+
+    fn allowed() -> CachedDecision {
+        CachedDecision {
+            allowed: true,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn entries_expire_after_their_ttl() {
+        let mut cache = DecisionCache::new(10);
+        cache.insert("a".into(), allowed(), Duration::from_secs(300), NOW);
+        cache.insert(
+            "d".into(),
+            CachedDecision {
+                allowed: false,
+                reason: None,
+            },
+            Duration::from_secs(30),
+            NOW,
+        );
+        let later = NOW + Duration::from_secs(31);
+        assert!(cache.get("a", later).is_some());
+        assert!(cache.get("d", later).is_none());
+        assert!(cache.get("a", NOW + Duration::from_secs(300)).is_none());
+    }
+
+    #[test]
+    fn the_oldest_entry_goes_first_when_full() {
+        let mut cache = DecisionCache::new(2);
+        for key in ["a", "b", "a", "c"] {
+            cache.insert(key.into(), allowed(), Duration::from_secs(60), NOW);
+        }
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("a", NOW).is_none());
+        assert!(cache.get("b", NOW).is_some() && cache.get("c", NOW).is_some());
+        let mut off = DecisionCache::new(0);
+        off.insert("a".into(), allowed(), Duration::from_secs(60), NOW);
+        assert!(off.is_empty());
+    }
+}

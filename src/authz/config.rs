@@ -1,0 +1,333 @@
+//! The `authorization` block of pluginConfig: where the API server is, which
+//! requests need which SubjectAccessReview, and how answers are cached.
+
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use super::template::Template;
+use crate::config::ConfigError;
+use crate::duration::parse_duration;
+
+/// The Kubernetes webhook authorizer's cache defaults.
+pub const DEFAULT_ALLOWED_TTL: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_DENIED_TTL: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+pub const DEFAULT_APISERVER_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_APISERVER_CLUSTER: &str = "outbound|443||kubernetes.default.svc.cluster.local";
+pub const DEFAULT_APISERVER_AUTHORITY: &str = "kubernetes.default.svc";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawAuthorization {
+    apiserver: Option<RawApiServer>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    #[serde(default)]
+    default_deny: bool,
+    user_claim: Option<String>,
+    groups_claim: Option<String>,
+    cache: Option<RawCache>,
+    failure_mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawApiServer {
+    cluster: Option<String>,
+    authority: Option<String>,
+    token_env: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawCache {
+    allowed_ttl: Option<String>,
+    denied_ttl: Option<String>,
+    max_entries: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match", default)]
+    matcher: RawMatch,
+    resource_attributes: Option<RawResourceAttributes>,
+    non_resource_attributes: Option<RawNonResourceAttributes>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawResourceAttributes {
+    namespace: Option<String>,
+    group: Option<String>,
+    version: Option<String>,
+    resource: Option<String>,
+    subresource: Option<String>,
+    name: Option<String>,
+    verb: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawNonResourceAttributes {
+    path: Option<String>,
+    verb: Option<String>,
+}
+
+/// How to reach the API server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiServer {
+    pub cluster: String,
+    pub authority: String,
+    /// The bearer token sent with each review; `None` for an authenticating
+    /// local proxy (e.g. a `kubectl proxy` sidecar).
+    pub token: Option<String>,
+    pub timeout: Duration,
+}
+
+/// What to do when the API server cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    Deny,
+    Allow,
+}
+
+/// The attributes of a review, as templates over the request.
+#[derive(Debug, Clone)]
+pub enum Attributes {
+    Resource {
+        namespace: Option<Template>,
+        group: Option<Template>,
+        version: Option<Template>,
+        resource: Option<Template>,
+        subresource: Option<Template>,
+        name: Option<Template>,
+        /// `None`: the HTTP method, mapped as kube-rbac-proxy does.
+        verb: Option<Template>,
+    },
+    NonResource {
+        /// `None`: the request path.
+        path: Option<Template>,
+        verb: Option<Template>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthzRule {
+    pub hosts: Vec<Regex>,
+    pub paths: Vec<Regex>,
+    /// Upper case; empty matches every method.
+    pub methods: Vec<String>,
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub apiserver: ApiServer,
+    pub rules: Vec<AuthzRule>,
+    pub default_deny: bool,
+    pub user_claim: Option<String>,
+    pub groups_claim: Option<String>,
+    pub allowed_ttl: Duration,
+    pub denied_ttl: Duration,
+    pub max_entries: usize,
+    pub failure_mode: FailureMode,
+}
+
+fn error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn duration(
+    field: &str,
+    value: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        Some(text) => parse_duration(text).map_err(|message| error(field, message)),
+        None => Ok(default),
+    }
+}
+
+fn regexes(field: &str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
+    patterns
+        .iter()
+        .enumerate()
+        .map(|(index, pattern)| {
+            Regex::new(pattern).map_err(|problem| {
+                error(
+                    format!("{field}[{index}]"),
+                    format!(
+                        "not a valid regex: {}",
+                        problem.to_string().lines().last().unwrap_or("").trim()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+fn capture_names(patterns: &[Regex]) -> Vec<String> {
+    patterns
+        .iter()
+        .flat_map(|pattern| pattern.capture_names().flatten().map(str::to_string))
+        .collect()
+}
+
+/// Reads the VM environment; `None` when the variable is unset.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub(crate) fn validate(
+    raw: RawAuthorization,
+    env: EnvLookup<'_>,
+) -> Result<Authorization, ConfigError> {
+    let field = "authorization";
+    let raw_apiserver = raw.apiserver.unwrap_or(RawApiServer {
+        cluster: None,
+        authority: None,
+        token_env: None,
+        timeout: None,
+    });
+    let token = match &raw_apiserver.token_env {
+        Some(name) => match env(name) {
+            Some(value) if !value.trim().is_empty() => Some(value.trim().to_string()),
+            _ => {
+                return Err(error(
+                    format!("{field}.apiserver.tokenEnv"),
+                    format!("environment variable `{name}` is not set in the Wasm VM (vm_config.environment_variables, or WasmPlugin vmConfig.env)"),
+                ))
+            }
+        },
+        None => None,
+    };
+    let apiserver = ApiServer {
+        cluster: raw_apiserver
+            .cluster
+            .unwrap_or_else(|| DEFAULT_APISERVER_CLUSTER.to_string()),
+        authority: raw_apiserver
+            .authority
+            .unwrap_or_else(|| DEFAULT_APISERVER_AUTHORITY.to_string()),
+        token,
+        timeout: duration(
+            &format!("{field}.apiserver.timeout"),
+            &raw_apiserver.timeout,
+            DEFAULT_APISERVER_TIMEOUT,
+        )?,
+    };
+    if apiserver.cluster.is_empty() {
+        return Err(error(
+            format!("{field}.apiserver.cluster"),
+            "must not be empty",
+        ));
+    }
+    let failure_mode = match raw.failure_mode.as_deref() {
+        None | Some("deny") => FailureMode::Deny,
+        Some("allow") => FailureMode::Allow,
+        Some(other) => {
+            return Err(error(
+                format!("{field}.failureMode"),
+                format!("`{other}` is neither `deny` nor `allow`"),
+            ))
+        }
+    };
+    let cache = raw.cache.unwrap_or(RawCache {
+        allowed_ttl: None,
+        denied_ttl: None,
+        max_entries: None,
+    });
+    let max_entries = cache.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES);
+    let mut rules = Vec::new();
+    for (index, rule) in raw.rules.into_iter().enumerate() {
+        rules.push(validate_rule(&format!("{field}.rules[{index}]"), rule)?);
+    }
+    Ok(Authorization {
+        apiserver,
+        rules,
+        default_deny: raw.default_deny,
+        user_claim: raw.user_claim,
+        groups_claim: raw.groups_claim,
+        allowed_ttl: duration(
+            &format!("{field}.cache.allowedTtl"),
+            &cache.allowed_ttl,
+            DEFAULT_ALLOWED_TTL,
+        )?,
+        denied_ttl: duration(
+            &format!("{field}.cache.deniedTtl"),
+            &cache.denied_ttl,
+            DEFAULT_DENIED_TTL,
+        )?,
+        max_entries,
+        failure_mode,
+    })
+}
+
+fn validate_rule(field: &str, raw: RawRule) -> Result<AuthzRule, ConfigError> {
+    let hosts = regexes(&format!("{field}.match.hosts"), &raw.matcher.hosts)?;
+    let paths = regexes(&format!("{field}.match.paths"), &raw.matcher.paths)?;
+    let host_names = capture_names(&hosts);
+    let path_names = capture_names(&paths);
+    let template = |name: &str, value: &Option<String>| -> Result<Option<Template>, ConfigError> {
+        value
+            .as_deref()
+            .map(|text| {
+                Template::parse(text, &host_names, &path_names)
+                    .map_err(|message| error(format!("{field}.{name}"), message))
+            })
+            .transpose()
+    };
+    let attributes = match (raw.resource_attributes, raw.non_resource_attributes) {
+        (Some(_), Some(_)) => {
+            return Err(error(
+                format!("{field}.resourceAttributes"),
+                "give either resourceAttributes or nonResourceAttributes, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(error(
+                format!("{field}.resourceAttributes"),
+                "one of resourceAttributes or nonResourceAttributes is required",
+            ))
+        }
+        (Some(attributes), None) => Attributes::Resource {
+            namespace: template("resourceAttributes.namespace", &attributes.namespace)?,
+            group: template("resourceAttributes.group", &attributes.group)?,
+            version: template("resourceAttributes.version", &attributes.version)?,
+            resource: template("resourceAttributes.resource", &attributes.resource)?,
+            subresource: template("resourceAttributes.subresource", &attributes.subresource)?,
+            name: template("resourceAttributes.name", &attributes.name)?,
+            verb: template("resourceAttributes.verb", &attributes.verb)?,
+        },
+        (None, Some(attributes)) => Attributes::NonResource {
+            path: template("nonResourceAttributes.path", &attributes.path)?,
+            verb: template("nonResourceAttributes.verb", &attributes.verb)?,
+        },
+    };
+    Ok(AuthzRule {
+        hosts,
+        paths,
+        methods: raw
+            .matcher
+            .methods
+            .iter()
+            .map(|method| method.to_ascii_uppercase())
+            .collect(),
+        attributes,
+    })
+}

@@ -1,0 +1,295 @@
+//! Authorization in the gateway: the first `authorization.rules` entry that
+//! matches a request names a SubjectAccessReview; its answer comes from the
+//! cache or from the API server (through the host's callout).
+
+pub mod cache;
+pub mod config;
+pub mod review;
+pub mod template;
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::claims::{header_value, lookup};
+use crate::config::JwtRule;
+use crate::outcome::{Denial, Identity, Reason};
+use crate::request::RequestView;
+use cache::{CachedDecision, DecisionCache};
+use config::{Attributes, Authorization, AuthzRule, FailureMode};
+use review::{review_body, review_spec, ReviewAnswer, Subject};
+use template::{Captures, Template};
+
+/// What authorization decides before any callout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthzStep {
+    /// No rule matched and `defaultDeny` is off.
+    NotGuarded,
+    /// Allowed by a cached answer.
+    Allow,
+    Deny(Denial),
+    /// Ask the API server: `key` identifies the review (and its cached answer).
+    Review {
+        key: String,
+        body: Vec<u8>,
+    },
+}
+
+/// The verb kube-rbac-proxy derives from an HTTP method.
+pub fn verb_of(method: &str) -> String {
+    match method {
+        "GET" | "HEAD" => "get".into(),
+        "POST" => "create".into(),
+        "PUT" => "update".into(),
+        "PATCH" => "patch".into(),
+        "DELETE" => "delete".into(),
+        other => other.to_ascii_lowercase(),
+    }
+}
+
+fn host_without_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .split(']')
+            .next()
+            .map_or(authority, |host| host.get(1..).unwrap_or(host));
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+fn query_parameters(path: &str) -> std::collections::HashMap<String, String> {
+    path.split_once('?')
+        .map(|(_, query)| query.split('#').next().unwrap_or(""))
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (!key.is_empty()).then(|| (key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// The first rule that matches, with the named captures of its regexes.
+fn matching_rule<'a>(
+    authz: &'a Authorization,
+    request: &RequestView,
+) -> Option<(&'a AuthzRule, Captures)> {
+    let host = host_without_port(&request.authority);
+    let path = request.path_only();
+    authz.rules.iter().find_map(|rule| {
+        if !rule.methods.is_empty() && !rule.methods.contains(&request.method) {
+            return None;
+        }
+        let mut captures = Captures::default();
+        for (patterns, subject, into) in [
+            (&rule.hosts, host, &mut captures.host),
+            (&rule.paths, path, &mut captures.path),
+        ] {
+            if patterns.is_empty() {
+                continue;
+            }
+            let found = patterns
+                .iter()
+                .find_map(|pattern| pattern.captures(subject).map(|c| (pattern, c)))?;
+            let (pattern, groups) = found;
+            for name in pattern.capture_names().flatten() {
+                if let Some(value) = groups.name(name) {
+                    into.insert(name.to_string(), value.as_str().to_string());
+                }
+            }
+        }
+        captures.query = query_parameters(&request.path);
+        Some((rule, captures))
+    })
+}
+
+fn subject(authz: &Authorization, jwt_rules: &[JwtRule], identity: &Identity) -> Option<Subject> {
+    let user = match &authz.user_claim {
+        Some(claim) => lookup(&identity.claims, claim).and_then(header_value)?,
+        None => {
+            let mapping = jwt_rules.get(identity.rule)?.claim_headers.first()?;
+            let value = lookup(&identity.claims, &mapping.claim).and_then(header_value)?;
+            format!("{}{}", mapping.prefix, value)
+        }
+    };
+    let groups = match authz
+        .groups_claim
+        .as_deref()
+        .and_then(|claim| lookup(&identity.claims, claim))
+    {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(text)) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|group| !group.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(Subject { user, groups })
+}
+
+fn render(
+    fields: &[(&str, &Option<Template>)],
+    captures: &Captures,
+) -> Result<Map<String, Value>, String> {
+    let mut map = Map::new();
+    for (name, template) in fields {
+        if let Some(template) = template {
+            map.insert(
+                (*name).to_string(),
+                Value::String(template.render(captures)?),
+            );
+        }
+    }
+    Ok(map)
+}
+
+/// The attributes of the review for this request.
+fn attributes(
+    rule: &AuthzRule,
+    captures: &Captures,
+    request: &RequestView,
+) -> Result<(&'static str, Map<String, Value>), String> {
+    match &rule.attributes {
+        Attributes::Resource {
+            namespace,
+            group,
+            version,
+            resource,
+            subresource,
+            name,
+            verb,
+        } => {
+            let mut map = render(
+                &[
+                    ("namespace", namespace),
+                    ("group", group),
+                    ("version", version),
+                    ("resource", resource),
+                    ("subresource", subresource),
+                    ("name", name),
+                    ("verb", verb),
+                ],
+                captures,
+            )?;
+            map.entry("verb")
+                .or_insert_with(|| Value::String(verb_of(&request.method)));
+            Ok(("resourceAttributes", map))
+        }
+        Attributes::NonResource { path, verb } => {
+            let mut map = render(&[("path", path), ("verb", verb)], captures)?;
+            map.entry("path")
+                .or_insert_with(|| Value::String(request.path_only().to_string()));
+            map.entry("verb")
+                .or_insert_with(|| Value::String(verb_of(&request.method)));
+            Ok(("nonResourceAttributes", map))
+        }
+    }
+}
+
+/// Decides what authorization needs for a request whose identity (if any) is verified.
+pub fn authorize(
+    authz: &Authorization,
+    jwt_rules: &[JwtRule],
+    request: &RequestView,
+    identity: Option<&Identity>,
+    cache: &DecisionCache,
+    now: Duration,
+) -> AuthzStep {
+    let Some((rule, captures)) = matching_rule(authz, request) else {
+        return if !authz.default_deny {
+            AuthzStep::NotGuarded
+        } else if identity.is_none() {
+            AuthzStep::Deny(Denial::new(Reason::TokenMissing, false))
+        } else {
+            AuthzStep::Deny(Denial::new(Reason::Forbidden, true))
+        };
+    };
+    let Some(identity) = identity else {
+        return AuthzStep::Deny(Denial::new(Reason::TokenMissing, false));
+    };
+    let forbidden = |detail: String| {
+        AuthzStep::Deny(Denial {
+            reason: Reason::Forbidden,
+            token_sent: true,
+            detail: Some(detail),
+        })
+    };
+    let Some(subject) = subject(authz, jwt_rules, identity) else {
+        return forbidden("the token has no user claim".into());
+    };
+    let (field, attributes) = match attributes(rule, &captures, request) {
+        Ok(found) => found,
+        Err(missing) => return forbidden(format!("the request has no {missing}")),
+    };
+    let spec = review_spec(&subject, field, attributes);
+    let key = spec.to_string();
+    match cache.get(&key, now) {
+        Some(CachedDecision { allowed: true, .. }) => AuthzStep::Allow,
+        Some(CachedDecision {
+            allowed: false,
+            reason,
+        }) => AuthzStep::Deny(Denial {
+            reason: Reason::Forbidden,
+            token_sent: true,
+            detail: reason.clone(),
+        }),
+        None => AuthzStep::Review {
+            body: review_body(&spec),
+            key,
+        },
+    }
+}
+
+/// The verdict on an answer, after caching it. `None`: allow (an allowed
+/// review, or the API server failed with `failureMode: allow`).
+pub fn review_answered(
+    authz: &Authorization,
+    cache: &mut DecisionCache,
+    key: &str,
+    answer: &ReviewAnswer,
+    now: Duration,
+) -> Option<Denial> {
+    match answer {
+        ReviewAnswer::Allowed => {
+            cache.insert(
+                key.to_string(),
+                CachedDecision {
+                    allowed: true,
+                    reason: None,
+                },
+                authz.allowed_ttl,
+                now,
+            );
+            None
+        }
+        ReviewAnswer::Denied(reason) => {
+            cache.insert(
+                key.to_string(),
+                CachedDecision {
+                    allowed: false,
+                    reason: reason.clone(),
+                },
+                authz.denied_ttl,
+                now,
+            );
+            Some(Denial {
+                reason: Reason::Forbidden,
+                token_sent: true,
+                detail: reason.clone(),
+            })
+        }
+        ReviewAnswer::Unusable(_) => match authz.failure_mode {
+            FailureMode::Allow => None,
+            FailureMode::Deny => Some(Denial::new(Reason::AuthorizerUnavailable, true)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! Rules to reviews, the cache, and the answers, without any host.
+
+use super::*;
+use crate::config::Config;
+use crate::testutil::DEX;
+use serde_json::json;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const NOW: Duration = Duration::from_secs(1_800_000_000);
+
+fn config(authorization: Value) -> Config {
+    let env = |name: &str| (name == "APISERVER_TOKEN").then(|| "secret".to_string());
+    Config::parse_with_env(
+        json!({
+            "jwtRules": [{"issuer": DEX, "jwksUri": "http://dex/keys",
+                "outputClaimToHeaders": [{"header": "kubeflow-userid", "claim": "email"}]}],
+            "authorization": authorization,
+        })
+        .to_string()
+        .as_bytes(),
+        &env,
+    )
+    .unwrap()
+}
+
+fn kserve_and_kfp() -> Value {
+    json!({
+        "apiserver": {"tokenEnv": "APISERVER_TOKEN"},
+        "groupsClaim": "groups",
+        "rules": [
+            {"match": {"hosts": ["^(?P<model>[^.]+)\\.(?P<namespace>[^.]+)\\.example\\.com$"],
+                       "paths": ["^/v1/models/(?P<name>[^/:]+):predict$"]},
+             "resourceAttributes": {"namespace": "{host.namespace}", "group": "serving.kserve.io",
+                                    "resource": "inferenceservices", "name": "{path.name}", "verb": "get"}},
+            {"match": {"paths": ["^/pipeline/apis/v2beta1/runs$"], "methods": ["get"]},
+             "resourceAttributes": {"namespace": "{query.namespace}", "group": "pipelines.kubeflow.org",
+                                    "resource": "runs", "verb": "list"}},
+            {"match": {"paths": ["^/metrics$"]}, "nonResourceAttributes": {}},
+        ]
+    })
+}
+
+fn request(method: &str, authority: &str, path: &str) -> RequestView {
+    RequestView {
+        method: method.into(),
+        path: path.into(),
+        authority: authority.into(),
+        headers: vec![],
+    }
+}
+
+fn alice() -> Identity {
+    Identity {
+        rule: 0,
+        claims: json!({"email": "alice@example.com", "groups": ["team-a", "ml"]})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    }
+}
+
+fn review_spec_of(step: &AuthzStep) -> Value {
+    let AuthzStep::Review { body, key } = step else {
+        panic!("no review: {step:?}")
+    };
+    let body: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["spec"].to_string(), *key, "the key is the whole spec");
+    body["spec"].clone()
+}
+
+#[test]
+fn kserve_predict_becomes_an_inferenceservice_get() {
+    let config = config(kserve_and_kfp());
+    let authz = config.authorization.as_ref().unwrap();
+    assert_eq!(authz.apiserver.token.as_deref(), Some("secret"));
+    let step = authorize(
+        authz,
+        &config.rules,
+        &request(
+            "POST",
+            "iris.team-a.example.com:443",
+            "/v1/models/iris:predict",
+        ),
+        Some(&alice()),
+        &DecisionCache::new(10),
+        NOW,
+    );
+    assert_eq!(
+        review_spec_of(&step),
+        json!({"user": "alice@example.com", "groups": ["team-a", "ml"],
+               "resourceAttributes": {"namespace": "team-a", "group": "serving.kserve.io",
+                   "resource": "inferenceservices", "name": "iris", "verb": "get"}})
+    );
+}
+
+#[test]
+fn kfp_runs_list_reads_the_namespace_from_the_query() {
+    let config = config(kserve_and_kfp());
+    let authz = config.authorization.as_ref().unwrap();
+    let cache = DecisionCache::new(10);
+    let step = authorize(
+        authz,
+        &config.rules,
+        &request(
+            "GET",
+            "kubeflow.example.com",
+            "/pipeline/apis/v2beta1/runs?page_size=10&namespace=team-a",
+        ),
+        Some(&alice()),
+        &cache,
+        NOW,
+    );
+    assert_eq!(
+        review_spec_of(&step)["resourceAttributes"]["namespace"],
+        "team-a"
+    );
+    let missing = authorize(
+        authz,
+        &config.rules,
+        &request("GET", "kubeflow.example.com", "/pipeline/apis/v2beta1/runs"),
+        Some(&alice()),
+        &cache,
+        NOW,
+    );
+    assert!(
+        matches!(missing, AuthzStep::Deny(Denial { reason: Reason::Forbidden, detail: Some(ref d), .. }) if d.contains("namespace"))
+    );
+    // Method filter: a POST does not match the GET rule, and no rule means allow.
+    let post = authorize(
+        authz,
+        &config.rules,
+        &request(
+            "POST",
+            "kubeflow.example.com",
+            "/pipeline/apis/v2beta1/runs?namespace=team-a",
+        ),
+        Some(&alice()),
+        &cache,
+        NOW,
+    );
+    assert_eq!(post, AuthzStep::NotGuarded);
+}
+
+#[test]
+fn non_resource_reviews_default_to_the_path_and_method() {
+    let config = config(kserve_and_kfp());
+    let step = authorize(
+        config.authorization.as_ref().unwrap(),
+        &config.rules,
+        &request("GET", "gw", "/metrics"),
+        Some(&alice()),
+        &DecisionCache::new(10),
+        NOW,
+    );
+    assert_eq!(
+        review_spec_of(&step)["nonResourceAttributes"],
+        json!({"path": "/metrics", "verb": "get"})
+    );
+}
+
+#[test]
+fn no_identity_on_a_guarded_route_is_401_and_unguarded_routes_follow_default_deny() {
+    let config = config(kserve_and_kfp());
+    let authz = config.authorization.as_ref().unwrap();
+    let cache = DecisionCache::new(10);
+    let guarded = request("GET", "gw", "/metrics");
+    assert_eq!(
+        authorize(authz, &config.rules, &guarded, None, &cache, NOW),
+        AuthzStep::Deny(Denial::new(Reason::TokenMissing, false))
+    );
+    let open = request("GET", "gw", "/elsewhere");
+    assert_eq!(
+        authorize(authz, &config.rules, &open, Some(&alice()), &cache, NOW),
+        AuthzStep::NotGuarded
+    );
+    let mut strict = kserve_and_kfp();
+    strict["defaultDeny"] = true.into();
+    let config = self::config(strict);
+    assert!(matches!(
+        authorize(
+            config.authorization.as_ref().unwrap(),
+            &config.rules,
+            &open,
+            Some(&alice()),
+            &cache,
+            NOW
+        ),
+        AuthzStep::Deny(Denial {
+            reason: Reason::Forbidden,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn answers_are_cached_with_their_own_ttls() {
+    let config = config(kserve_and_kfp());
+    let authz = config.authorization.as_ref().unwrap();
+    let mut cache = DecisionCache::new(10);
+    let view = request("GET", "gw", "/metrics");
+    let AuthzStep::Review { key, .. } =
+        authorize(authz, &config.rules, &view, Some(&alice()), &cache, NOW)
+    else {
+        panic!("no review")
+    };
+    assert_eq!(
+        review_answered(
+            authz,
+            &mut cache,
+            &key,
+            &ReviewAnswer::Denied(Some("no".into())),
+            NOW
+        ),
+        Some(Denial {
+            reason: Reason::Forbidden,
+            token_sent: true,
+            detail: Some("no".into())
+        })
+    );
+    let denied = authorize(
+        authz,
+        &config.rules,
+        &view,
+        Some(&alice()),
+        &cache,
+        NOW + Duration::from_secs(29),
+    );
+    assert!(matches!(denied, AuthzStep::Deny(_)));
+    let expired = authorize(
+        authz,
+        &config.rules,
+        &view,
+        Some(&alice()),
+        &cache,
+        NOW + Duration::from_secs(31),
+    );
+    assert!(matches!(expired, AuthzStep::Review { .. }));
+    assert_eq!(
+        review_answered(authz, &mut cache, &key, &ReviewAnswer::Allowed, NOW),
+        None
+    );
+    let later = NOW + Duration::from_secs(299);
+    assert_eq!(
+        authorize(authz, &config.rules, &view, Some(&alice()), &cache, later),
+        AuthzStep::Allow
+    );
+}
+
+#[test]
+fn an_unusable_answer_follows_the_failure_mode_and_is_not_cached() {
+    let config = config(kserve_and_kfp());
+    let authz = config.authorization.as_ref().unwrap();
+    let mut cache = DecisionCache::new(10);
+    let broken = ReviewAnswer::Unusable("HTTP 500".into());
+    assert_eq!(
+        review_answered(authz, &mut cache, "k", &broken, NOW),
+        Some(Denial::new(Reason::AuthorizerUnavailable, true))
+    );
+    assert!(cache.is_empty());
+    let mut open = kserve_and_kfp();
+    open["failureMode"] = "allow".into();
+    let config = self::config(open);
+    assert_eq!(
+        review_answered(
+            config.authorization.as_ref().unwrap(),
+            &mut cache,
+            "k",
+            &broken,
+            NOW
+        ),
+        None
+    );
+}
+
+#[test]
+fn configuration_errors_name_the_field() {
+    let env = |_: &str| None;
+    let parse = |authorization: Value| {
+        Config::parse_with_env(
+            json!({"jwtRules": [{"issuer": DEX, "jwksUri": "http://dex/keys"}], "authorization": authorization})
+                .to_string()
+                .as_bytes(),
+            &env,
+        )
+        .unwrap_err()
+        .field
+    };
+    assert_eq!(
+        parse(json!({"apiserver": {"tokenEnv": "NOPE"}})),
+        "authorization.apiserver.tokenEnv"
+    );
+    assert_eq!(
+        parse(json!({"failureMode": "maybe"})),
+        "authorization.failureMode"
+    );
+    assert_eq!(
+        parse(json!({"rules": [{"match": {"paths": ["("]}, "nonResourceAttributes": {}}]})),
+        "authorization.rules[0].match.paths[0]"
+    );
+    assert_eq!(
+        parse(json!({"rules": [{"resourceAttributes": {"name": "{path.model}"}}]})),
+        "authorization.rules[0].resourceAttributes.name"
+    );
+    assert_eq!(
+        parse(json!({"rules": [{"match": {}}]})),
+        "authorization.rules[0].resourceAttributes"
+    );
+    assert_eq!(
+        parse(json!({"cache": {"allowedTtl": "long"}})),
+        "authorization.cache.allowedTtl"
+    );
+    assert_eq!(parse(json!({"rules": []})), "authorization.userClaim");
+    assert_eq!(parse(json!({"rulez": []})), "authorization.rulez");
+}
+
+#[test]
+fn verbs_follow_kube_rbac_proxy() {
+    for (method, verb) in [
+        ("GET", "get"),
+        ("HEAD", "get"),
+        ("POST", "create"),
+        ("PUT", "update"),
+        ("PATCH", "patch"),
+        ("DELETE", "delete"),
+    ] {
+        assert_eq!(verb_of(method), verb);
+    }
+}
