@@ -62,6 +62,14 @@ struct RawJwtRule {
     #[serde(default)]
     output_claim_to_headers: Vec<RawClaimToHeader>,
     timeout: Option<String>,
+    token_review: Option<RawTokenReview>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTokenReview {
+    #[serde(default)]
+    audiences: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +178,9 @@ pub struct JwtRule {
     pub output_payload_to_header: Option<String>,
     pub claim_headers: Vec<ClaimHeader>,
     pub timeout: Duration,
+    /// `tokenReview`: also ask the API server (TokenReview) about each token,
+    /// with these audiences.
+    pub token_review: Option<Vec<String>>,
 }
 
 /// The validated configuration the core works with.
@@ -321,6 +332,18 @@ fn validate(
         }
         config.rules.push(rule);
     }
+    if raw.authorization.is_none() {
+        if let Some(index) = config
+            .rules
+            .iter()
+            .position(|rule| rule.token_review.is_some())
+        {
+            return Err(error(
+                format!("jwtRules[{index}].tokenReview"),
+                "needs an `authorization` block (its `apiserver` says where to send reviews)",
+            ));
+        }
+    }
     if let Some(raw_authorization) = raw.authorization {
         let authorization = crate::authz::config::validate(raw_authorization, env)?;
         if authorization.user_claim.is_none()
@@ -441,6 +464,7 @@ fn validate_rule(
             })
             .collect::<Result<_, _>>()?,
         timeout,
+        token_review: raw.token_review.map(|review| review.audiences),
     })
 }
 

@@ -4,6 +4,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     TokenMissing,
+    /// The API server's TokenReview refused a token whose signature is good.
+    TokenRevoked,
     TokenMalformed,
     TokenExpired,
     TokenNotYetValid,
@@ -17,8 +19,9 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::TokenMissing,
+        Reason::TokenRevoked,
         Reason::TokenMalformed,
         Reason::TokenExpired,
         Reason::TokenNotYetValid,
@@ -34,6 +37,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::TokenMissing => "token_missing",
+            Reason::TokenRevoked => "token_revoked",
             Reason::TokenMalformed => "token_malformed",
             Reason::TokenExpired => "token_expired",
             Reason::TokenNotYetValid => "token_not_yet_valid",
@@ -104,6 +108,9 @@ pub struct Identity {
     pub rule: usize,
     /// The verified claims.
     pub claims: serde_json::Map<String, serde_json::Value>,
+    /// Who the API server's TokenReview says the token belongs to, when the
+    /// rule asks for one; it then names the authorization subject.
+    pub reviewed: Option<crate::authz::review::Subject>,
 }
 
 /// What the host should do with the request.
@@ -122,6 +129,9 @@ pub enum Outcome {
     /// The keys of this rule (index into `jwtRules`) are not there yet: fetch them,
     /// hold the request, and decide again once the fetch ends.
     FetchKeys(usize),
+    /// Signature good; hold the request until the API server's TokenReview of
+    /// the token (rule `rule`) is answered, then decide again.
+    TokenReview { rule: usize, token: String },
     /// Authenticated; hold the request until the API server answers the review
     /// `key` (body `body`), then allow with `edits` or deny.
     Review {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::authz::cache::DecisionCache;
+use crate::authz::token_review::{TokenReviewCache, TokenStatus};
 use crate::authz::{authorize, AuthzStep};
 use crate::config::Config;
 use crate::identity::{add_verified_identity, strip_client_identity};
@@ -17,10 +18,16 @@ use crate::verify::{decode, verify};
 /// Decides what happens to `request` at `now` (host clock, since the epoch).
 /// `may_wait` is false when the request already waited for a key fetch: it is
 /// then answered rather than held again.
+/// What the core knows beyond the configuration: key sets and cached answers.
+pub struct Caches<'a> {
+    pub keys: &'a KeyStore,
+    pub decisions: &'a DecisionCache,
+    pub tokens: &'a TokenReviewCache,
+}
+
 pub fn decide(
     config: &Config,
-    keys: &KeyStore,
-    reviews: &DecisionCache,
+    caches: &Caches,
     request: &RequestView,
     now: Duration,
     may_wait: bool,
@@ -40,9 +47,9 @@ pub fn decide(
         };
     }
 
-    let identity = match authenticate(config, keys, request, now, may_wait, &mut edits) {
+    let identity = match authenticate(config, caches, request, now, may_wait, &mut edits) {
         Ok(identity) => identity,
-        Err(outcome) => return outcome,
+        Err(outcome) => return *outcome,
     };
     if identity.is_none() && config.require_jwt {
         return Outcome::Deny(Denial::new(Reason::TokenMissing, false));
@@ -55,7 +62,7 @@ pub fn decide(
             &config.rules,
             request,
             identity.as_ref(),
-            reviews,
+            caches.decisions,
             now,
         ) {
             AuthzStep::Allow => authorized = true,
@@ -75,16 +82,16 @@ pub fn decide(
 /// return at once (a refusal, or wait for keys).
 fn authenticate(
     config: &Config,
-    keys: &KeyStore,
+    caches: &Caches,
     request: &RequestView,
     now: Duration,
     may_wait: bool,
     edits: &mut HeaderEdits,
-) -> Result<Option<Identity>, Outcome> {
+) -> Result<Option<Identity>, Box<Outcome>> {
     let Some(found) = find_token(request, &config.token_locations) else {
         return Ok(None);
     };
-    let deny = |reason| Outcome::Deny(Denial::new(reason, true));
+    let deny = |reason| Box::new(Outcome::Deny(Denial::new(reason, true)));
 
     let unverified = decode(&found.value).map_err(deny)?;
     let Some((rule_index, rule)) = unverified
@@ -95,9 +102,10 @@ fn authenticate(
         return Err(deny(Reason::IssuerUnknown));
     };
 
+    let keys = caches.keys;
     let key_set = match keys.state(config, rule_index, now) {
         KeyState::Ready(key_set) => key_set,
-        KeyState::Pending if may_wait => return Err(Outcome::FetchKeys(rule_index)),
+        KeyState::Pending if may_wait => return Err(Box::new(Outcome::FetchKeys(rule_index))),
         KeyState::Pending | KeyState::Unavailable => return Err(deny(Reason::JwksUnavailable)),
     };
     match verify(
@@ -111,10 +119,33 @@ fn authenticate(
         Ok(()) => {}
         // Keys rotate: a `kid` we do not know may be in a fresh fetch.
         Err(Reason::KeyUnknown) if may_wait && keys.may_refetch(config, rule_index, now) => {
-            return Err(Outcome::FetchKeys(rule_index))
+            return Err(Box::new(Outcome::FetchKeys(rule_index)))
         }
         Err(reason) => return Err(deny(reason)),
     }
+
+    // Signature good; a service-account token may still have been revoked.
+    let reviewed = match rule
+        .token_review
+        .as_ref()
+        .map(|_| caches.tokens.get(&found.value, now))
+    {
+        None | Some(Some(TokenStatus::Unreviewed)) => None,
+        Some(Some(TokenStatus::Authenticated(subject))) => Some(subject.clone()),
+        Some(Some(TokenStatus::Rejected(why))) => {
+            return Err(Box::new(Outcome::Deny(Denial {
+                reason: Reason::TokenRevoked,
+                token_sent: true,
+                detail: Some(why.clone()),
+            })))
+        }
+        Some(None) => {
+            return Err(Box::new(Outcome::TokenReview {
+                rule: rule_index,
+                token: found.value,
+            }))
+        }
+    };
 
     add_verified_identity(rule, &unverified.claims, &unverified.payload_segment, edits);
     if !rule.forward_original_token {
@@ -123,6 +154,7 @@ fn authenticate(
     Ok(Some(Identity {
         rule: rule_index,
         claims: unverified.claims,
+        reviewed,
     }))
 }
 
@@ -158,14 +190,16 @@ mod tests {
     }
 
     fn run(config: &Config, request: &RequestView) -> Outcome {
-        decide(
-            config,
-            &KeyStore::new(config, 1),
-            &DecisionCache::new(0),
-            request,
-            NOW,
-            true,
-        )
+        let keys = KeyStore::new(config, 1);
+        decide(config, &caches(&keys), request, NOW, true)
+    }
+
+    fn caches(keys: &KeyStore) -> Caches<'_> {
+        Caches {
+            keys,
+            decisions: Box::leak(Box::new(DecisionCache::new(0))),
+            tokens: Box::leak(Box::new(TokenReviewCache::new(0))),
+        }
     }
 
     /// A key store after one fetch with this answer.
@@ -212,6 +246,7 @@ mod tests {
                 },
                 authorized: false,
                 identity: Some(Identity {
+                    reviewed: None,
                     rule: 0,
                     claims: standard_claims().as_object().cloned().unwrap()
                 }),
@@ -334,17 +369,17 @@ mod tests {
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);
         assert_eq!(
-            decide(&config, &keys, &DecisionCache::new(0), &view, NOW, true),
+            decide(&config, &caches(&keys), &view, NOW, true),
             Outcome::FetchKeys(0)
         );
         assert_eq!(
-            decide(&config, &keys, &DecisionCache::new(0), &view, NOW, false),
+            decide(&config, &caches(&keys), &view, NOW, false),
             Outcome::Deny(Denial::new(Reason::JwksUnavailable, true)),
             "a request that already waited is answered"
         );
         let keys = fetched(&config, Ok(rsa_jwks_json().as_bytes()));
         assert!(matches!(
-            decide(&config, &keys, &DecisionCache::new(0), &view, NOW, false),
+            decide(&config, &caches(&keys), &view, NOW, false),
             Outcome::Allow { .. }
         ));
     }
@@ -358,17 +393,17 @@ mod tests {
         let view = request("/", &[("authorization", &bearer(&token))]);
         let key_unknown = Outcome::Deny(Denial::new(Reason::KeyUnknown, true));
         assert_eq!(
-            decide(&config, &keys, &DecisionCache::new(0), &view, NOW, true),
+            decide(&config, &caches(&keys), &view, NOW, true),
             key_unknown,
             "just fetched"
         );
         let later = NOW + config.jwks_refetch_min_interval;
         assert_eq!(
-            decide(&config, &keys, &DecisionCache::new(0), &view, later, true),
+            decide(&config, &caches(&keys), &view, later, true),
             Outcome::FetchKeys(0)
         );
         assert_eq!(
-            decide(&config, &keys, &DecisionCache::new(0), &view, later, false),
+            decide(&config, &caches(&keys), &view, later, false),
             key_unknown,
             "after waiting"
         );
@@ -382,7 +417,7 @@ mod tests {
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);
         assert_eq!(
-            decide(&config, &keys, &DecisionCache::new(0), &view, NOW, true),
+            decide(&config, &caches(&keys), &view, NOW, true),
             Outcome::Deny(Denial::new(Reason::JwksUnavailable, true))
         );
     }
@@ -414,5 +449,75 @@ mod tests {
             edits.set,
             [("cookie".to_string(), "theme=dark".to_string())]
         );
+    }
+    #[test]
+    fn service_account_tokens_are_reviewed_once_then_cached() {
+        let jwks = json!({"keys": [rsa_jwk("rsa-1", None)]}).to_string();
+        let config = Config::parse_with_env(
+            json!({"jwtRules": [{"issuer": DEX, "jwks": jwks, "tokenReview": {"audiences": ["kfp"]},
+                   "outputClaimToHeaders": [{"header": "kubeflow-userid", "claim": "sub"}]}],
+                   "authorization": {"rules": [{"match": {"paths": ["^/ns/(?P<ns>[^/]+)"]},
+                       "resourceAttributes": {"namespace": "{path.ns}", "resource": "runs"}}]}})
+            .to_string()
+            .as_bytes(),
+            &|_| None,
+        )
+        .unwrap();
+        let keys = KeyStore::new(&config, 1);
+        let decisions = DecisionCache::new(10);
+        let mut tokens = TokenReviewCache::new(10);
+        let token = sign("RS256", Some("rsa-1"), &standard_claims());
+        let view = request("/ns/team-a", &[("authorization", &bearer(&token))]);
+        let run = |tokens: &TokenReviewCache| {
+            decide(
+                &config,
+                &Caches {
+                    keys: &keys,
+                    decisions: &decisions,
+                    tokens,
+                },
+                &view,
+                NOW,
+                true,
+            )
+        };
+        assert_eq!(
+            run(&tokens),
+            Outcome::TokenReview {
+                rule: 0,
+                token: token.clone()
+            }
+        );
+
+        let subject = crate::authz::review::Subject {
+            user: "system:serviceaccount:team-a:runner".into(),
+            groups: vec!["system:serviceaccounts".into()],
+        };
+        tokens.insert(
+            token.clone(),
+            TokenStatus::Authenticated(subject),
+            Duration::from_secs(120),
+            NOW,
+        );
+        let Outcome::Review { body, .. } = run(&tokens) else {
+            panic!("no SubjectAccessReview")
+        };
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["spec"]["user"], "system:serviceaccount:team-a:runner");
+        assert_eq!(body["spec"]["groups"], json!(["system:serviceaccounts"]));
+
+        tokens.insert(
+            token.clone(),
+            TokenStatus::Rejected("deleted".into()),
+            Duration::from_secs(120),
+            NOW,
+        );
+        assert!(matches!(
+            run(&tokens),
+            Outcome::Deny(Denial {
+                reason: Reason::TokenRevoked,
+                ..
+            })
+        ));
     }
 }

@@ -1,4 +1,4 @@
-//! Review answers by review, with the webhook authorizer's two TTLs and a
+//! Answers by key (a review, or a token), each with its own time to live, and a
 //! bound on entries (oldest inserted evicted first).
 
 use std::cell::Cell;
@@ -11,24 +11,27 @@ pub struct CachedDecision {
     pub reason: Option<String>,
 }
 
+/// SubjectAccessReview answers.
+pub type DecisionCache = TtlCache<CachedDecision>;
+
 #[derive(Debug)]
-struct Entry {
-    decision: CachedDecision,
+struct Entry<V> {
+    value: V,
     expires: Duration,
 }
 
-#[derive(Debug, Default)]
-pub struct DecisionCache {
-    entries: HashMap<String, Entry>,
+#[derive(Debug)]
+pub struct TtlCache<V> {
+    entries: HashMap<String, Entry<V>>,
     order: VecDeque<String>,
     max_entries: usize,
     /// Lookups answered from the cache, for the host's metric.
     hits: Cell<u64>,
 }
 
-impl DecisionCache {
-    pub fn new(max_entries: usize) -> DecisionCache {
-        DecisionCache {
+impl<V> TtlCache<V> {
+    pub fn new(max_entries: usize) -> TtlCache<V> {
+        TtlCache {
             entries: HashMap::new(),
             order: VecDeque::new(),
             max_entries,
@@ -36,12 +39,12 @@ impl DecisionCache {
         }
     }
 
-    pub fn get(&self, key: &str, now: Duration) -> Option<&CachedDecision> {
+    pub fn get(&self, key: &str, now: Duration) -> Option<&V> {
         let found = self
             .entries
             .get(key)
             .filter(|entry| entry.expires > now)
-            .map(|entry| &entry.decision);
+            .map(|entry| &entry.value);
         if found.is_some() {
             self.hits.set(self.hits.get().saturating_add(1));
         }
@@ -53,7 +56,7 @@ impl DecisionCache {
         self.hits.replace(0)
     }
 
-    pub fn insert(&mut self, key: String, decision: CachedDecision, ttl: Duration, now: Duration) {
+    pub fn insert(&mut self, key: String, value: V, ttl: Duration, now: Duration) {
         if self.max_entries == 0 || ttl.is_zero() {
             return;
         }
@@ -71,7 +74,7 @@ impl DecisionCache {
         self.entries.insert(
             key,
             Entry {
-                decision,
+                value,
                 expires: now + ttl,
             },
         );

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod config;
 pub mod review;
 pub mod template;
+pub mod token_review;
 
 use std::time::Duration;
 
@@ -104,6 +105,9 @@ fn matching_rule<'a>(
 }
 
 fn subject(authz: &Authorization, jwt_rules: &[JwtRule], identity: &Identity) -> Option<Subject> {
+    if let Some(reviewed) = &identity.reviewed {
+        return Some(reviewed.clone());
+    }
     let user = match &authz.user_claim {
         Some(claim) => lookup(&identity.claims, claim).and_then(header_value)?,
         None => {

@@ -52,6 +52,7 @@ fn request(method: &str, authority: &str, path: &str) -> RequestView {
 
 fn alice() -> Identity {
     Identity {
+        reviewed: None,
         rule: 0,
         claims: json!({"email": "alice@example.com", "groups": ["team-a", "ml"]})
             .as_object()

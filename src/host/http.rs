@@ -5,9 +5,11 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
 
 use super::log;
-use super::state::{host_now, PendingReview, ReviewWaiter, SharedState, Waiter};
+use super::state::{
+    host_now, PendingReview, PendingTokenReview, ReviewWaiter, SharedState, Waiter,
+};
 use crate::outcome::{is_grpc_content_type, local_reply, Denial, HeaderEdits, Outcome};
-use crate::pipeline::decide;
+use crate::pipeline::{decide, Caches};
 use crate::request::RequestView;
 
 /// How often the root ticks while requests wait for keys: it starts the fetch,
@@ -38,6 +40,9 @@ impl Context for KfauthHttp {
                 pending
                     .waiters
                     .retain(|waiter| waiter.context_id != self.context_id);
+            }
+            for pending in state.token_reviews.values_mut() {
+                pending.waiters.retain(|id| *id != self.context_id);
             }
         }
         true
@@ -72,17 +77,18 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
             );
             return Action::Pause;
         };
-        let outcome = decide(
-            &filter.config,
-            &filter.keys,
-            &filter.decisions,
-            &view,
-            now,
-            may_wait,
-        );
+        let caches = Caches {
+            keys: &filter.keys,
+            decisions: &filter.decisions,
+            tokens: &filter.tokens,
+        };
+        let outcome = decide(&filter.config, &caches, &view, now, may_wait);
         filter
             .metrics
             .authz_cache_hits(filter.decisions.take_hits());
+        filter
+            .metrics
+            .token_review_cache_hits(filter.tokens.take_hits());
         match &outcome {
             Outcome::Allow {
                 identity,
@@ -102,7 +108,7 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
                 filter.metrics.denied(denial.reason);
                 filter.metrics.authz_refused(denial.reason);
             }
-            Outcome::FetchKeys(_) | Outcome::Review { .. } => {}
+            Outcome::FetchKeys(_) | Outcome::Review { .. } | Outcome::TokenReview { .. } => {}
         }
         outcome
     };
@@ -113,6 +119,27 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
         }
         Outcome::Deny(denial) => {
             deny(&view, &denial);
+            Action::Pause
+        }
+        Outcome::TokenReview { rule, token } => {
+            if let Some(filter) = state.borrow_mut().as_mut() {
+                let pending =
+                    filter
+                        .token_reviews
+                        .entry(token)
+                        .or_insert_with(|| PendingTokenReview {
+                            rule,
+                            dispatched: false,
+                            waiters: Vec::new(),
+                        });
+                if pending.waiters.is_empty() {
+                    filter.metrics.token_review_cache_miss();
+                } else {
+                    filter.metrics.token_review_coalesced();
+                }
+                pending.waiters.push(context_id);
+            }
+            let _ = hostcalls::set_tick_period(REVIEW_TICK);
             Action::Pause
         }
         Outcome::Review { edits, key, body } => {

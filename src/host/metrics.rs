@@ -22,6 +22,12 @@ pub struct Metrics {
     authz_cache_hit: Option<u32>,
     authz_cache_miss: Option<u32>,
     authz_coalesced: Option<u32>,
+    token_review_allowed: Option<u32>,
+    token_review_denied: Option<u32>,
+    token_review_error: Option<u32>,
+    token_review_cache_hit: Option<u32>,
+    token_review_cache_miss: Option<u32>,
+    token_review_coalesced: Option<u32>,
     /// Per rule: seconds since its keys were fetched (remote rules only).
     key_age: Vec<Option<u32>>,
 }
@@ -69,6 +75,12 @@ impl Metrics {
             authz_cache_hit: counter("kfauth.authz.cache_hit"),
             authz_cache_miss: counter("kfauth.authz.cache_miss"),
             authz_coalesced: counter("kfauth.authz.coalesced"),
+            token_review_allowed: counter("kfauth.tokenreview.allowed"),
+            token_review_denied: counter("kfauth.tokenreview.denied"),
+            token_review_error: counter("kfauth.tokenreview.error"),
+            token_review_cache_hit: counter("kfauth.tokenreview.cache_hit"),
+            token_review_cache_miss: counter("kfauth.tokenreview.cache_miss"),
+            token_review_coalesced: counter("kfauth.tokenreview.coalesced"),
             key_age: config
                 .rules
                 .iter()
@@ -141,6 +153,31 @@ impl Metrics {
 
     pub fn authz_coalesced(&self) {
         bump(self.authz_coalesced);
+    }
+
+    pub fn token_review_answered(&self, status: Option<&crate::authz::token_review::TokenStatus>) {
+        use crate::authz::token_review::TokenStatus;
+        match status {
+            Some(TokenStatus::Authenticated(_)) => bump(self.token_review_allowed),
+            Some(TokenStatus::Rejected(_)) => bump(self.token_review_denied),
+            Some(TokenStatus::Unreviewed) | None => bump(self.token_review_error),
+        }
+    }
+
+    pub fn token_review_cache_hits(&self, hits: u64) {
+        if let (Some(id), Ok(hits)) = (self.token_review_cache_hit, i64::try_from(hits)) {
+            if hits > 0 {
+                let _ = hostcalls::increment_metric(id, hits);
+            }
+        }
+    }
+
+    pub fn token_review_cache_miss(&self) {
+        bump(self.token_review_cache_miss);
+    }
+
+    pub fn token_review_coalesced(&self) {
+        bump(self.token_review_coalesced);
     }
 
     pub fn key_age(&self, rule: usize, seconds: u64) {

@@ -19,15 +19,22 @@ use super::metrics::Metrics;
 use super::shared_data::HostSharedData;
 use super::state::{host_now, FilterState, SharedState};
 use crate::authz::cache::DecisionCache;
+use crate::authz::config::FailureMode;
 use crate::authz::review::{parse_answer, ReviewAnswer};
 use crate::authz::review_answered;
+use crate::authz::token_review::{
+    parse_token_review, token_review_body, TokenReviewCache, TokenStatus, TOKEN_REVIEW_TTL,
+    UNREVIEWED_TTL,
+};
 use crate::config::Config;
 use crate::keystore::{FetchPlan, FetchResult, FetchStage, KeyStore};
+use crate::outcome::{Denial, Reason};
 
 /// Tick period when no request waits: reads shared records, starts refreshes.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
 const SUBJECT_ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 
 pub struct KfauthRoot {
     context_id: u32,
@@ -164,6 +171,137 @@ impl KfauthRoot {
         }
     }
 
+    /// Sends every TokenReview that waits to be sent.
+    fn send_token_reviews(&self) {
+        let mut failed = Vec::new();
+        {
+            let mut guard = self.state.borrow_mut();
+            let Some(filter) = guard.as_mut() else {
+                return;
+            };
+            let Some(authorization) = filter.config.authorization.as_ref() else {
+                return;
+            };
+            let apiserver = &authorization.apiserver;
+            let bearer = apiserver
+                .token
+                .as_ref()
+                .map(|token| format!("Bearer {token}"));
+            let config = &filter.config;
+            for (token, pending) in filter
+                .token_reviews
+                .iter_mut()
+                .filter(|(_, pending)| !pending.dispatched)
+            {
+                let audiences = config
+                    .rules
+                    .get(pending.rule)
+                    .and_then(|rule| rule.token_review.clone())
+                    .unwrap_or_default();
+                let body = token_review_body(token, &audiences);
+                let mut headers = vec![
+                    (":method", "POST"),
+                    (":path", TOKEN_REVIEWS),
+                    (":authority", apiserver.authority.as_str()),
+                    (":scheme", "https"),
+                    ("content-type", "application/json"),
+                    ("accept", "application/json"),
+                ];
+                if let Some(bearer) = &bearer {
+                    headers.push(("authorization", bearer.as_str()));
+                }
+                match hostcalls::dispatch_http_call(
+                    &apiserver.cluster,
+                    headers,
+                    Some(&body),
+                    vec![],
+                    apiserver.timeout,
+                ) {
+                    Ok(callout) => {
+                        pending.dispatched = true;
+                        filter.token_review_callouts.insert(callout, token.clone());
+                    }
+                    Err(status) => {
+                        log::warn(&format!(
+                            "cannot reach the API server through cluster `{}` ({status:?}): is it defined?",
+                            apiserver.cluster
+                        ));
+                        failed.push(token.clone());
+                    }
+                }
+            }
+        }
+        for token in failed {
+            self.resolve_token_review(&token, None);
+        }
+    }
+
+    /// Caches a TokenReview's answer (`None`: no answer at all) and decides
+    /// again for the requests that waited for it.
+    fn resolve_token_review(&self, token: &str, answer: Option<(Option<&str>, &[u8])>) {
+        let now = host_now();
+        let (waiters, unavailable) = {
+            let mut guard = self.state.borrow_mut();
+            let Some(filter) = guard.as_mut() else {
+                return;
+            };
+            let Some(pending) = filter.token_reviews.remove(token) else {
+                return;
+            };
+            let audiences = filter
+                .config
+                .rules
+                .get(pending.rule)
+                .and_then(|rule| rule.token_review.clone())
+                .unwrap_or_default();
+            let parsed = match answer {
+                Some((status, body)) => parse_token_review(status, body, &audiences),
+                None => Err("dispatch refused".to_string()),
+            };
+            let failure_mode = filter
+                .config
+                .authorization
+                .as_ref()
+                .map_or(FailureMode::Deny, |authorization| {
+                    authorization.failure_mode
+                });
+            let (status, ttl) = match parsed {
+                Ok(status) => (Some(status), TOKEN_REVIEW_TTL),
+                Err(why) => {
+                    log::warn(&format!("TokenReview failed: {why}"));
+                    match failure_mode {
+                        FailureMode::Allow => (Some(TokenStatus::Unreviewed), UNREVIEWED_TTL),
+                        FailureMode::Deny => (None, Duration::ZERO),
+                    }
+                }
+            };
+            filter.metrics.token_review_answered(status.as_ref());
+            let unavailable = status.is_none();
+            if let Some(status) = status {
+                filter.tokens.insert(token.to_string(), status, ttl, now);
+            }
+            (pending.waiters, unavailable)
+        };
+        for context_id in waiters {
+            if hostcalls::set_effective_context(context_id).is_err() {
+                continue;
+            }
+            if unavailable {
+                if let Some(filter) = self.state.borrow().as_ref() {
+                    filter.metrics.denied(Reason::AuthorizerUnavailable);
+                    filter.metrics.authz_refused(Reason::AuthorizerUnavailable);
+                }
+                deny(
+                    &current_view(),
+                    &Denial::new(Reason::AuthorizerUnavailable, true),
+                );
+            } else if handle_request(&self.state, context_id, true) == Action::Continue {
+                let _ = hostcalls::resume_http_request();
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.context_id);
+    }
+
     fn review_answered(&self, token_id: u32, answer: ReviewAnswer) {
         let key = self
             .state
@@ -289,6 +427,15 @@ impl Context for KfauthRoot {
             self.review_answered(token_id, answer);
             return;
         }
+        let reviewed_token = self
+            .state
+            .borrow_mut()
+            .as_mut()
+            .and_then(|filter| filter.token_review_callouts.remove(&token_id));
+        if let Some(token) = reviewed_token {
+            self.resolve_token_review(&token, Some((status.as_deref(), &body)));
+            return;
+        }
         let finished = {
             let mut guard = self.state.borrow_mut();
             let Some(filter) = guard.as_mut() else {
@@ -343,12 +490,11 @@ impl RootContext for KfauthRoot {
         let keys = KeyStore::new(&config, random_vm_id(self.context_id));
         keys.ensure_records(&config, &mut HostSharedData);
         let metrics = Metrics::define(&config);
-        let decisions = DecisionCache::new(
-            config
-                .authorization
-                .as_ref()
-                .map_or(0, |authorization| authorization.max_entries),
-        );
+        let config_max_entries = config
+            .authorization
+            .as_ref()
+            .map_or(0, |authorization| authorization.max_entries);
+        let decisions = DecisionCache::new(config_max_entries);
         *self.state.borrow_mut() = Some(FilterState {
             config,
             keys,
@@ -358,6 +504,9 @@ impl RootContext for KfauthRoot {
             decisions,
             reviews: HashMap::new(),
             review_callouts: HashMap::new(),
+            tokens: TokenReviewCache::new(config_max_entries),
+            token_reviews: HashMap::new(),
+            token_review_callouts: HashMap::new(),
         });
         // The first tick comes at once: fetch before the first request needs keys.
         let _ = hostcalls::set_tick_period(WAITING_TICK);
@@ -365,6 +514,7 @@ impl RootContext for KfauthRoot {
     }
 
     fn on_tick(&mut self) {
+        self.send_token_reviews();
         self.send_reviews();
         let now = host_now();
         let mut woken = Vec::new();
@@ -418,7 +568,12 @@ impl RootContext for KfauthRoot {
             });
             filter.waiters = kept;
             woken.extend(ready.into_iter().map(|waiter| waiter.context_id));
-            !filter.waiters.is_empty() || filter.reviews.values().any(|review| !review.dispatched)
+            !filter.waiters.is_empty()
+                || filter.reviews.values().any(|review| !review.dispatched)
+                || filter
+                    .token_reviews
+                    .values()
+                    .any(|review| !review.dispatched)
         };
         self.wake(woken);
         let period = if waiting { WAITING_TICK } else { IDLE_TICK };

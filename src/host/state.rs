@@ -9,6 +9,7 @@ use proxy_wasm::hostcalls;
 
 use super::metrics::Metrics;
 use crate::authz::cache::DecisionCache;
+use crate::authz::token_review::TokenReviewCache;
 use crate::config::Config;
 use crate::keystore::KeyStore;
 use crate::outcome::HeaderEdits;
@@ -37,6 +38,14 @@ pub struct PendingReview {
     pub waiters: Vec<ReviewWaiter>,
 }
 
+/// One TokenReview on its way (identical tokens coalesced), and the requests
+/// that wait for it.
+pub struct PendingTokenReview {
+    pub rule: usize,
+    pub dispatched: bool,
+    pub waiters: Vec<u32>,
+}
+
 pub struct FilterState {
     pub config: Config,
     pub keys: KeyStore,
@@ -50,6 +59,12 @@ pub struct FilterState {
     pub reviews: HashMap<String, PendingReview>,
     /// Callout token -> review key.
     pub review_callouts: HashMap<u32, String>,
+    /// TokenReview answers by token.
+    pub tokens: TokenReviewCache,
+    /// TokenReviews asked or to ask, by token.
+    pub token_reviews: HashMap<String, PendingTokenReview>,
+    /// Callout token -> reviewed token.
+    pub token_review_callouts: HashMap<u32, String>,
 }
 
 /// `None` until the first configuration is accepted.
