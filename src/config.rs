@@ -42,6 +42,7 @@ struct RawConfig {
     jwks_refetch_min_interval: Option<String>,
     jwks_max_stale: Option<String>,
     authorization: Option<crate::authz::config::RawAuthorization>,
+    grpc: Option<crate::cookie_diet::RawGrpc>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +198,8 @@ pub struct Config {
     pub jwks_max_stale: Duration,
     /// The `authorization` block, when given.
     pub authorization: Option<crate::authz::config::Authorization>,
+    /// The `grpc` block (the cookie diet), when given.
+    pub grpc: Option<crate::cookie_diet::GrpcConfig>,
     /// Every header kfauth writes (lower case): removed from every request first.
     pub identity_headers: Vec<String>,
     /// Every place a token may be, in rule order, without duplicates.
@@ -298,6 +301,7 @@ fn validate(
         jwks_refetch_min_interval,
         jwks_max_stale,
         authorization: None,
+        grpc: raw.grpc.map(crate::cookie_diet::validate).transpose()?,
         identity_headers: Vec::new(),
         token_locations: Vec::new(),
         warnings: Vec::new(),

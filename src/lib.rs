@@ -18,6 +18,7 @@
 pub mod authz;
 pub mod claims;
 pub mod config;
+pub mod cookie_diet;
 pub mod discovery;
 pub mod duration;
 pub mod identity;

@@ -99,6 +99,8 @@ pub struct HeaderEdits {
     pub set: Vec<(String, String)>,
     /// A new `:path`, when a token is removed from the query string.
     pub path: Option<String>,
+    /// Bytes of Cookie removed by the gRPC cookie diet (for the log and metric).
+    pub stripped_cookie_bytes: usize,
 }
 
 /// Who a verified token says the caller is.

@@ -8,6 +8,7 @@ use crate::authz::cache::DecisionCache;
 use crate::authz::token_review::{TokenReviewCache, TokenStatus};
 use crate::authz::{authorize, AuthzStep};
 use crate::config::Config;
+use crate::cookie_diet;
 use crate::identity::{add_verified_identity, strip_client_identity};
 use crate::keystore::{KeyState, KeyStore};
 use crate::outcome::{Denial, HeaderEdits, Identity, Outcome, Reason};
@@ -53,6 +54,10 @@ pub fn decide(
     };
     if identity.is_none() && config.require_jwt {
         return Outcome::Deny(Denial::new(Reason::TokenMissing, false));
+    }
+    // After authentication, so that a token carried in a cookie was found.
+    if let Some(grpc) = &config.grpc {
+        cookie_diet::apply(grpc, request, &mut edits);
     }
 
     let mut authorized = false;
@@ -243,6 +248,7 @@ mod tests {
                         ("kubeflow-groups".into(), "team-a,team-b".into()),
                     ],
                     path: None,
+                    stripped_cookie_bytes: 0,
                 },
                 authorized: false,
                 identity: Some(Identity {

@@ -5,6 +5,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
 
 use super::log;
+use super::metrics::Metrics;
 use super::state::{
     host_now, PendingReview, PendingTokenReview, ReviewWaiter, SharedState, Waiter,
 };
@@ -114,7 +115,10 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
     };
     match outcome {
         Outcome::Allow { edits, .. } => {
-            apply_edits(&edits);
+            apply_edits(
+                &edits,
+                state.borrow().as_ref().map(|filter| &filter.metrics),
+            );
             Action::Continue
         }
         Outcome::Deny(denial) => {
@@ -206,7 +210,16 @@ pub fn current_view() -> RequestView {
     }
 }
 
-pub fn apply_edits(edits: &HeaderEdits) {
+pub fn apply_edits(edits: &HeaderEdits, metrics: Option<&Metrics>) {
+    if edits.stripped_cookie_bytes > 0 {
+        if let Some(metrics) = metrics {
+            metrics.cookie_stripped();
+        }
+        log::debug(&format!(
+            "gRPC cookie diet: removed {} bytes of Cookie",
+            edits.stripped_cookie_bytes
+        ));
+    }
     for name in &edits.remove {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
     }

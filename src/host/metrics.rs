@@ -28,6 +28,7 @@ pub struct Metrics {
     token_review_cache_hit: Option<u32>,
     token_review_cache_miss: Option<u32>,
     token_review_coalesced: Option<u32>,
+    cookie_stripped: Option<u32>,
     /// Per rule: seconds since its keys were fetched (remote rules only).
     key_age: Vec<Option<u32>>,
 }
@@ -81,6 +82,7 @@ impl Metrics {
             token_review_cache_hit: counter("kfauth.tokenreview.cache_hit"),
             token_review_cache_miss: counter("kfauth.tokenreview.cache_miss"),
             token_review_coalesced: counter("kfauth.tokenreview.coalesced"),
+            cookie_stripped: counter("kfauth.grpc.cookie_stripped"),
             key_age: config
                 .rules
                 .iter()
@@ -178,6 +180,10 @@ impl Metrics {
 
     pub fn token_review_coalesced(&self) {
         bump(self.token_review_coalesced);
+    }
+
+    pub fn cookie_stripped(&self) {
+        bump(self.cookie_stripped);
     }
 
     pub fn key_age(&self, rule: usize, seconds: u64) {

@@ -352,7 +352,10 @@ impl KfauthRoot {
             }
             match &verdict {
                 None => {
-                    apply_edits(&waiter.edits);
+                    apply_edits(
+                        &waiter.edits,
+                        self.state.borrow().as_ref().map(|filter| &filter.metrics),
+                    );
                     let _ = hostcalls::resume_http_request();
                 }
                 Some(denial) => deny(&current_view(), denial),

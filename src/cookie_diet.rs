@@ -1,0 +1,241 @@
+//! The cookie diet for gRPC routes: gRPC servers on gRPC C-core (ml-metadata's,
+//! Python's grpcio) refuse requests whose metadata passes their limit (8 KiB by
+//! default: "received initial metadata size exceeds limit"), and a browser's
+//! oauth2-proxy session cookie alone can be bigger. On the chosen paths, gRPC
+//! requests lose their cookies (all, or the named ones) before going upstream.
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::outcome::{is_grpc_content_type, HeaderEdits};
+use crate::request::RequestView;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawGrpc {
+    cookie_paths: Option<Vec<String>>,
+    #[serde(default)]
+    strip_cookies: Vec<String>,
+    #[serde(default)]
+    max_cookie_bytes: usize,
+}
+
+/// The validated `grpc` block.
+#[derive(Debug, Clone)]
+pub struct GrpcConfig {
+    pub cookie_paths: Vec<Regex>,
+    /// Cookie names to remove; empty: every cookie (the whole header).
+    pub strip_cookies: Vec<String>,
+    /// Strip only when the Cookie header(s) are larger than this; 0: always.
+    pub max_cookie_bytes: usize,
+}
+
+/// ml-metadata's route in Kubeflow (the `metadata-grpc` VirtualService).
+pub const DEFAULT_COOKIE_PATH: &str = "^/ml_metadata";
+
+pub(crate) fn validate(raw: RawGrpc) -> Result<GrpcConfig, ConfigError> {
+    let patterns = raw
+        .cookie_paths
+        .unwrap_or_else(|| vec![DEFAULT_COOKIE_PATH.to_string()]);
+    let cookie_paths = patterns
+        .iter()
+        .enumerate()
+        .map(|(index, pattern)| {
+            Regex::new(pattern).map_err(|problem| ConfigError {
+                field: format!("grpc.cookiePaths[{index}]"),
+                message: format!(
+                    "not a valid regex: {}",
+                    problem.to_string().lines().last().unwrap_or("").trim()
+                ),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(index) = raw
+        .strip_cookies
+        .iter()
+        .position(|name| name.is_empty() || name.contains([';', '=', ' ', ',']))
+    {
+        return Err(ConfigError {
+            field: format!("grpc.stripCookies[{index}]"),
+            message: "not a cookie name".into(),
+        });
+    }
+    Ok(GrpcConfig {
+        cookie_paths,
+        strip_cookies: raw.strip_cookies,
+        max_cookie_bytes: raw.max_cookie_bytes,
+    })
+}
+
+/// The request's cookies as they will go upstream: after `edits` (a token
+/// removed from a cookie), else as the client sent them.
+fn current_cookies(request: &RequestView, edits: &HeaderEdits) -> Vec<String> {
+    if let Some((_, value)) = edits.set.iter().find(|(name, _)| name == "cookie") {
+        return vec![value.clone()];
+    }
+    if edits.remove.iter().any(|name| name == "cookie") {
+        return Vec::new();
+    }
+    request
+        .header_values("cookie")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Adds the diet to `edits` when the request is gRPC on a chosen path.
+pub fn apply(grpc: &GrpcConfig, request: &RequestView, edits: &mut HeaderEdits) {
+    if !is_grpc_content_type(request.header("content-type")) {
+        return;
+    }
+    let path = request.path_only();
+    if !grpc
+        .cookie_paths
+        .iter()
+        .any(|pattern| pattern.is_match(path))
+    {
+        return;
+    }
+    let cookies = current_cookies(request, edits);
+    let total: usize = cookies.iter().map(String::len).sum();
+    if total == 0 || total <= grpc.max_cookie_bytes {
+        return;
+    }
+    let kept: Vec<&str> = if grpc.strip_cookies.is_empty() {
+        Vec::new()
+    } else {
+        cookies
+            .iter()
+            .flat_map(|header| header.split(';'))
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(name, _)| name).trim();
+                !grpc.strip_cookies.iter().any(|stripped| stripped == name)
+            })
+            .collect()
+    };
+    let kept = kept.join("; ");
+    if kept.len() == total {
+        return;
+    }
+    edits.set.retain(|(name, _)| name != "cookie");
+    if !edits.remove.iter().any(|name| name == "cookie") {
+        edits.remove.push("cookie".into());
+    }
+    if !kept.is_empty() {
+        edits.set.push(("cookie".into(), kept.clone()));
+    }
+    edits.stripped_cookie_bytes = total.saturating_sub(kept.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn grpc(strip: &[&str], max: usize) -> GrpcConfig {
+        validate(RawGrpc {
+            cookie_paths: None,
+            strip_cookies: strip.iter().map(|name| name.to_string()).collect(),
+            max_cookie_bytes: max,
+        })
+        .unwrap()
+    }
+
+    fn request(path: &str, content_type: &str, cookies: &[&str]) -> RequestView {
+        let mut headers = vec![("content-type".to_string(), content_type.to_string())];
+        headers.extend(
+            cookies
+                .iter()
+                .map(|value| ("cookie".to_string(), value.to_string())),
+        );
+        RequestView {
+            method: "POST".into(),
+            path: path.into(),
+            authority: "kubeflow".into(),
+            headers,
+        }
+    }
+
+    const MLMD: &str = "/ml_metadata.MetadataStoreService/GetArtifacts";
+
+    #[test]
+    fn grpc_on_ml_metadata_loses_every_cookie_by_default() {
+        let mut edits = HeaderEdits::default();
+        apply(
+            &grpc(&[], 0),
+            &request(MLMD, "application/grpc", &["_oauth2_proxy=abc", "x=1"]),
+            &mut edits,
+        );
+        assert_eq!(edits.remove, ["cookie"]);
+        assert!(edits.set.is_empty());
+        assert_eq!(edits.stripped_cookie_bytes, 20);
+    }
+
+    #[test]
+    fn named_cookies_go_and_the_others_stay_in_order() {
+        let mut edits = HeaderEdits::default();
+        let view = request(
+            MLMD,
+            "application/grpc-web+proto",
+            &["a=1; _oauth2_proxy_0=big", "_oauth2_proxy_1=big; b=2"],
+        );
+        apply(
+            &grpc(&["_oauth2_proxy_0", "_oauth2_proxy_1"], 0),
+            &view,
+            &mut edits,
+        );
+        assert_eq!(edits.set, [("cookie".to_string(), "a=1; b=2".to_string())]);
+    }
+
+    #[test]
+    fn small_cookies_other_paths_and_plain_http_are_left_alone() {
+        for view in [
+            request(MLMD, "application/grpc", &["a=1"]),
+            request("/pipeline/apis", "application/grpc", &["a=1234567890"]),
+            request(MLMD, "application/json", &["a=1234567890"]),
+        ] {
+            let mut edits = HeaderEdits::default();
+            apply(&grpc(&[], 5), &view, &mut edits);
+            assert_eq!(edits, HeaderEdits::default(), "{view:?}");
+        }
+    }
+
+    #[test]
+    fn works_on_what_token_removal_left() {
+        let mut edits = HeaderEdits {
+            remove: vec!["cookie".into()],
+            set: vec![("cookie".into(), "session=s; other=o".into())],
+            ..HeaderEdits::default()
+        };
+        apply(
+            &grpc(&["session"], 0),
+            &request(
+                MLMD,
+                "application/grpc",
+                &["id_token=t; session=s; other=o"],
+            ),
+            &mut edits,
+        );
+        assert_eq!(edits.set, [("cookie".to_string(), "other=o".to_string())]);
+        assert_eq!(edits.remove, ["cookie"]);
+    }
+
+    #[test]
+    fn bad_configuration_names_the_field() {
+        let bad = validate(RawGrpc {
+            cookie_paths: Some(vec!["(".into()]),
+            strip_cookies: vec![],
+            max_cookie_bytes: 0,
+        });
+        assert_eq!(bad.unwrap_err().field, "grpc.cookiePaths[0]");
+        let bad = validate(RawGrpc {
+            cookie_paths: None,
+            strip_cookies: vec!["a b".into()],
+            max_cookie_bytes: 0,
+        });
+        assert_eq!(bad.unwrap_err().field, "grpc.stripCookies[0]");
+    }
+}
