@@ -10,12 +10,13 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
     if let Some(value) = claims.get(path) {
         return Some(value);
     }
-    let mut segments = path.split('.');
-    let mut current = claims.get(segments.next()?)?;
-    for segment in segments {
-        current = current.as_object()?.get(segment)?;
-    }
-    Some(current)
+    // A nested key may itself contain dots (Kubernetes' `kubernetes.io`): try
+    // every split, the shortest first.
+    path.match_indices('.').find_map(|(index, _)| {
+        let head = path.get(..index)?;
+        let rest = path.get(index + 1..)?;
+        lookup(claims.get(head)?.as_object()?, rest)
+    })
 }
 
 /// A claim as a header value: strings as they are, numbers and booleans as JSON,
@@ -58,6 +59,7 @@ mod tests {
             "groups": ["a", "b", "c"],
             "realm_access": {"roles": ["admin", "viewer"], "level": {"n": 3}},
             "https://example.com/team": "ml",
+            "kubernetes.io": {"namespace": "team-a", "serviceaccount": {"name": "runner"}},
             "admin": true,
             "age": 42,
             "mixed": ["x", 1, true],
@@ -94,6 +96,14 @@ mod tests {
         );
         assert_eq!(rendered("realm_access.level.n").as_deref(), Some("3"));
         assert_eq!(rendered("https://example.com/team").as_deref(), Some("ml"));
+        assert_eq!(
+            rendered("kubernetes.io.namespace").as_deref(),
+            Some("team-a")
+        );
+        assert_eq!(
+            rendered("kubernetes.io.serviceaccount.name").as_deref(),
+            Some("runner")
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ struct RawConfig {
     jwks_max_stale: Option<String>,
     authorization: Option<crate::authz::config::RawAuthorization>,
     grpc: Option<crate::cookie_diet::RawGrpc>,
+    jwt_cache_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +199,8 @@ pub struct Config {
     pub jwks_max_stale: Duration,
     /// The `authorization` block, when given.
     pub authorization: Option<crate::authz::config::Authorization>,
+    /// Verified tokens remembered per worker (0: none).
+    pub jwt_cache_size: usize,
     /// The `grpc` block (the cookie diet), when given.
     pub grpc: Option<crate::cookie_diet::GrpcConfig>,
     /// Every header kfauth writes (lower case): removed from every request first.
@@ -302,6 +305,9 @@ fn validate(
         jwks_max_stale,
         authorization: None,
         grpc: raw.grpc.map(crate::cookie_diet::validate).transpose()?,
+        jwt_cache_size: raw
+            .jwt_cache_size
+            .unwrap_or(crate::token_cache::DEFAULT_JWT_CACHE_SIZE),
         identity_headers: Vec::new(),
         token_locations: Vec::new(),
         warnings: Vec::new(),

@@ -28,6 +28,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod request;
 pub mod token;
+pub mod token_cache;
 pub mod verify;
 
 #[cfg(target_os = "wasi")]

@@ -14,6 +14,7 @@ use crate::keystore::{KeyState, KeyStore};
 use crate::outcome::{Denial, HeaderEdits, Identity, Outcome, Reason};
 use crate::request::RequestView;
 use crate::token::{find_token, remove_token};
+use crate::token_cache::{TokenCache, VerifiedToken};
 use crate::verify::{decode, verify};
 
 /// Decides what happens to `request` at `now` (host clock, since the epoch).
@@ -22,6 +23,7 @@ use crate::verify::{decode, verify};
 /// What the core knows beyond the configuration: key sets and cached answers.
 pub struct Caches<'a> {
     pub keys: &'a KeyStore,
+    pub verified: &'a TokenCache,
     pub decisions: &'a DecisionCache,
     pub tokens: &'a TokenReviewCache,
 }
@@ -96,38 +98,30 @@ fn authenticate(
     let Some(found) = find_token(request, &config.token_locations) else {
         return Ok(None);
     };
-    let deny = |reason| Box::new(Outcome::Deny(Denial::new(reason, true)));
-
-    let unverified = decode(&found.value).map_err(deny)?;
-    let Some((rule_index, rule)) = unverified
-        .issuer()
-        .and_then(|issuer| config.rule_by_issuer.get(issuer))
-        .and_then(|&index| Some((index, config.rules.get(index)?)))
-    else {
-        return Err(deny(Reason::IssuerUnknown));
-    };
-
     let keys = caches.keys;
-    let key_set = match keys.state(config, rule_index, now) {
-        KeyState::Ready(key_set) => key_set,
-        KeyState::Pending if may_wait => return Err(Box::new(Outcome::FetchKeys(rule_index))),
-        KeyState::Pending | KeyState::Unavailable => return Err(deny(Reason::JwksUnavailable)),
-    };
-    match verify(
-        &found.value,
-        &unverified,
-        rule,
-        key_set,
-        now,
-        config.clock_skew,
-    ) {
-        Ok(()) => {}
-        // Keys rotate: a `kid` we do not know may be in a fresh fetch.
-        Err(Reason::KeyUnknown) if may_wait && keys.may_refetch(config, rule_index, now) => {
-            return Err(Box::new(Outcome::FetchKeys(rule_index)))
+    let remembered = caches
+        .verified
+        .get(&found.value, now, config.clock_skew, |rule| {
+            keys.generation(rule)
+        })
+        .filter(|hit| matches!(keys.state(config, hit.rule, now), KeyState::Ready(_)));
+    let verified = match remembered {
+        Some(hit) => hit,
+        None => {
+            let verified = verify_token(config, keys, &found.value, now, may_wait)?;
+            caches
+                .verified
+                .remember(&found.value, verified.clone(), now, config.clock_skew);
+            verified
         }
-        Err(reason) => return Err(deny(reason)),
-    }
+    };
+    let rule_index = verified.rule;
+    let Some(rule) = config.rules.get(rule_index) else {
+        return Err(Box::new(Outcome::Deny(Denial::new(
+            Reason::IssuerUnknown,
+            true,
+        ))));
+    };
 
     // Signature good; a service-account token may still have been revoked.
     let reviewed = match rule
@@ -152,15 +146,53 @@ fn authenticate(
         }
     };
 
-    add_verified_identity(rule, &unverified.claims, &unverified.payload_segment, edits);
+    add_verified_identity(rule, &verified.claims, &verified.payload_segment, edits);
     if !rule.forward_original_token {
         remove_token(request, &found, edits);
     }
     Ok(Some(Identity {
         rule: rule_index,
-        claims: unverified.claims,
+        claims: verified.claims,
         reviewed,
     }))
+}
+
+/// Decodes the token, chooses its rule by `iss` and checks it with the rule's keys.
+fn verify_token(
+    config: &Config,
+    keys: &KeyStore,
+    token: &str,
+    now: Duration,
+    may_wait: bool,
+) -> Result<VerifiedToken, Box<Outcome>> {
+    let deny = |reason| Box::new(Outcome::Deny(Denial::new(reason, true)));
+    let unverified = decode(token).map_err(deny)?;
+    let Some((rule_index, rule)) = unverified
+        .issuer()
+        .and_then(|issuer| config.rule_by_issuer.get(issuer))
+        .and_then(|&index| Some((index, config.rules.get(index)?)))
+    else {
+        return Err(deny(Reason::IssuerUnknown));
+    };
+    let key_set = match keys.state(config, rule_index, now) {
+        KeyState::Ready(key_set) => key_set,
+        KeyState::Pending if may_wait => return Err(Box::new(Outcome::FetchKeys(rule_index))),
+        KeyState::Pending | KeyState::Unavailable => return Err(deny(Reason::JwksUnavailable)),
+    };
+    match verify(token, &unverified, rule, key_set, now, config.clock_skew) {
+        Ok(()) => {}
+        // Keys rotate: a `kid` we do not know may be in a fresh fetch.
+        Err(Reason::KeyUnknown) if may_wait && keys.may_refetch(config, rule_index, now) => {
+            return Err(Box::new(Outcome::FetchKeys(rule_index)))
+        }
+        Err(reason) => return Err(deny(reason)),
+    }
+    Ok(VerifiedToken {
+        rule: rule_index,
+        key_generation: keys.generation(rule_index),
+        claims: unverified.claims,
+        payload_segment: unverified.payload_segment,
+    })
 }
 
 #[cfg(test)]
@@ -202,6 +234,7 @@ mod tests {
     fn caches(keys: &KeyStore) -> Caches<'_> {
         Caches {
             keys,
+            verified: Box::leak(Box::new(TokenCache::new(0))),
             decisions: Box::leak(Box::new(DecisionCache::new(0))),
             tokens: Box::leak(Box::new(TokenReviewCache::new(0))),
         }
@@ -474,11 +507,13 @@ mod tests {
         let mut tokens = TokenReviewCache::new(10);
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/ns/team-a", &[("authorization", &bearer(&token))]);
+        let verified = TokenCache::new(10);
         let run = |tokens: &TokenReviewCache| {
             decide(
                 &config,
                 &Caches {
                     keys: &keys,
+                    verified: &verified,
                     decisions: &decisions,
                     tokens,
                 },
@@ -525,5 +560,58 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_and_rechecked_for_expiry() {
+        let config = config(with_claim_headers(all_keys_config()));
+        let keys = KeyStore::new(&config, 1);
+        let verified = TokenCache::new(10);
+        let decisions = DecisionCache::new(0);
+        let tokens = TokenReviewCache::new(0);
+        let caches = Caches {
+            keys: &keys,
+            verified: &verified,
+            decisions: &decisions,
+            tokens: &tokens,
+        };
+        let mut claims = standard_claims();
+        claims["exp"] = (NOW_SECS + 100).into();
+        let token = sign("RS256", Some("rsa-1"), &claims);
+        let view = request("/", &[("authorization", &bearer(&token))]);
+        let first = decide(&config, &caches, &view, NOW, true);
+        assert!(matches!(
+            first,
+            Outcome::Allow {
+                identity: Some(_),
+                ..
+            }
+        ));
+        assert!(
+            verified
+                .get(&token, NOW, config.clock_skew, |_| 0)
+                .is_some(),
+            "remembered"
+        );
+        assert_eq!(
+            decide(&config, &caches, &view, NOW, true),
+            first,
+            "same answer from the cache"
+        );
+        let after = NOW + Duration::from_secs(161);
+        assert_eq!(
+            decide(&config, &caches, &view, after, true),
+            Outcome::Deny(Denial::new(Reason::TokenExpired, true))
+        );
+        // A failed token is never remembered.
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        let bad = request("/", &[("authorization", &bearer(&forged))]);
+        assert!(matches!(
+            decide(&config, &caches, &bad, NOW, true),
+            Outcome::Deny(_)
+        ));
+        assert!(verified
+            .get(&forged, NOW, config.clock_skew, |_| 0)
+            .is_none());
     }
 }

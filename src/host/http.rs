@@ -80,6 +80,7 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
         };
         let caches = Caches {
             keys: &filter.keys,
+            verified: &filter.verified,
             decisions: &filter.decisions,
             tokens: &filter.tokens,
         };

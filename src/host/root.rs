@@ -29,6 +29,7 @@ use crate::authz::token_review::{
 use crate::config::Config;
 use crate::keystore::{FetchPlan, FetchResult, FetchStage, KeyStore};
 use crate::outcome::{Denial, Reason};
+use crate::token_cache::TokenCache;
 
 /// Tick period when no request waits: reads shared records, starts refreshes.
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -498,9 +499,11 @@ impl RootContext for KfauthRoot {
             .as_ref()
             .map_or(0, |authorization| authorization.max_entries);
         let decisions = DecisionCache::new(config_max_entries);
+        let verified = TokenCache::new(config.jwt_cache_size);
         *self.state.borrow_mut() = Some(FilterState {
             config,
             keys,
+            verified,
             metrics,
             callouts: HashMap::new(),
             waiters: Vec::new(),

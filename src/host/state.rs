@@ -13,6 +13,7 @@ use crate::authz::token_review::TokenReviewCache;
 use crate::config::Config;
 use crate::keystore::KeyStore;
 use crate::outcome::HeaderEdits;
+use crate::token_cache::TokenCache;
 
 /// A request held until a rule's keys arrive (or its `timeout` passes).
 pub struct Waiter {
@@ -49,6 +50,8 @@ pub struct PendingTokenReview {
 pub struct FilterState {
     pub config: Config,
     pub keys: KeyStore,
+    /// Verified tokens, until they expire.
+    pub verified: TokenCache,
     pub metrics: Metrics,
     /// Callout token -> rule whose keys it fetches.
     pub callouts: HashMap<u32, usize>,

@@ -38,9 +38,32 @@ pub fn istio_cluster_name(host: &str, port: u16) -> String {
 pub struct ClusterTls {
     /// SNI to send, if any.
     pub sni: Option<String>,
-    /// PEM file of the CA that signs the server certificate; `None` accepts
-    /// any certificate.
+    /// PEM file of the CA that signs the server certificate; with neither
+    /// this nor `ca_pem`, any certificate is accepted.
     pub ca_file: Option<String>,
+    /// The CA certificate itself, PEM, rendered inline
+    /// (`trusted_ca.inline_string`); takes precedence over `ca_file`.
+    pub ca_pem: Option<String>,
+}
+
+impl ClusterTls {
+    /// TLS that checks the server certificate against the CA in `ca_pem`.
+    pub fn trusting_pem(sni: Option<&str>, ca_pem: &str) -> ClusterTls {
+        ClusterTls {
+            sni: sni.map(str::to_string),
+            ca_file: None,
+            ca_pem: Some(ca_pem.to_string()),
+        }
+    }
+
+    /// TLS that checks the server certificate against the CA file `ca_file`.
+    pub fn trusting_file(sni: Option<&str>, ca_file: &str) -> ClusterTls {
+        ClusterTls {
+            sni: sni.map(str::to_string),
+            ca_file: Some(ca_file.to_string()),
+            ca_pem: None,
+        }
+    }
 }
 
 /// A STATIC cluster with one endpoint.
@@ -82,6 +105,30 @@ impl Cluster {
     }
 }
 
+/// A route tried before the catch-all route to the `upstream` cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Path prefix to match.
+    pub prefix: String,
+    /// Match only gRPC requests (Envoy's `grpc: {}` route match:
+    /// `content-type: application/grpc` or `application/grpc+...`).
+    pub grpc_only: bool,
+    /// The cluster the matching requests go to.
+    pub cluster: String,
+}
+
+impl Route {
+    /// gRPC requests under `prefix` go to `cluster` (plain HTTP on the same
+    /// paths still goes to `upstream`).
+    pub fn grpc(prefix: &str, cluster: &str) -> Route {
+        Route {
+            prefix: prefix.to_string(),
+            grpc_only: true,
+            cluster: cluster.to_string(),
+        }
+    }
+}
+
 /// Everything that varies between bootstraps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvoySettings {
@@ -100,7 +147,20 @@ pub struct EnvoySettings {
     /// Clusters as raw YAML list items (`- name: ...`, indented for
     /// `static_resources.clusters`), for what [`Cluster`] cannot express.
     pub raw_clusters: Vec<String>,
+    /// Worker threads (`--concurrency`); each runs its own wasm VM, and the
+    /// main thread runs one more. Not part of the YAML.
+    pub concurrency: u32,
+    /// Environment variables of the wasm VM
+    /// (`vm_config.environment_variables.key_values`), e.g. the API server
+    /// token kfauth reads through `authorization.apiserver.tokenEnv`.
+    pub vm_env: Vec<(String, String)>,
+    /// Routes tried in order before the catch-all route to `upstream`.
+    pub routes: Vec<Route>,
 }
+
+/// Worker threads unless a scenario asks for more: enough to exercise
+/// per-worker VMs, few enough for a 2-core machine running suites in parallel.
+pub const DEFAULT_CONCURRENCY: u32 = 2;
 
 impl EnvoySettings {
     /// Settings for a test: free ports, the absolute module path.
@@ -113,7 +173,16 @@ impl EnvoySettings {
             plugin_config,
             clusters: Vec::new(),
             raw_clusters: Vec::new(),
+            concurrency: DEFAULT_CONCURRENCY,
+            vm_env: Vec::new(),
+            routes: Vec::new(),
         }
+    }
+
+    /// Runs Envoy with `workers` worker threads (`--concurrency`).
+    pub fn with_concurrency(mut self, workers: u32) -> EnvoySettings {
+        self.concurrency = workers;
+        self
     }
 
     pub fn with_cluster(mut self, cluster: Cluster) -> EnvoySettings {
@@ -128,6 +197,18 @@ impl EnvoySettings {
 
     pub fn with_raw_cluster(mut self, yaml: &str) -> EnvoySettings {
         self.raw_clusters.push(yaml.to_string());
+        self
+    }
+
+    /// Adds a route tried before the catch-all route to `upstream`.
+    pub fn with_route(mut self, route: Route) -> EnvoySettings {
+        self.routes.push(route);
+        self
+    }
+
+    /// Sets the wasm VM's environment variable `name` to `value`.
+    pub fn with_vm_env(mut self, name: &str, value: &str) -> EnvoySettings {
+        self.vm_env.push((name.to_string(), value.to_string()));
         self
     }
 }
@@ -175,7 +256,7 @@ static_resources:
             - name: upstream
               domains: ["*"]
               routes:
-              - match: {{ prefix: "/" }}
+{routes}              - match: {{ prefix: "/" }}
                 route: {{ cluster: upstream }}
           http_filters:
           - name: envoy.filters.http.wasm
@@ -189,7 +270,7 @@ static_resources:
                   vm_id: kfauth
                   runtime: envoy.wasm.runtime.v8
                   code: {{ local: {{ filename: {wasm} }} }}
-                configuration:
+{vm_env}                configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: |
 {plugin_config}          - name: envoy.filters.http.router
@@ -200,6 +281,8 @@ static_resources:
         admin_port = settings.admin_port,
         listener_port = settings.listener_port,
         wasm = quoted(&settings.wasm_path),
+        vm_env = render_vm_env(&settings.vm_env),
+        routes = render_routes(&settings.routes),
     );
     render_cluster(
         &mut yaml,
@@ -212,6 +295,47 @@ static_resources:
         yaml.push_str(raw.trim_end());
         yaml.push('\n');
     }
+    yaml
+}
+
+/// The routes before the catch-all one (nothing when there are none).
+fn render_routes(routes: &[Route]) -> String {
+    let mut yaml = String::new();
+    for route in routes {
+        let grpc = if route.grpc_only { ", grpc: {}" } else { "" };
+        let _ = writeln!(
+            yaml,
+            "              - match: {{ prefix: {}{grpc} }}\n                route: {{ cluster: {} }}",
+            quoted(&route.prefix),
+            quoted(&route.cluster),
+        );
+    }
+    yaml
+}
+
+/// `environment_variables` of `vm_config` (nothing when there are none).
+fn render_vm_env(variables: &[(String, String)]) -> String {
+    if variables.is_empty() {
+        return String::new();
+    }
+    let mut yaml =
+        String::from("                  environment_variables:\n                    key_values:\n");
+    for (name, value) in variables {
+        let _ = writeln!(
+            yaml,
+            "                      {}: {}",
+            quoted(name),
+            quoted(value)
+        );
+    }
+    yaml
+}
+
+/// One cluster as a `static_resources.clusters` list item (indented two
+/// spaces), for bootstraps written by hand around it.
+pub fn cluster_yaml(cluster: &Cluster) -> String {
+    let mut yaml = String::new();
+    render_cluster(&mut yaml, cluster);
     yaml
 }
 
@@ -254,11 +378,15 @@ fn render_cluster(yaml: &mut String, cluster: &Cluster) {
         if let Some(sni) = &tls.sni {
             let _ = writeln!(yaml, "        sni: {}", quoted(sni));
         }
-        if let Some(ca) = &tls.ca_file {
+        let trusted_ca = match (&tls.ca_pem, &tls.ca_file) {
+            (Some(pem), _) => Some(format!("inline_string: {}", quoted(pem))),
+            (None, Some(file)) => Some(format!("filename: {}", quoted(file))),
+            (None, None) => None,
+        };
+        if let Some(trusted_ca) = trusted_ca {
             let _ = write!(
                 yaml,
-                "        common_tls_context:\n          validation_context:\n            trusted_ca: {{ filename: {} }}\n",
-                quoted(ca)
+                "        common_tls_context:\n          validation_context:\n            trusted_ca: {{ {trusted_ca} }}\n",
             );
         }
     }
@@ -314,19 +442,49 @@ mod tests {
             istio_cluster_name("127.0.0.1", 9000),
             "outbound|9000||127.0.0.1"
         );
-        let settings = EnvoySettings::for_test(config(), 1)
-            .with_jwks_cluster(4321)
-            .with_cluster(Cluster::loopback("apiserver", 6443).with_tls(ClusterTls {
-                sni: Some("kubernetes.default".into()),
-                ca_file: Some("/tmp/ca.pem".into()),
-            }))
-            .with_cluster(Cluster::loopback("grpc", 7000).with_http2())
-            .with_raw_cluster("  - name: raw\n    type: STATIC\n");
+        let settings =
+            EnvoySettings::for_test(config(), 1)
+                .with_jwks_cluster(4321)
+                .with_cluster(Cluster::loopback("apiserver", 6443).with_tls(
+                    ClusterTls::trusting_file(Some("kubernetes.default"), "/tmp/ca.pem"),
+                ))
+                .with_cluster(
+                    Cluster::loopback("inline", 6444).with_tls(ClusterTls::trusting_pem(
+                        None,
+                        "-----BEGIN CERTIFICATE-----\nAB\n",
+                    )),
+                )
+                .with_cluster(Cluster::loopback("grpc", 7000).with_http2())
+                .with_raw_cluster("  - name: raw\n    type: STATIC\n");
         let yaml = render_envoy_yaml(&settings);
         assert!(yaml.contains(r#"  - name: "outbound|4321||127.0.0.1""#));
         assert!(yaml.contains(r#"        sni: "kubernetes.default""#));
         assert!(yaml.contains(r#"trusted_ca: { filename: "/tmp/ca.pem" }"#));
+        assert!(
+            yaml.contains(r#"trusted_ca: { inline_string: "-----BEGIN CERTIFICATE-----\nAB\n" }"#)
+        );
         assert!(yaml.contains("http2_protocol_options: {}"));
         assert!(yaml.ends_with("  - name: raw\n    type: STATIC\n"));
+        assert!(!yaml.contains("environment_variables"));
+    }
+
+    #[test]
+    fn extra_routes_come_before_the_catch_all_route() {
+        let settings =
+            EnvoySettings::for_test(config(), 1).with_route(Route::grpc("/ml_metadata", "grpc"));
+        let yaml = render_envoy_yaml(&settings);
+        assert!(yaml.contains(
+            "              routes:\n              - match: { prefix: \"/ml_metadata\", grpc: {} }\n                route: { cluster: \"grpc\" }\n              - match: { prefix: \"/\" }\n                route: { cluster: upstream }\n"
+        ));
+    }
+
+    #[test]
+    fn vm_environment_variables_are_rendered_under_vm_config() {
+        let settings = EnvoySettings::for_test(config(), 1).with_vm_env("KFAUTH_TOKEN", "s3cr\"t");
+        let yaml = render_envoy_yaml(&settings);
+        assert!(yaml.contains(
+            "                  environment_variables:\n                    key_values:\n                      \"KFAUTH_TOKEN\": \"s3cr\\\"t\"\n                configuration:"
+        ));
+        assert_eq!(embedded_plugin_config(&yaml), Some(config()));
     }
 }

@@ -133,11 +133,42 @@ pub fn send_verbatim(
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("write to {addr}: {e}"))?;
+    // Read until the response is complete rather than until Envoy closes:
+    // after a local reply Envoy waits up to its delayed_close_timeout (1 s)
+    // for the client to close first.
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let mut buffer = [0u8; 16 * 1024];
+    while !response_complete(&raw) {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buffer[..n]),
+            Err(e) => return Err(format!("read from {addr}: {e}")),
+        }
+    }
     parse_response(&raw)
+}
+
+/// Whether `raw` holds a whole response: the head, then `content-length`
+/// bytes or the last chunk. Without either, only the close ends it.
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let body = &raw[head_end + 4..];
+    let header = |name: &str| {
+        head.split("\r\n")
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(length) => body.len() >= length,
+        None => false,
+    }
 }
 
 fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {

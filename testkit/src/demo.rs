@@ -44,6 +44,9 @@ pub fn envoy_settings() -> EnvoySettings {
         plugin_config: plugin_config(),
         clusters: vec![Cluster::istio_loopback(IDP_PORT)],
         raw_clusters: Vec::new(),
+        concurrency: crate::bootstrap::DEFAULT_CONCURRENCY,
+        vm_env: Vec::new(),
+        routes: Vec::new(),
     }
 }
 

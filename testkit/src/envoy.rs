@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::bootstrap::{render_envoy_yaml, repo_root, EnvoySettings};
 use crate::client::{self, HttpResponse};
+use crate::stats::Stats;
 
 /// How long Envoy may take to start serving (V8 compiles the module per
 /// worker; tests run in parallel on small machines).
@@ -23,14 +24,15 @@ pub fn envoy_bin() -> PathBuf {
         .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"))
 }
 
-/// Command-line arguments for a bootstrap at `config`, logging to `log`.
-/// `--disable-hot-restart` keeps parallel Envoys from sharing memory regions.
-pub fn envoy_args(config: &Path, log: &Path) -> Vec<String> {
+/// Command-line arguments for a bootstrap at `config` with `concurrency`
+/// worker threads, logging to `log`. `--disable-hot-restart` keeps parallel
+/// Envoys from sharing memory regions.
+pub fn envoy_args(config: &Path, log: &Path, concurrency: u32) -> Vec<String> {
     vec![
         "-c".into(),
         config.display().to_string(),
         "--concurrency".into(),
-        "2".into(),
+        concurrency.to_string(),
         "--disable-hot-restart".into(),
         "-l".into(),
         "info".into(),
@@ -97,7 +99,7 @@ impl Envoy {
         fs::write(&config, render_envoy_yaml(settings)).expect("write bootstrap");
         let stdio = fs::File::create(dir.join("stdio.log")).expect("create stdio log");
         let stderr = stdio.try_clone().expect("clone stdio log");
-        let mut args = envoy_args(&config, &log);
+        let mut args = envoy_args(&config, &log, settings.concurrency);
         args.push("--admin-address-path".into());
         args.push(dir.join("admin.txt").display().to_string());
         let child = Command::new(envoy_bin())
@@ -222,9 +224,35 @@ impl Envoy {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// `GET path` with `authorization: Bearer token`, over a fresh connection:
+    /// the kernel spreads new connections over Envoy's workers, so successive
+    /// calls exercise every worker's VM, not one kept-alive connection's.
+    pub fn get_bearer_fresh(&self, path_and_query: &str, token: &str) -> HttpResponse {
+        let bearer = format!("Bearer {token}");
+        self.get_verbatim(path_and_query, &[("authorization", &bearer)])
+    }
+
     /// `GET` on the admin interface (stats, clusters, ...).
     pub fn admin_get(&self, path: &str) -> HttpResponse {
         client::get(&self.admin_url(path), &[])
+    }
+
+    /// A snapshot of Envoy's statistics (`/stats`).
+    pub fn stats(&self) -> Stats {
+        let response = self.admin_get("/stats");
+        assert_eq!(response.status, 200, "admin /stats: {}", response.body);
+        Stats::parse(&response.body)
+    }
+
+    /// The statistics page in Prometheus' text format (`/stats/prometheus`).
+    pub fn prometheus(&self) -> String {
+        let response = self.admin_get("/stats/prometheus");
+        assert_eq!(
+            response.status, 200,
+            "admin /stats/prometheus: {}",
+            response.body
+        );
+        response.body
     }
 
     /// Everything Envoy logged so far (log file, then stdout/stderr).

@@ -7,7 +7,8 @@
 //! | [`idp`] | signing keys, their JWKS, minted tokens |
 //! | [`forge`] | hand-made and malicious tokens |
 //! | [`serve`] | a background HTTP server on loopback |
-//! | [`jwks_server`] | a JWKS endpoint that counts hits and can fail |
+//! | [`apiserver`] | the Kubernetes API server stand-in: HTTPS, RBAC-evaluated SubjectAccessReviews, TokenReviews |
+//! | [`jwks_server`] | a JWKS (and OIDC discovery) endpoint that counts hits, can fail, stop and restart |
 //! | [`echo`] | the upstream that reports what it received |
 //! | [`bootstrap`] | the Envoy bootstrap YAML (tests and `envoy/envoy.yaml`) |
 //! | [`envoy`] | running Envoy, waiting for it, reading its log |
@@ -16,8 +17,10 @@
 //! | [`expect`] | assertions for kfauth's response contract |
 //! | [`plugin_config`] | pluginConfig building blocks for scenarios |
 //! | [`scenarios`] | running a group of scenarios against one setup |
+//! | [`stats`] | Envoy's statistics, looked up by kfauth's metric names |
 //! | [`demo`] | the `make run` demo: ports, pluginConfig, token endpoint |
 
+pub mod apiserver;
 pub mod bootstrap;
 pub mod client;
 pub mod demo;
@@ -31,11 +34,14 @@ pub mod jwks_server;
 pub mod plugin_config;
 pub mod scenarios;
 pub mod serve;
+pub mod stats;
 
-pub use bootstrap::{render_envoy_yaml, Cluster, EnvoySettings};
+pub use apiserver::ApiServer;
+pub use bootstrap::{render_envoy_yaml, Cluster, ClusterTls, EnvoySettings, Route};
 pub use client::HttpResponse;
 pub use echo::{EchoServer, Echoed};
 pub use envoy::Envoy;
 pub use gateway::Gateway;
 pub use idp::{standard_claims, Alg, Idp};
 pub use jwks_server::{JwksMode, JwksServer};
+pub use stats::Stats;

@@ -1,6 +1,7 @@
 //! pluginConfig building blocks for the scenarios: the test issuer, a
 //! Kubeflow-style rule, and claims that satisfy it.
 
+use serde::Deserialize as _;
 use serde_json::{json, Value};
 
 use crate::idp::{standard_claims, Idp};
@@ -50,7 +51,38 @@ pub fn merge(target: &mut Value, extra: Value) {
     }
 }
 
+/// The `jwtRules` of the Istio `RequestAuthentication` named `name` in a
+/// (multi-document) YAML manifest, as JSON: what a user pastes into the
+/// pluginConfig. `None` if the manifest has no such object.
+pub fn request_authentication_rules(manifest: &str, name: &str) -> Option<Vec<Value>> {
+    serde_yaml_ng::Deserializer::from_str(manifest)
+        .filter_map(|document| Value::deserialize(document).ok())
+        .find(|document| {
+            document["kind"] == "RequestAuthentication" && document["metadata"]["name"] == name
+        })
+        .and_then(|document| document["spec"]["jwtRules"].as_array().cloned())
+}
+
 /// Valid claims for [`ISSUER`] / [`AUDIENCE`].
 pub fn claims(email: &str, groups: &[&str]) -> Value {
     standard_claims(ISSUER, AUDIENCE, email, groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_authentication_rules_are_read_from_a_manifest() {
+        let manifest = "kind: AuthorizationPolicy\nmetadata: {name: a}\n---\n\
+            kind: RequestAuthentication\nmetadata: {name: other}\nspec: {jwtRules: [{issuer: x}]}\n---\n\
+            kind: RequestAuthentication\nmetadata: {name: m2m}\nspec:\n  jwtRules:\n  - issuer: https://k\n    forwardOriginalToken: true\n";
+        assert_eq!(
+            request_authentication_rules(manifest, "m2m"),
+            Some(vec![
+                json!({"issuer": "https://k", "forwardOriginalToken": true})
+            ])
+        );
+        assert_eq!(request_authentication_rules(manifest, "a"), None);
+    }
 }

@@ -139,7 +139,7 @@ fn start_envoy() -> Result<Child, String> {
     }
     let mut command = Command::new(envoy_bin());
     command
-        .args(envoy_args(config, &log))
+        .args(envoy_args(config, &log, demo::envoy_settings().concurrency))
         .current_dir(&root)
         .stdin(Stdio::null());
     die_with_parent(&mut command);

@@ -1,0 +1,140 @@
+//! Verified tokens, remembered until they expire: Kubeflow users send the same
+//! session token with every request, and an RS256 check costs about a
+//! millisecond in Wasm. A hit re-checks `exp` and `nbf` against the host clock;
+//! an entry is void once its issuer's key set changes. Only tokens that passed
+//! every check are remembered.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::authz::cache::TtlCache;
+
+/// Default bound on remembered tokens (per worker).
+pub const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
+
+/// What a verified token established.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    pub rule: usize,
+    pub claims: Map<String, Value>,
+    pub payload_segment: String,
+    /// The key-set generation it was verified against.
+    pub key_generation: u64,
+}
+
+/// A bounded memo of verified tokens; interior mutability keeps the pipeline's
+/// view of it shared (`&`).
+pub struct TokenCache {
+    entries: RefCell<TtlCache<VerifiedToken>>,
+}
+
+fn seconds(value: Option<&Value>) -> Option<f64> {
+    value.and_then(Value::as_f64)
+}
+
+impl TokenCache {
+    pub fn new(max_entries: usize) -> TokenCache {
+        TokenCache {
+            entries: RefCell::new(TtlCache::new(max_entries)),
+        }
+    }
+
+    /// The remembered result for `token`, if still valid at `now` and for the
+    /// rule's current key generation.
+    pub fn get(
+        &self,
+        token: &str,
+        now: Duration,
+        clock_skew: Duration,
+        generation_of: impl Fn(usize) -> u64,
+    ) -> Option<VerifiedToken> {
+        let entries = self.entries.try_borrow().ok()?;
+        let found = entries.get(token, now)?;
+        if found.key_generation != generation_of(found.rule) {
+            return None;
+        }
+        let now_s = now.as_secs_f64();
+        let skew = clock_skew.as_secs_f64();
+        let expired = seconds(found.claims.get("exp")).is_none_or(|exp| now_s - skew > exp);
+        let early = seconds(found.claims.get("nbf")).is_some_and(|nbf| now_s + skew < nbf);
+        (!expired && !early).then(|| found.clone())
+    }
+
+    /// Remembers a token that passed every check, until its `exp` (plus skew).
+    pub fn remember(
+        &self,
+        token: &str,
+        verified: VerifiedToken,
+        now: Duration,
+        clock_skew: Duration,
+    ) {
+        let Some(exp) = seconds(verified.claims.get("exp")) else {
+            return;
+        };
+        let until =
+            Duration::try_from_secs_f64(exp.clamp(0.0, 1e12)).unwrap_or_default() + clock_skew;
+        let ttl = until.saturating_sub(now);
+        if let Ok(mut entries) = self.entries.try_borrow_mut() {
+            entries.insert(token.to_string(), verified, ttl, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const NOW: Duration = Duration::from_secs(1_800_000_000);
+    const SKEW: Duration = Duration::from_secs(60);
+
+    fn verified(exp: u64, generation: u64) -> VerifiedToken {
+        VerifiedToken {
+            rule: 0,
+            claims: json!({"exp": exp, "email": "a@b.c"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            payload_segment: "p".into(),
+            key_generation: generation,
+        }
+    }
+
+    #[test]
+    fn remembers_until_expiry_plus_skew() {
+        let cache = TokenCache::new(10);
+        cache.remember("t", verified(NOW.as_secs() + 100, 1), NOW, SKEW);
+        assert!(cache.get("t", NOW, SKEW, |_| 1).is_some());
+        assert!(cache
+            .get("t", NOW + Duration::from_secs(159), SKEW, |_| 1)
+            .is_some());
+        assert!(cache
+            .get("t", NOW + Duration::from_secs(161), SKEW, |_| 1)
+            .is_none());
+        assert!(cache.get("other", NOW, SKEW, |_| 1).is_none());
+    }
+
+    #[test]
+    fn a_new_key_set_voids_entries() {
+        let cache = TokenCache::new(10);
+        cache.remember("t", verified(NOW.as_secs() + 100, 1), NOW, SKEW);
+        assert!(cache.get("t", NOW, SKEW, |_| 2).is_none());
+    }
+
+    #[test]
+    fn is_bounded() {
+        let cache = TokenCache::new(2);
+        for token in ["a", "b", "c"] {
+            cache.remember(token, verified(NOW.as_secs() + 100, 0), NOW, SKEW);
+        }
+        assert!(cache.get("a", NOW, SKEW, |_| 0).is_none());
+        assert!(cache.get("c", NOW, SKEW, |_| 0).is_some());
+        let off = TokenCache::new(0);
+        off.remember("a", verified(NOW.as_secs() + 100, 0), NOW, SKEW);
+        assert!(off.get("a", NOW, SKEW, |_| 0).is_none());
+    }
+}

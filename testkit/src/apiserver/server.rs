@@ -1,0 +1,566 @@
+//! The API-server stand-in: HTTPS on a free loopback port, a thread per
+//! connection with HTTP/1.1 keep-alive (Envoy reuses its upstream
+//! connections), bearer-token authentication of the caller, the two review
+//! endpoints, counts and records of the reviews received, and the ways a
+//! real API server misbehaves: slow, failing, answering garbage, hanging up,
+//! down (connections refused, open ones closed) and back up on the same port.
+
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use serde_json::Value;
+
+use super::http::{Connection, Message, ReadError};
+use super::rbac::Rbac;
+use super::status::{reason_phrase, ApiError};
+use super::subject_access_review::{self, Answered, SAR_PATH};
+use super::tls::TestCa;
+use super::token_review::{TokenRegistry, TOKEN_REVIEW_PATH};
+
+/// The bearer token the stand-in accepts unless a test sets another.
+pub const DEFAULT_BEARER_TOKEN: &str = "kfauth-test-apiserver-token";
+
+/// Reviews kept per endpoint for inspection; older ones are dropped.
+const MAX_RECORDED: usize = 10_000;
+
+/// The review endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Review {
+    /// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews`
+    SubjectAccess,
+    /// `POST /apis/authentication.k8s.io/v1/tokenreviews`
+    Token,
+}
+
+impl Review {
+    pub fn path(self) -> &'static str {
+        match self {
+            Review::SubjectAccess => SAR_PATH,
+            Review::Token => TOKEN_REVIEW_PATH,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Review::SubjectAccess => 0,
+            Review::Token => 1,
+        }
+    }
+}
+
+/// How a review endpoint answers an authenticated review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiMode {
+    /// 201 with the evaluated review.
+    #[default]
+    Answer,
+    /// Sleeps this long, then answers (for callout timeouts, coalescing).
+    Slow(Duration),
+    /// 500 with a `Status` (reason `InternalError`).
+    Fail,
+    /// 200 with `content-type: application/json` and a body that is not JSON.
+    Garbage,
+    /// Reads the review, then closes the connection without an answer.
+    Hangup,
+}
+
+/// A garbage answer: claims JSON, is not.
+pub const GARBAGE_BODY: &str = "<html><body>502 Bad Gateway (not a review)</body></html>";
+
+struct Shared {
+    tls: Arc<ServerConfig>,
+    bearer: Mutex<String>,
+    rbac: RwLock<Rbac>,
+    tokens: Mutex<TokenRegistry>,
+    modes: Mutex<[ApiMode; 2]>,
+    counts: [AtomicUsize; 2],
+    unauthorized: AtomicUsize,
+    accepted: AtomicUsize,
+    records: [Mutex<Vec<Value>>; 2],
+    connections: Mutex<HashMap<u64, TcpStream>>,
+    next_connection: AtomicU64,
+    server_names: Mutex<Vec<String>>,
+}
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// The stand-in; stops when dropped.
+pub struct ApiServer {
+    shared: Arc<Shared>,
+    ca: TestCa,
+    addr: SocketAddr,
+    running: Option<Running>,
+}
+
+impl ApiServer {
+    /// No RBAC objects (every review denied), a fresh test CA, a free port.
+    pub fn start() -> ApiServer {
+        ApiServer::start_with_rbac(Rbac::new())
+    }
+
+    /// Answers reviews from `rbac`.
+    pub fn start_with_rbac(rbac: Rbac) -> ApiServer {
+        ApiServer::start_on("127.0.0.1:0", rbac, TestCa::generate())
+    }
+
+    /// Binds `addr` with `rbac` and the certificate of `ca`.
+    pub fn start_on(addr: &str, rbac: Rbac, ca: TestCa) -> ApiServer {
+        let listener =
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("API server binds {addr}: {e}"));
+        let addr = listener.local_addr().expect("bound address");
+        let shared = Arc::new(Shared {
+            tls: ca.server_config(),
+            bearer: Mutex::new(DEFAULT_BEARER_TOKEN.to_string()),
+            rbac: RwLock::new(rbac),
+            tokens: Mutex::new(TokenRegistry::default()),
+            modes: Mutex::new([ApiMode::Answer; 2]),
+            counts: Default::default(),
+            unauthorized: AtomicUsize::new(0),
+            accepted: AtomicUsize::new(0),
+            records: Default::default(),
+            connections: Mutex::new(HashMap::new()),
+            next_connection: AtomicU64::new(0),
+            server_names: Mutex::new(Vec::new()),
+        });
+        let mut server = ApiServer {
+            shared,
+            ca,
+            addr,
+            running: None,
+        };
+        server.serve(listener);
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn origin(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The test CA that signed the server certificate.
+    pub fn ca(&self) -> &TestCa {
+        &self.ca
+    }
+
+    /// The CA certificate (PEM) a client must trust.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.ca_pem()
+    }
+
+    /// Only `Authorization: Bearer <token>` is let in from now on.
+    pub fn set_bearer_token(&self, token: &str) {
+        *lock(&self.shared.bearer) = token.to_string();
+    }
+
+    /// The bearer token callers must send.
+    pub fn bearer_token(&self) -> String {
+        lock(&self.shared.bearer).clone()
+    }
+
+    /// Replaces the RBAC objects.
+    pub fn set_rbac(&self, rbac: Rbac) {
+        if let Ok(mut current) = self.shared.rbac.write() {
+            *current = rbac;
+        }
+    }
+
+    /// Adds the objects of a YAML text (as `kubectl apply -f`).
+    pub fn apply_yaml(&self, yaml: &str) -> Result<(), String> {
+        let mut current = self
+            .shared
+            .rbac
+            .write()
+            .map_err(|_| "RBAC lock poisoned".to_string())?;
+        current.load_yaml(yaml).map(|_| ())
+    }
+
+    /// A copy of the RBAC objects in force.
+    pub fn rbac(&self) -> Rbac {
+        self.shared
+            .rbac
+            .read()
+            .map(|rbac| rbac.clone())
+            .unwrap_or_default()
+    }
+
+    /// `token` authenticates as `username` in `groups`, for `audiences`
+    /// (none: the API server's own, [`super::token_review::API_AUDIENCE`]).
+    pub fn register_token(&self, token: &str, username: &str, groups: &[&str], audiences: &[&str]) {
+        lock(&self.shared.tokens).register(token, username, groups, audiences);
+    }
+
+    /// `token` authenticates as service account `namespace/name`.
+    pub fn register_service_account_token(
+        &self,
+        token: &str,
+        namespace: &str,
+        name: &str,
+        audiences: &[&str],
+    ) {
+        lock(&self.shared.tokens).register_service_account(token, namespace, name, audiences);
+    }
+
+    /// `token` no longer authenticates.
+    pub fn revoke_token(&self, token: &str) {
+        lock(&self.shared.tokens).revoke(token);
+    }
+
+    /// How both review endpoints answer from now on.
+    pub fn set_mode(&self, mode: ApiMode) {
+        *lock(&self.shared.modes) = [mode; 2];
+    }
+
+    /// How one review endpoint answers from now on.
+    pub fn set_mode_for(&self, review: Review, mode: ApiMode) {
+        lock(&self.shared.modes)[review.index()] = mode;
+    }
+
+    pub fn mode(&self, review: Review) -> ApiMode {
+        lock(&self.shared.modes)[review.index()]
+    }
+
+    /// Authenticated requests that reached `review`'s endpoint, counted on
+    /// arrival (before a slow answer), whatever the mode answered.
+    pub fn count(&self, review: Review) -> usize {
+        self.shared.counts[review.index()].load(Ordering::SeqCst)
+    }
+
+    /// [`ApiServer::count`] of SubjectAccessReviews.
+    pub fn sar_count(&self) -> usize {
+        self.count(Review::SubjectAccess)
+    }
+
+    /// [`ApiServer::count`] of TokenReviews.
+    pub fn token_review_count(&self) -> usize {
+        self.count(Review::Token)
+    }
+
+    /// Requests turned away with 401 (wrong or missing bearer token).
+    pub fn unauthorized_count(&self) -> usize {
+        self.shared.unauthorized.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far (keep-alive reuse shows as few).
+    pub fn connections_accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        lock(&self.shared.connections).len()
+    }
+
+    /// The SNI of each TLS connection that sent a request, in order (`""`
+    /// when the client sent none); Envoy's cluster sends
+    /// `kubernetes.default.svc`.
+    pub fn server_names_seen(&self) -> Vec<String> {
+        lock(&self.shared.server_names).clone()
+    }
+
+    /// The bodies received at `review`'s endpoint, oldest first (a body that
+    /// is not JSON is recorded as a JSON string).
+    pub fn requests(&self, review: Review) -> Vec<Value> {
+        lock(&self.shared.records[review.index()]).clone()
+    }
+
+    pub fn sar_requests(&self) -> Vec<Value> {
+        self.requests(Review::SubjectAccess)
+    }
+
+    pub fn last_sar_request(&self) -> Option<Value> {
+        lock(&self.shared.records[0]).last().cloned()
+    }
+
+    pub fn token_review_requests(&self) -> Vec<Value> {
+        self.requests(Review::Token)
+    }
+
+    pub fn last_token_review_request(&self) -> Option<Value> {
+        lock(&self.shared.records[1]).last().cloned()
+    }
+
+    /// Zeroes the counts and forgets the recorded bodies and server names.
+    pub fn reset_counts(&self) {
+        for review in [Review::SubjectAccess, Review::Token] {
+            self.shared.counts[review.index()].store(0, Ordering::SeqCst);
+            lock(&self.shared.records[review.index()]).clear();
+        }
+        self.shared.unauthorized.store(0, Ordering::SeqCst);
+        self.shared.accepted.store(0, Ordering::SeqCst);
+        lock(&self.shared.server_names).clear();
+    }
+
+    /// Goes down: the port refuses connections and every open connection is
+    /// closed. Configuration, counts and records are kept for
+    /// [`ApiServer::restart`].
+    pub fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+            let _ = running.thread.join();
+        }
+        self.close_connections();
+    }
+
+    /// Closes every open connection (the server stays up).
+    pub fn close_connections(&self) {
+        for (_, stream) in lock(&self.shared.connections).drain() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Comes back up on the same port.
+    pub fn restart(&mut self) {
+        if self.running.is_some() {
+            return;
+        }
+        let listener = TcpListener::bind(self.addr)
+            .unwrap_or_else(|e| panic!("API server rebinds {}: {e}", self.addr));
+        self.serve(listener);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.running.is_some()
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let shared = Arc::clone(&self.shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("apiserver-{}", self.addr.port()))
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if flag.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    shared.accepted.fetch_add(1, Ordering::SeqCst);
+                    // Registered before the accept loop moves on, so that
+                    // `stop` (which joins this loop) closes it too.
+                    let id = shared.next_connection.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(clone) = stream.try_clone() {
+                        lock(&shared.connections).insert(id, clone);
+                    }
+                    let shared = Arc::clone(&shared);
+                    let _ = std::thread::Builder::new()
+                        .name("apiserver-conn".into())
+                        .spawn(move || serve_connection(&shared, stream, id));
+                }
+            })
+            .expect("spawn API server thread");
+        self.running = Some(Running { stop, thread });
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What to do with one request.
+enum Outcome {
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    Hangup,
+}
+
+impl Outcome {
+    fn error(error: &ApiError) -> Outcome {
+        Outcome::json(error.code, &error.to_status(), Vec::new())
+    }
+
+    fn json(status: u16, body: &Value, mut headers: Vec<(String, String)>) -> Outcome {
+        headers.insert(0, ("content-type".into(), "application/json".into()));
+        Outcome::Respond {
+            status,
+            headers,
+            body: body.to_string().into_bytes(),
+        }
+    }
+}
+
+fn serve_connection(shared: &Shared, tcp: TcpStream, id: u64) {
+    let _ = tcp.set_nodelay(true);
+    if let Ok(tls) = ServerConnection::new(Arc::clone(&shared.tls)) {
+        let mut http = Connection::new(StreamOwned::new(tls, tcp));
+        let clean = serve_requests(shared, &mut http);
+        if clean {
+            http.stream.conn.send_close_notify();
+            let _ = http.stream.conn.complete_io(&mut http.stream.sock);
+        }
+        let _ = http.stream.sock.shutdown(Shutdown::Both);
+    }
+    lock(&shared.connections).remove(&id);
+}
+
+/// Answers requests until the connection ends; false for an abrupt end.
+fn serve_requests(
+    shared: &Shared,
+    http: &mut Connection<StreamOwned<ServerConnection, TcpStream>>,
+) -> bool {
+    let mut first = true;
+    loop {
+        let request = match http.read_request() {
+            Ok(request) => {
+                if std::mem::take(&mut first) {
+                    let sni = http.stream.conn.server_name().unwrap_or_default();
+                    let mut names = lock(&shared.server_names);
+                    if names.len() < MAX_RECORDED {
+                        names.push(sni.to_string());
+                    }
+                }
+                request
+            }
+            Err(ReadError::TooLarge) => {
+                let error = ApiError::too_large();
+                let body = error.to_status().to_string();
+                let headers = vec![("content-type".into(), "application/json".into())];
+                let _ =
+                    http.write_response(413, reason_phrase(413), &headers, body.as_bytes(), true);
+                return true;
+            }
+            Err(ReadError::Closed) => return true,
+            Err(_) => return false,
+        };
+        let keep_alive = request.keep_alive(2);
+        match handle(shared, &request) {
+            Outcome::Hangup => return false,
+            Outcome::Respond {
+                status,
+                headers,
+                body,
+            } => {
+                let written = http.write_response(
+                    status,
+                    reason_phrase(status),
+                    &headers,
+                    &body,
+                    !keep_alive,
+                );
+                if written.is_err() {
+                    return false;
+                }
+                if !keep_alive {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+fn handle(shared: &Shared, request: &Message) -> Outcome {
+    let authorization = request.header("authorization").unwrap_or_default();
+    let presented = authorization
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+        .and_then(|_| authorization.get(7..));
+    if presented != Some(lock(&shared.bearer).as_str()) {
+        shared.unauthorized.fetch_add(1, Ordering::SeqCst);
+        return Outcome::error(&ApiError::unauthorized());
+    }
+    let path = request.word(1).split('?').next().unwrap_or_default();
+    let review = match path {
+        SAR_PATH => Review::SubjectAccess,
+        TOKEN_REVIEW_PATH => Review::Token,
+        _ => return Outcome::error(&ApiError::not_found(path)),
+    };
+    let method = request.word(0);
+    if method != "POST" {
+        return Outcome::error(&ApiError::method_not_allowed(method));
+    }
+    let body: Result<Value, _> = serde_json::from_slice(&request.body);
+    let recorded = match &body {
+        Ok(value) => value.clone(),
+        Err(_) => Value::String(String::from_utf8_lossy(&request.body).into_owned()),
+    };
+    shared.counts[review.index()].fetch_add(1, Ordering::SeqCst);
+    {
+        let mut records = lock(&shared.records[review.index()]);
+        if records.len() >= MAX_RECORDED {
+            records.remove(0);
+        }
+        records.push(recorded);
+    }
+    // Copied out first: a guard in the match scrutinee would be held
+    // through a slow answer and serialize every connection.
+    let mode = lock(&shared.modes)[review.index()];
+    match mode {
+        ApiMode::Answer => {}
+        ApiMode::Slow(delay) => std::thread::sleep(delay),
+        ApiMode::Fail => {
+            return Outcome::error(&ApiError::internal(
+                "Internal error occurred: the stand-in was told to fail",
+            ))
+        }
+        ApiMode::Garbage => {
+            return Outcome::Respond {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: GARBAGE_BODY.as_bytes().to_vec(),
+            }
+        }
+        ApiMode::Hangup => return Outcome::Hangup,
+    }
+    let content_type = request.header("content-type").unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Outcome::error(&ApiError::unsupported_media_type(content_type));
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            return Outcome::error(&ApiError::bad_request(format!(
+                "couldn't get version/kind; json parse error: {e}"
+            )))
+        }
+    };
+    let answered = match review {
+        Review::SubjectAccess => match shared.rbac.read() {
+            Ok(rbac) => subject_access_review::answer(&rbac, &body),
+            Err(_) => Err(ApiError::internal("RBAC lock poisoned")),
+        },
+        Review::Token => lock(&shared.tokens).answer(&body),
+    };
+    match answered {
+        Ok(Answered { body, warnings }) => {
+            let headers = warnings
+                .iter()
+                .map(|w| {
+                    (
+                        "warning".to_string(),
+                        format!("299 - {}", Value::String(w.clone())),
+                    )
+                })
+                .collect();
+            Outcome::json(201, &body, headers)
+        }
+        Err(error) => Outcome::error(&error),
+    }
+}
