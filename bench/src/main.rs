@@ -26,6 +26,7 @@ const AUDIENCE: &str = "kubeflow";
 enum Variant {
     NoAuth,
     NativeJwtAuthn,
+    NativeJwtAuthnCached,
     Kfauth,
 }
 
@@ -34,6 +35,7 @@ impl Variant {
         match self {
             Variant::NoAuth => "no auth filter",
             Variant::NativeJwtAuthn => "native jwt_authn (Istio-style, no cache)",
+            Variant::NativeJwtAuthnCached => "native jwt_authn + jwt_cache_config (1000)",
             Variant::Kfauth => "kfauth",
         }
     }
@@ -57,20 +59,24 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
     let claim_headers = [("kubeflow-userid", "email"), ("kubeflow-groups", "groups")];
     match variant {
         Variant::NoAuth => String::new(),
-        Variant::NativeJwtAuthn => {
+        Variant::NativeJwtAuthn | Variant::NativeJwtAuthnCached => {
             let claims: Vec<Value> = claim_headers
                 .iter()
                 .map(|(header, claim)| json!({"header_name": header, "claim_name": claim}))
                 .collect();
+            let mut provider = json!({
+                "issuer": ISSUER,
+                "audiences": [AUDIENCE],
+                "local_jwks": {"inline_string": jwks},
+                "forward": false,
+                "claim_to_headers": claims,
+            });
+            if variant == Variant::NativeJwtAuthnCached {
+                provider["jwt_cache_config"] = json!({"jwt_cache_size": 1000});
+            }
             let config = json!({
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-                "providers": {"bench": {
-                    "issuer": ISSUER,
-                    "audiences": [AUDIENCE],
-                    "local_jwks": {"inline_string": jwks},
-                    "forward": false,
-                    "claim_to_headers": claims,
-                }},
+                "providers": {"bench": provider},
                 "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
             });
             format!(
@@ -212,15 +218,88 @@ fn parse_latency_ms(text: &str) -> f64 {
     }
 }
 
-fn run_wrk(port: u16, token: &str, seconds: u32, connections: u32) -> Measure {
-    let output = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-        ])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
+/// What each request carries.
+enum Workload {
+    /// (a) one token, reused.
+    OneToken(String),
+    /// (b) tokens drawn from a wrk Lua script (a Zipf sequence over a set).
+    Script(PathBuf),
+}
+
+/// A Zipf(s) sequence of `draws` indices into `n` ranks, from a fixed seed, so
+/// every run and every configuration sees the same requests.
+fn zipf_sequence(n: usize, s: f64, draws: usize) -> Vec<usize> {
+    let weights: Vec<f64> = (1..=n).map(|rank| 1.0 / (rank as f64).powf(s)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut cdf = Vec::with_capacity(n);
+    let mut running = 0.0;
+    for weight in &weights {
+        running += weight / total;
+        cdf.push(running);
+    }
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..draws)
+        .map(|_| {
+            // xorshift64*: reproducible, no dependency.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let unit =
+                (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+            cdf.partition_point(|edge| *edge < unit).min(n - 1)
+        })
+        .collect()
+}
+
+/// A wrk script sending `Authorization: Bearer` with the tokens in `sequence` order.
+fn write_token_script(path: &Path, tokens: &[String], sequence: &[usize]) {
+    let mut script = String::from("local tokens = {\n");
+    for token in tokens {
+        script.push_str(&format!("  \"{token}\",\n"));
+    }
+    script.push_str("}\nlocal seq = {");
+    for (index, rank) in sequence.iter().enumerate() {
+        if index % 32 == 0 {
+            script.push('\n');
+        }
+        script.push_str(&format!("{},", rank + 1));
+    }
+    script.push_str(
+        "\n}\nlocal i = 0\nsetup = function(thread) end\ninit = function(args) i = math.random(#seq) end\nrequest = function()\n  i = i + 1\n  if i > #seq then i = 1 end\n  return wrk.format(nil, nil, { [\"Authorization\"] = \"Bearer \" .. tokens[seq[i]] })\nend\n",
+    );
+    fs::write(path, script).unwrap();
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn run_wrk(port: u16, workload: &Workload, seconds: u32, connections: u32) -> Measure {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t2",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
+    match workload {
+        Workload::OneToken(token) => {
+            command.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        Workload::Script(path) => {
+            command.args(["-s", &path.display().to_string()]);
+        }
+    }
+    let output = command
         .arg(format!("http://127.0.0.1:{port}/"))
         .output()
         .expect("run wrk (apt-get install wrk)");
@@ -267,52 +346,107 @@ fn main() {
 
     let idp = Idp::generate("bench-rsa", "bench-ec");
     let jwks = idp.jwks_json();
-    let token = idp.sign(
-        Alg::RS256,
-        &standard_claims(ISSUER, AUDIENCE, "alice@example.com", &["team-a", "team-b"]),
-    );
-    let variants = [Variant::NoAuth, Variant::NativeJwtAuthn, Variant::Kfauth];
+    let mint = |user: usize| {
+        idp.sign(
+            Alg::RS256,
+            &standard_claims(
+                ISSUER,
+                AUDIENCE,
+                &format!("user{user}@example.com"),
+                &["team-a", "team-b"],
+            ),
+        )
+    };
+    let token = mint(0);
+    eprintln!("minting 1000 tokens for the Zipf workload");
+    let tokens: Vec<String> = (0..1000).map(mint).collect();
+    let script = workdir.join("zipf-1000.lua");
+    write_token_script(&script, &tokens, &zipf_sequence(tokens.len(), 1.1, 200_000));
+    let workloads = [
+        ("(a) one token", Workload::OneToken(token.clone())),
+        ("(b) 1,000 tokens, Zipf s=1.1", Workload::Script(script)),
+    ];
+
+    let variants = [
+        Variant::NoAuth,
+        Variant::NativeJwtAuthn,
+        Variant::NativeJwtAuthnCached,
+        Variant::Kfauth,
+    ];
     let envoys: Vec<RunningEnvoy> = variants
         .iter()
         .map(|variant| start_envoy(*variant, &jwks, &workdir))
         .collect();
     // Every variant must accept the token before it is measured.
     for (variant, envoy) in variants.iter().zip(&envoys) {
-        let check = run_wrk(envoy.port, &token, 1, 2);
+        let check = run_wrk(envoy.port, &Workload::OneToken(token.clone()), 1, 2);
         assert!(
             check.non_2xx == 0 && check.requests_per_second > 0.0,
             "{variant:?} refuses the benchmark token"
         );
     }
 
-    let mut results: Vec<Vec<Measure>> = variants.iter().map(|_| Vec::new()).collect();
+    // results[workload][variant] = measures over rounds
+    let mut results: Vec<Vec<Vec<Measure>>> = workloads
+        .iter()
+        .map(|_| variants.iter().map(|_| Vec::new()).collect())
+        .collect();
     for round in 1..=rounds {
-        for (index, envoy) in envoys.iter().enumerate() {
-            eprintln!("round {round}/{rounds}: {}", variants[index].label());
-            results[index].push(run_wrk(envoy.port, &token, seconds, connections));
+        for (w, (label, workload)) in workloads.iter().enumerate() {
+            for (v, envoy) in envoys.iter().enumerate() {
+                eprintln!("round {round}/{rounds}: {label}: {}", variants[v].label());
+                let measure = run_wrk(envoy.port, workload, seconds, connections);
+                if measure.non_2xx > 0 {
+                    eprintln!("  warning: {} non-2xx answers", measure.non_2xx);
+                }
+                results[w][v].push(measure);
+            }
         }
     }
+    let rss: Vec<f64> = envoys
+        .iter()
+        .map(|envoy| peak_rss_mib(envoy.child.id()))
+        .collect();
     drop(envoys);
 
     println!(
-        "\nworkload: one RS256 token reused; wrk -t2 -c{connections} -d{seconds}s; Envoy --concurrency 2; median of {rounds} interleaved rounds\n"
+        "\nwrk -t2 -c{connections} -d{seconds}s per run; Envoy --concurrency 2, direct-response upstream; median of {rounds} interleaved rounds\n"
     );
-    println!("| configuration | requests/s | p50 ms | p99 ms |");
-    println!("| --- | ---: | ---: | ---: |");
-    let mut medians = Vec::new();
-    for (variant, measures) in variants.iter().zip(&results) {
-        let rps = median(measures.iter().map(|m| m.requests_per_second).collect());
-        let p50 = median(measures.iter().map(|m| m.p50_ms).collect());
-        let p99 = median(measures.iter().map(|m| m.p99_ms).collect());
-        println!("| {} | {rps:.0} | {p50:.2} | {p99:.2} |", variant.label());
-        medians.push(rps);
+    let mut ratio_lines = Vec::new();
+    for (w, (label, _)) in workloads.iter().enumerate() {
+        println!("{label}\n");
+        println!("| configuration | requests/s | p50 ms | p99 ms |");
+        println!("| --- | ---: | ---: | ---: |");
+        let mut medians = Vec::new();
+        for (v, variant) in variants.iter().enumerate() {
+            let measures = &results[w][v];
+            let rps = median(measures.iter().map(|m| m.requests_per_second).collect());
+            let p50 = median(measures.iter().map(|m| m.p50_ms).collect());
+            let p99 = median(measures.iter().map(|m| m.p99_ms).collect());
+            println!("| {} | {rps:.0} | {p50:.2} | {p99:.2} |", variant.label());
+            medians.push(rps);
+        }
+        println!();
+        ratio_lines.push(format!(
+            "ratio kfauth/native_jwt_authn {label}: {:.2}",
+            medians[3] / medians[1]
+        ));
+        ratio_lines.push(format!(
+            "ratio kfauth/native_jwt_authn_cached {label}: {:.2}",
+            medians[3] / medians[2]
+        ));
+        ratio_lines.push(format!(
+            "ratio kfauth/no_auth {label}: {:.2}",
+            medians[3] / medians[0]
+        ));
     }
-    let ratio = |a: usize, b: usize| medians[a] / medians[b];
+    println!("| configuration | Envoy peak RSS MiB |");
+    println!("| --- | ---: |");
+    for (variant, rss) in variants.iter().zip(&rss) {
+        println!("| {} | {rss:.0} |", variant.label());
+    }
     println!();
-    println!("ratio native_jwt_authn/no_auth: {:.2}", ratio(1, 0));
-    println!("ratio kfauth/no_auth: {:.2}", ratio(2, 0));
-    println!(
-        "ratio kfauth/native_jwt_authn (one token): {:.2}",
-        ratio(2, 1)
-    );
+    for line in ratio_lines {
+        println!("{line}");
+    }
 }
