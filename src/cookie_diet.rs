@@ -101,24 +101,22 @@ pub fn apply(grpc: &GrpcConfig, request: &RequestView, edits: &mut HeaderEdits) 
     if total == 0 || total <= grpc.max_cookie_bytes {
         return;
     }
-    let kept: Vec<&str> = if grpc.strip_cookies.is_empty() {
-        Vec::new()
-    } else {
-        cookies
-            .iter()
-            .flat_map(|header| header.split(';'))
-            .map(str::trim)
-            .filter(|pair| !pair.is_empty())
-            .filter(|pair| {
-                let name = pair.split_once('=').map_or(*pair, |(name, _)| name).trim();
-                !grpc.strip_cookies.iter().any(|stripped| stripped == name)
-            })
-            .collect()
+    let pairs: Vec<&str> = cookies
+        .iter()
+        .flat_map(|header| header.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .collect();
+    let is_stripped = |pair: &str| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name).trim();
+        grpc.strip_cookies.is_empty() || grpc.strip_cookies.iter().any(|stripped| stripped == name)
     };
-    let kept = kept.join("; ");
-    if kept.len() == total {
+    let (stripped, kept): (Vec<&str>, Vec<&str>) = pairs.iter().partition(|pair| is_stripped(pair));
+    if stripped.is_empty() {
         return;
     }
+    let removed: usize = stripped.iter().map(|pair| pair.len()).sum();
+    let kept = kept.join("; ");
     edits.set.retain(|(name, _)| name != "cookie");
     if !edits.remove.iter().any(|name| name == "cookie") {
         edits.remove.push("cookie".into());
@@ -126,7 +124,7 @@ pub fn apply(grpc: &GrpcConfig, request: &RequestView, edits: &mut HeaderEdits) 
     if !kept.is_empty() {
         edits.set.push(("cookie".into(), kept.clone()));
     }
-    edits.stripped_cookie_bytes = total.saturating_sub(kept.len());
+    edits.stripped_cookie_bytes = removed;
 }
 
 #[cfg(test)]
@@ -188,6 +186,26 @@ mod tests {
             &mut edits,
         );
         assert_eq!(edits.set, [("cookie".to_string(), "a=1; b=2".to_string())]);
+    }
+
+    #[test]
+    fn a_named_cookie_goes_even_when_rejoining_adds_as_many_bytes() {
+        // Bare `;` separators: rejoining with `; ` adds bytes; the length alone
+        // must not decide whether something was removed.
+        let mut edits = HeaderEdits::default();
+        let view = request(MLMD, "application/grpc", &["a=1;b=2;c=3;_o="]);
+        apply(&grpc(&["_o"], 0), &view, &mut edits);
+        assert_eq!(
+            edits.set,
+            [("cookie".to_string(), "a=1; b=2; c=3".to_string())]
+        );
+        let mut untouched = HeaderEdits::default();
+        apply(
+            &grpc(&["absent"], 0),
+            &request(MLMD, "application/grpc", &["a=1;b=2"]),
+            &mut untouched,
+        );
+        assert_eq!(untouched, HeaderEdits::default());
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub fn decide(
         .iter()
         .any(|pattern| pattern.is_match(path))
     {
+        if let Some(grpc) = &config.grpc {
+            cookie_diet::apply(grpc, request, &mut edits);
+        }
         return Outcome::Allow {
             edits,
             identity: None,
