@@ -88,11 +88,11 @@ pub fn apply(grpc: &GrpcConfig, request: &RequestView, edits: &mut HeaderEdits) 
     if !is_grpc_content_type(request.header("content-type")) {
         return;
     }
-    let path = request.path_only();
+    let path = request.canonical_path();
     if !grpc
         .cookie_paths
         .iter()
-        .any(|pattern| pattern.is_match(path))
+        .any(|pattern| pattern.is_match(&path))
     {
         return;
     }

@@ -37,11 +37,11 @@ pub fn decide(
 ) -> Outcome {
     let mut edits = strip_client_identity(config);
 
-    let path = request.path_only();
+    let path = request.canonical_path();
     if config
         .skip_paths
         .iter()
-        .any(|pattern| pattern.is_match(path))
+        .any(|pattern| pattern.is_match(&path))
     {
         if let Some(grpc) = &config.grpc {
             cookie_diet::apply(grpc, request, &mut edits);

@@ -43,10 +43,82 @@ impl RequestView {
             .map(|(_, value)| value.as_str())
     }
 
-    /// The path without its query string, which is what `skipPaths` match.
+    /// The path without its query string.
     pub fn path_only(&self) -> &str {
         self.path.split(['?', '#']).next().unwrap_or("")
     }
+
+    /// The path as a backend will understand it, which is what `skipPaths` and
+    /// authorization rules match: percent-escapes decoded (but `%2F`, which
+    /// would make a new segment), repeated slashes merged, `.` and `..`
+    /// segments resolved (RFC 3986 section 5.2.4). So `//v1/models/x%3Apredict`
+    /// and `/dex/../pipeline` cannot slip past a rule written for the plain form.
+    pub fn canonical_path(&self) -> String {
+        let decoded = percent_decode_except_slash(self.path_only());
+        let mut segments: Vec<&str> = Vec::new();
+        for segment in decoded.split('/') {
+            match segment {
+                "" | "." => {}
+                ".." => {
+                    segments.pop();
+                }
+                other => segments.push(other),
+            }
+        }
+        let mut canonical = format!("/{}", segments.join("/"));
+        if decoded.ends_with('/') && canonical.len() > 1 {
+            canonical.push('/');
+        }
+        canonical
+    }
+
+    /// The host, lower case, without port or trailing dot (`IRIS.Team.example.com.:443`
+    /// is `iris.team.example.com`).
+    pub fn canonical_host(&self) -> String {
+        let authority = self.authority.as_str();
+        let host = if let Some(rest) = authority.strip_prefix('[') {
+            rest.split(']').next().unwrap_or(rest)
+        } else {
+            authority
+                .rsplit_once(':')
+                .map_or(authority, |(host, _)| host)
+        };
+        host.trim_end_matches('.').to_ascii_lowercase()
+    }
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` escapes, except `%2F` (an escaped slash stays one segment's data).
+fn percent_decode_except_slash(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        if byte == b'%' {
+            if let (Some(high), Some(low)) = (
+                bytes.get(index + 1).copied().and_then(hex_value),
+                bytes.get(index + 2).copied().and_then(hex_value),
+            ) {
+                let decoded = high * 16 + low;
+                if decoded != b'/' {
+                    out.push(decoded);
+                    index += 3;
+                    continue;
+                }
+            }
+        }
+        out.push(byte);
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -54,6 +126,32 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn canonical_paths_and_hosts() {
+        let view = |path: &str, authority: &str| RequestView {
+            path: path.into(),
+            authority: authority.into(),
+            ..RequestView::default()
+        };
+        for (raw, canonical) in [
+            ("/v1/models/iris:predict", "/v1/models/iris:predict"),
+            ("//v1//models/iris%3Apredict?x=1", "/v1/models/iris:predict"),
+            ("/dex/../pipeline/./runs", "/pipeline/runs"),
+            ("/../../etc", "/etc"),
+            ("/a%2Fb/", "/a%2Fb/"),
+            ("/bad%zz", "/bad%zz"),
+            ("", "/"),
+        ] {
+            assert_eq!(view(raw, "h").canonical_path(), canonical, "{raw}");
+        }
+        assert_eq!(
+            view("/", "IRIS.Team-B.example.com.:443").canonical_host(),
+            "iris.team-b.example.com"
+        );
+        assert_eq!(view("/", "[::1]:8080").canonical_host(), "::1");
+        assert_eq!(view("/", "gw").canonical_host(), "gw");
+    }
 
     #[test]
     fn lifts_pseudo_headers_and_keeps_repeats() {

@@ -48,26 +48,27 @@ pub fn verb_of(method: &str) -> String {
     }
 }
 
-fn host_without_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority
-            .split(']')
-            .next()
-            .map_or(authority, |host| host.get(1..).unwrap_or(host));
-    }
-    authority.split(':').next().unwrap_or(authority)
-}
-
+/// Query parameters; a parameter given twice is left out (backends disagree on
+/// which copy counts, so a review must not be built from either).
 fn query_parameters(path: &str) -> std::collections::HashMap<String, String> {
-    path.split_once('?')
+    let mut seen = std::collections::HashMap::new();
+    let mut repeated = std::collections::HashSet::new();
+    let pairs = path
+        .split_once('?')
         .map(|(_, query)| query.split('#').next().unwrap_or(""))
         .into_iter()
-        .flat_map(|query| query.split('&'))
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (!key.is_empty()).then(|| (key.to_string(), value.to_string()))
-        })
-        .collect()
+        .flat_map(|query| query.split('&'));
+    for pair in pairs {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key.is_empty() {
+            continue;
+        }
+        if seen.insert(key.to_string(), value.to_string()).is_some() {
+            repeated.insert(key.to_string());
+        }
+    }
+    seen.retain(|key, _| !repeated.contains(key));
+    seen
 }
 
 /// The first rule that matches, with the named captures of its regexes.
@@ -75,16 +76,27 @@ fn matching_rule<'a>(
     authz: &'a Authorization,
     request: &RequestView,
 ) -> Option<(&'a AuthzRule, Captures)> {
-    let host = host_without_port(&request.authority);
-    let path = request.path_only();
+    let host = request.canonical_host();
+    let path = request.canonical_path();
+    // HEAD reads what GET reads (kube-rbac-proxy maps both to `get`).
+    let method = if request.method == "HEAD" {
+        "GET"
+    } else {
+        request.method.as_str()
+    };
     authz.rules.iter().find_map(|rule| {
-        if !rule.methods.is_empty() && !rule.methods.contains(&request.method) {
+        if !rule.methods.is_empty()
+            && !rule
+                .methods
+                .iter()
+                .any(|m| m == method || *m == request.method)
+        {
             return None;
         }
         let mut captures = Captures::default();
         for (patterns, subject, into) in [
-            (&rule.hosts, host, &mut captures.host),
-            (&rule.paths, path, &mut captures.path),
+            (&rule.hosts, host.as_str(), &mut captures.host),
+            (&rule.paths, path.as_str(), &mut captures.path),
         ] {
             if patterns.is_empty() {
                 continue;

@@ -328,3 +328,82 @@ fn verbs_follow_kube_rbac_proxy() {
         assert_eq!(verb_of(method), verb);
     }
 }
+
+#[test]
+fn spelling_tricks_do_not_dodge_a_rule() {
+    let config = config(kserve_and_kfp());
+    let authz = config.authorization.as_ref().unwrap();
+    let cache = DecisionCache::new(10);
+    for (method, authority, path) in [
+        ("POST", "IRIS.TEAM-A.EXAMPLE.COM", "/v1/models/iris:predict"),
+        (
+            "POST",
+            "iris.team-a.example.com.",
+            "/v1/models/iris:predict",
+        ),
+        (
+            "POST",
+            "iris.team-a.example.com",
+            "/v1/models/iris%3Apredict",
+        ),
+        (
+            "POST",
+            "iris.team-a.example.com",
+            "//v1/models/iris:predict",
+        ),
+        (
+            "POST",
+            "iris.team-a.example.com",
+            "/x/../v1/models/iris:predict",
+        ),
+    ] {
+        let step = authorize(
+            authz,
+            &config.rules,
+            &request(method, authority, path),
+            Some(&alice()),
+            &cache,
+            NOW,
+        );
+        let spec = review_spec_of(&step);
+        assert_eq!(
+            spec["resourceAttributes"]["namespace"], "team-a",
+            "{authority}{path}"
+        );
+        assert_eq!(spec["resourceAttributes"]["name"], "iris");
+    }
+    // HEAD is reviewed like GET.
+    let head = authorize(
+        authz,
+        &config.rules,
+        &request(
+            "HEAD",
+            "kubeflow",
+            "/pipeline/apis/v2beta1/runs?namespace=team-a",
+        ),
+        Some(&alice()),
+        &cache,
+        NOW,
+    );
+    assert!(matches!(head, AuthzStep::Review { .. }));
+    // A templated parameter given twice is refused, not guessed.
+    let twice = authorize(
+        authz,
+        &config.rules,
+        &request(
+            "GET",
+            "kubeflow",
+            "/pipeline/apis/v2beta1/runs?namespace=team-b&namespace=team-a",
+        ),
+        Some(&alice()),
+        &cache,
+        NOW,
+    );
+    assert!(matches!(
+        twice,
+        AuthzStep::Deny(Denial {
+            reason: Reason::Forbidden,
+            ..
+        })
+    ));
+}

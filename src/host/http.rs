@@ -59,6 +59,17 @@ impl HttpContext for KfauthHttp {
 /// Decides and acts on the current request (the effective context). Returns
 /// `Continue` when the request may go on, `Pause` when it was answered or is held.
 pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> Action {
+    decide_and_act(state, context_id, may_wait, true)
+}
+
+/// As `handle_request`; `count_token_hits` is false on the pass right after the
+/// request's own TokenReview was answered (that lookup is not a cache hit).
+pub fn decide_and_act(
+    state: &SharedState,
+    context_id: u32,
+    may_wait: bool,
+    count_token_hits: bool,
+) -> Action {
     let view = match hostcalls::get_map(MapType::HttpRequestHeaders) {
         Ok(pairs) => RequestView::from_pairs(pairs),
         Err(status) => {
@@ -88,9 +99,10 @@ pub fn handle_request(state: &SharedState, context_id: u32, may_wait: bool) -> A
         filter
             .metrics
             .authz_cache_hits(filter.decisions.take_hits());
-        filter
-            .metrics
-            .token_review_cache_hits(filter.tokens.take_hits());
+        let token_hits = filter.tokens.take_hits();
+        if count_token_hits {
+            filter.metrics.token_review_cache_hits(token_hits);
+        }
         match &outcome {
             Outcome::Allow {
                 identity,

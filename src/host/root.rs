@@ -13,7 +13,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 
-use super::http::{apply_edits, current_view, deny, handle_request, KfauthHttp, WAITING_TICK};
+use super::http::{
+    apply_edits, current_view, decide_and_act, deny, handle_request, KfauthHttp, WAITING_TICK,
+};
 use super::log;
 use super::metrics::Metrics;
 use super::shared_data::HostSharedData;
@@ -296,7 +298,7 @@ impl KfauthRoot {
                     &current_view(),
                     &Denial::new(Reason::AuthorizerUnavailable, true),
                 );
-            } else if handle_request(&self.state, context_id, true) == Action::Continue {
+            } else if decide_and_act(&self.state, context_id, true, false) == Action::Continue {
                 let _ = hostcalls::resume_http_request();
             }
         }

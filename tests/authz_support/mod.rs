@@ -1,0 +1,697 @@
+//! Shared by the authorization suites (`authorization*.rs`, `token_review.rs`):
+//! the `authorization` block and its rules (KServe, KFP, a non-resource URL),
+//! tokens for Dex users and service accounts, an Envoy wired to the API
+//! server stand-in (its TLS cluster, the bearer token in the VM environment),
+//! and a raw HTTP/1.1 client that sets `Host` (KServe routes on it) and can
+//! keep a connection alive or open a fresh one per request (the kernel spreads
+//! fresh connections over Envoy's workers, each with its own VM and cache).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kfauth_testkit::apiserver::API_SERVER_CLUSTER;
+use kfauth_testkit::idp::now;
+use kfauth_testkit::plugin_config::{claims, inline_rule, ISSUER};
+use kfauth_testkit::{Alg, ApiServer, Envoy, EnvoySettings, HttpResponse, Idp};
+use serde_json::{json, Value};
+
+/// The VM environment variable holding the API server bearer token.
+pub const TOKEN_ENV: &str = "KFAUTH_APISERVER_TOKEN";
+/// The issuer of Kubernetes service-account tokens.
+pub const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+/// A second OIDC issuer whose user claim carries a prefix (`oidc:`).
+pub const PREFIXED_ISSUER: &str = "https://prefixed.kfauth.test";
+pub const USER_PREFIX: &str = "oidc:";
+/// The KServe inference domain: `{isvc}.{namespace}.example.com`.
+pub const KSERVE_DOMAIN: &str = "example.com";
+pub const KFP_RUNS: &str = "/pipeline/apis/v2beta1/runs";
+pub const KSERVE_GROUP: &str = "serving.kserve.io";
+pub const KFP_GROUP: &str = "pipelines.kubeflow.org";
+
+/// `authorization.apiserver` pointing at the stand-in's cluster.
+pub fn apiserver_block(timeout: &str) -> Value {
+    json!({
+        "cluster": API_SERVER_CLUSTER,
+        "authority": "kubernetes.default.svc",
+        "tokenEnv": TOKEN_ENV,
+        "timeout": timeout,
+    })
+}
+
+/// KServe: `POST https://{isvc}.{namespace}.example.com/v1/models/{model}:predict`
+/// needs `get` on the InferenceService.
+pub fn kserve_rule() -> Value {
+    json!({
+        "match": {
+            "hosts": [r"^(?P<isvc>[^.]+)\.(?P<namespace>[^.]+)\.example\.com$"],
+            "paths": [r"^/v1/models/(?P<model>[^/:]+):predict$"],
+        },
+        "resourceAttributes": {
+            "namespace": "{host.namespace}",
+            "group": KSERVE_GROUP,
+            "resource": "inferenceservices",
+            "name": "{path.model}",
+            "verb": "get",
+        },
+    })
+}
+
+/// KFP: `GET /pipeline/apis/v2beta1/runs?namespace=NS` needs `list` on runs.
+pub fn kfp_rule() -> Value {
+    json!({
+        "match": {"paths": [r"^/pipeline/apis/v2beta1/runs$"], "methods": ["GET"]},
+        "resourceAttributes": {
+            "namespace": "{query.namespace}",
+            "group": KFP_GROUP,
+            "resource": "runs",
+            "verb": "list",
+        },
+    })
+}
+
+/// Core ConfigMaps at their API path, the verb left to the method:
+/// `/api/v1/namespaces/{namespace}/configmaps/{name}`.
+pub fn configmap_rule() -> Value {
+    json!({
+        "match": {"paths": [r"^/api/v1/namespaces/(?P<namespace>[^/]+)/configmaps/(?P<name>[^/]+)$"]},
+        "resourceAttributes": {
+            "namespace": "{path.namespace}",
+            "resource": "configmaps",
+            "name": "{path.name}",
+        },
+    })
+}
+
+/// `GET /metrics`: a non-resource URL (path and verb from the request).
+pub fn metrics_rule() -> Value {
+    json!({"match": {"paths": ["^/metrics$"]}, "nonResourceAttributes": {}})
+}
+
+/// The `authorization` block: the stand-in, `rules`, `groupsClaim: groups`,
+/// with `extra` fields merged in.
+pub fn authorization(rules: Vec<Value>, timeout: &str, extra: Value) -> Value {
+    let mut block = json!({
+        "apiserver": apiserver_block(timeout),
+        "rules": rules,
+        "groupsClaim": "groups",
+    });
+    kfauth_testkit::plugin_config::merge(&mut block, extra);
+    block
+}
+
+/// The Dex-like rule: `email` → `kubeflow-userid`, `groups` → `kubeflow-groups`.
+pub fn dex_rule() -> Value {
+    inline_rule(ISSUER, Idp::shared())
+}
+
+/// The service-account rule: `sub` → `kubeflow-userid`, keys of the second
+/// provider inline; `extra` is merged in (e.g. `tokenReview`).
+pub fn sa_rule(extra: Value) -> Value {
+    let mut rule = json!({
+        "issuer": SA_ISSUER,
+        "jwks": Idp::shared_second().jwks_json(),
+        "outputClaimToHeaders": [
+            {"header": "kubeflow-userid", "claim": "sub"},
+            {"header": "kubeflow-groups", "claim": "groups"},
+        ],
+    });
+    kfauth_testkit::plugin_config::merge(&mut rule, extra);
+    rule
+}
+
+/// A rule whose user header carries the prefix `oidc:`.
+pub fn prefixed_rule() -> Value {
+    json!({
+        "issuer": PREFIXED_ISSUER,
+        "jwks": Idp::shared().jwks_json(),
+        "outputClaimToHeaders": [
+            {"header": "kubeflow-userid", "claim": "email", "prefix": USER_PREFIX},
+            {"header": "kubeflow-groups", "claim": "groups"},
+        ],
+    })
+}
+
+/// A Dex token (ES256: cheap to verify in wasm).
+pub fn user_token(email: &str, groups: &[&str]) -> String {
+    Idp::shared().sign(Alg::ES256, &claims(email, groups))
+}
+
+/// A token of [`PREFIXED_ISSUER`].
+pub fn prefixed_token(email: &str) -> String {
+    let mut claims = claims(email, &[]);
+    claims["iss"] = json!(PREFIXED_ISSUER);
+    Idp::shared().sign(Alg::ES256, &claims)
+}
+
+/// `system:serviceaccount:NS:NAME`.
+pub fn sa_username(namespace: &str, name: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{name}")
+}
+
+/// A projected service-account token for `namespace/name`, as the API
+/// server signs it (no `groups` claim); `jti` makes each token unique.
+pub fn sa_token(namespace: &str, name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let issued = now();
+    let claims = json!({
+        "aud": [SA_ISSUER, "pipelines.kubeflow.org"],
+        "exp": issued + 3600,
+        "iat": issued,
+        "nbf": issued,
+        "iss": SA_ISSUER,
+        "jti": format!("jti-{}-{}", std::process::id(), SERIAL.fetch_add(1, Ordering::SeqCst)),
+        "kubernetes.io": {
+            "namespace": namespace,
+            "serviceaccount": {"name": name, "uid": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"},
+        },
+        "sub": sa_username(namespace, name),
+    });
+    Idp::shared_second().sign(Alg::ES256, &claims)
+}
+
+/// The KServe host of an InferenceService.
+pub fn kserve_host(isvc: &str, namespace: &str) -> String {
+    format!("{isvc}.{namespace}.{KSERVE_DOMAIN}")
+}
+
+/// The KServe v1 predict path of a model.
+pub fn predict_path(model: &str) -> String {
+    format!("/v1/models/{model}:predict")
+}
+
+/// One request as the raw client sends it.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl Req {
+    pub fn new(method: &str, host: &str, path: &str) -> Req {
+        Req {
+            method: method.into(),
+            host: host.into(),
+            path: path.into(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// KServe predict of `model` (InferenceService of the same name) in `namespace`.
+    pub fn kserve(model: &str, namespace: &str) -> Req {
+        Req::new("POST", &kserve_host(model, namespace), &predict_path(model))
+            .header("content-type", "application/json")
+            .body(br#"{"instances": [[6.8, 2.8, 4.8, 1.4]]}"#)
+    }
+
+    /// KFP's list of runs, `?namespace=NS` when given.
+    pub fn kfp_runs(namespace: Option<&str>) -> Req {
+        let path = match namespace {
+            Some(ns) => format!("{KFP_RUNS}?namespace={ns}&page_size=10"),
+            None => format!("{KFP_RUNS}?page_size=10"),
+        };
+        Req::new("GET", "kubeflow.example.com", &path)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Req {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn body(mut self, body: &[u8]) -> Req {
+        self.body = Some(body.to_vec());
+        self
+    }
+
+    fn bytes(&self, close: bool) -> Vec<u8> {
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\n",
+            self.method, self.path, self.host
+        );
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if let Some(body) = &self.body {
+            head.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        if close {
+            head.push_str("connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        if let Some(body) = &self.body {
+            bytes.extend_from_slice(body);
+        }
+        bytes
+    }
+}
+
+/// A client connection to Envoy's listener (keep-alive).
+pub struct Conn {
+    port: u16,
+    stream: Option<TcpStream>,
+}
+
+impl Conn {
+    pub fn new(port: u16) -> Conn {
+        Conn { port, stream: None }
+    }
+
+    fn connect(port: u16) -> Result<TcpStream, String> {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// Sends `req` on the kept connection (reconnecting once if Envoy closed it).
+    pub fn send(&mut self, req: &Req) -> HttpResponse {
+        for attempt in 0..2 {
+            if self.stream.is_none() {
+                self.stream = Some(Conn::connect(self.port).unwrap_or_else(|e| panic!("{e}")));
+            }
+            let stream = self.stream.as_mut().unwrap();
+            match exchange(stream, req, false) {
+                Ok((response, keep)) => {
+                    if !keep {
+                        self.stream = None;
+                    }
+                    return response;
+                }
+                Err(e) if attempt == 0 => {
+                    let _ = e;
+                    self.stream = None;
+                }
+                Err(e) => panic!("{} {}: {e}", req.method, req.path),
+            }
+        }
+        unreachable!()
+    }
+}
+
+/// Sends `req` over a fresh connection (closed afterwards).
+pub fn send_fresh(port: u16, req: &Req) -> HttpResponse {
+    let mut stream = Conn::connect(port).unwrap_or_else(|e| panic!("{e}"));
+    exchange(&mut stream, req, true)
+        .map(|(response, _)| response)
+        .unwrap_or_else(|e| panic!("{} {}: {e}", req.method, req.path))
+}
+
+/// Writes one request and reads its response; also says whether the
+/// connection may be reused.
+fn exchange(
+    stream: &mut TcpStream,
+    req: &Req,
+    close: bool,
+) -> Result<(HttpResponse, bool), String> {
+    stream
+        .write_all(&req.bytes(close))
+        .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    let head_only = req.method.eq_ignore_ascii_case("HEAD");
+    loop {
+        if let Some(complete) = complete_length(&raw, head_only) {
+            raw.truncate(complete);
+            break;
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) if raw.is_empty() => return Err("connection closed before a response".into()),
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buffer[..n]),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    let response = parse(&raw)?;
+    let keep = !close
+        && !response
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    Ok((response, keep))
+}
+
+/// The length of the whole response in `raw`, once it is all there (only
+/// the head for a response to `HEAD`).
+fn complete_length(raw: &[u8], head_only: bool) -> Option<usize> {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    if head_only {
+        return Some(head_end);
+    }
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.split("\r\n")
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let body = &raw[head_end..];
+        let end = body.windows(5).position(|w| w == b"0\r\n\r\n")?;
+        return Some(head_end + end + 5);
+    }
+    let length = header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    (raw.len() >= head_end + length).then_some(head_end + length)
+}
+
+fn parse(raw: &[u8]) -> Result<HttpResponse, String> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("incomplete response: {text:?}"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        let mut body = String::new();
+        let mut rest = rest;
+        while let Some((size_line, after)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("0").trim(), 16)
+                .unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            body.push_str(after.get(..size).unwrap_or(after));
+            rest = after.get(size + 2..).unwrap_or_default();
+        }
+        body
+    } else {
+        rest.to_string()
+    };
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The upstream: answers every request with 200 and the JSON account the
+/// testkit's echo server gives (`method`, `path`, `headers`; read it with
+/// `HttpResponse::echoed`), one thread per connection. Unlike the testkit's
+/// tiny_http-based `EchoServer`, it serves any number of connections at
+/// once: tiny_http's task pool can leave a burst of new keep-alive
+/// connections unserved (Envoy then answers 504 after its 15 s route
+/// timeout), which the concurrency scenarios here would hit.
+pub struct Upstream {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("upstream binds");
+        let port = listener.local_addr().expect("bound").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    std::thread::spawn(move || serve_echo(stream));
+                }
+            }
+        });
+        Upstream {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers the requests of one connection until it closes.
+fn serve_echo(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let head_end = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let mut request_line = lines.next().unwrap_or_default().split(' ');
+        let method = request_line.next().unwrap_or_default().to_string();
+        let path = request_line.next().unwrap_or_default().to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+            .collect();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+        let length: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // The body: `length` bytes, or chunks up to the last one.
+        let consumed = loop {
+            let body = &buffer[head_end..];
+            let done = if chunked {
+                body.windows(5)
+                    .position(|w| w == b"0\r\n\r\n")
+                    .map(|end| head_end + end + 5)
+            } else {
+                (body.len() >= length).then_some(head_end + length)
+            };
+            if let Some(done) = done {
+                break done;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        buffer.drain(..consumed);
+        let pairs: Vec<Value> = headers
+            .iter()
+            .map(|(name, value)| json!([name.to_ascii_lowercase(), value]))
+            .collect();
+        let body = json!({"method": method, "path": path, "headers": pairs}).to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Envoy (with its echo upstream) in front of the API server stand-in.
+pub struct Authz {
+    // Field order matters: Envoy goes down before its upstream and the stand-in.
+    pub envoy: Envoy,
+    pub upstream: Upstream,
+    pub api: ApiServer,
+}
+
+impl Authz {
+    /// Starts the stand-in with the project's RBAC fixtures, then Envoy with
+    /// `plugin_config`, `workers` worker threads, the stand-in's TLS cluster,
+    /// and the stand-in's bearer token in the VM environment ([`TOKEN_ENV`]).
+    pub fn start(plugin_config: Value, workers: u32) -> Authz {
+        Authz::start_with(plugin_config, workers, |settings| settings)
+    }
+
+    pub fn start_with(
+        plugin_config: Value,
+        workers: u32,
+        customize: impl FnOnce(EnvoySettings) -> EnvoySettings,
+    ) -> Authz {
+        let api = ApiServer::start_with_fixtures();
+        let upstream = Upstream::start();
+        let settings = EnvoySettings::for_test(plugin_config, upstream.port())
+            .with_cluster(api.envoy_cluster())
+            .with_vm_env(TOKEN_ENV, &api.bearer_token())
+            .with_concurrency(workers);
+        let envoy = Envoy::start(&customize(settings));
+        Authz {
+            envoy,
+            upstream,
+            api,
+        }
+    }
+
+    /// `req` over a fresh connection.
+    pub fn send(&self, req: &Req) -> HttpResponse {
+        send_fresh(self.envoy.port(), req)
+    }
+
+    /// A keep-alive connection to the listener.
+    pub fn conn(&self) -> Conn {
+        Conn::new(self.envoy.port())
+    }
+
+    /// Sends `req` on fresh connections until every worker has accepted at
+    /// least one of them (so every worker's VM has seen the request); returns
+    /// the responses.
+    pub fn spread(&self, req: &Req) -> Vec<HttpResponse> {
+        let before = self.envoy.stats().connections_per_worker();
+        let mut responses = Vec::new();
+        for _ in 0..64 {
+            responses.push(self.send(req));
+            let after = self.envoy.stats().connections_per_worker();
+            let every_worker = !after.is_empty()
+                && after
+                    .iter()
+                    .enumerate()
+                    .all(|(worker, n)| *n > before.get(worker).copied().unwrap_or(0));
+            if every_worker {
+                return responses;
+            }
+        }
+        panic!("64 fresh connections did not reach every worker: {before:?}");
+    }
+
+    /// The SubjectAccessReviews the stand-in received for `user`.
+    pub fn reviews_for(&self, user: &str) -> Vec<Value> {
+        self.api
+            .sar_requests()
+            .into_iter()
+            .filter(|body| body["spec"]["user"] == user)
+            .collect()
+    }
+
+    /// The SubjectAccessReviews the stand-in received for `user` about
+    /// resource `name` in `namespace`.
+    pub fn reviews_of(&self, user: &str, namespace: &str, name: &str) -> usize {
+        self.reviews_for(user)
+            .iter()
+            .filter(|body| {
+                let attributes = &body["spec"]["resourceAttributes"];
+                attributes["namespace"] == namespace && attributes["name"] == name
+            })
+            .count()
+    }
+
+    /// A kfauth counter summed over workers (0 when it has not moved).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.envoy.stats().counter(name)
+    }
+}
+
+/// 403 `forbidden` with the API server's reason as `detail`, or no `detail`.
+pub fn forbidden(response: &HttpResponse, detail: Option<&str>) {
+    assert_eq!(
+        response.status, 403,
+        "expected 403 forbidden; got {} {:?}",
+        response.status, response.body
+    );
+    let mut expected = json!({"code": 403, "reason": "forbidden"});
+    if let Some(detail) = detail {
+        expected["detail"] = json!(detail);
+    }
+    assert_eq!(response.json(), expected, "body of the 403");
+    assert_eq!(
+        response.header("www-authenticate"),
+        None,
+        "a 403 is no challenge"
+    );
+}
+
+/// 403 `forbidden` whose `detail` contains `part`.
+pub fn forbidden_with_detail_containing(response: &HttpResponse, part: &str) {
+    assert_eq!(
+        response.status, 403,
+        "expected 403 forbidden; got {} {:?}",
+        response.status, response.body
+    );
+    let body = response.json();
+    assert_eq!(body["code"], 403, "{body}");
+    assert_eq!(body["reason"], "forbidden", "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(part),
+        "detail {detail:?} should mention {part:?}"
+    );
+}
+
+/// No response header or body, no upstream-received header, and no Envoy
+/// log line contains `secret`.
+pub fn assert_secret_absent(secret: &str, what: &str, texts: &[&str]) {
+    for text in texts {
+        assert!(
+            !text.contains(secret),
+            "{what} leaked: {}",
+            &text[..text.len().min(400)]
+        );
+    }
+}
+
+/// Runs `requests` at once, each on its own connection, released together;
+/// returns the responses.
+pub fn concurrently(port: u16, requests: Vec<Req>) -> Vec<HttpResponse> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(requests.len()));
+    let threads: Vec<_> = requests
+        .into_iter()
+        .map(|req| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut stream = Conn::connect(port).unwrap_or_else(|e| panic!("{e}"));
+                barrier.wait();
+                exchange(&mut stream, &req, true)
+                    .map(|(response, _)| response)
+                    .unwrap_or_else(|e| panic!("{} {}: {e}", req.method, req.path))
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|thread| thread.join().expect("request thread"))
+        .collect()
+}
