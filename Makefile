@@ -22,7 +22,7 @@ help:
 	@echo "make bench  requests/s of kfauth next to Envoy's native jwt_authn"
 
 build: targets
-	cargo build --release --target wasm32-wasip1 -p kfauth
+	cargo build --release --target wasm32-wasip1 -p kfauth --lib
 	@ls -l $(WASM)
 
 run: tools build

@@ -17,6 +17,8 @@
 
 pub mod authz;
 pub mod claims;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod config;
 pub mod cookie_diet;
 pub mod discovery;

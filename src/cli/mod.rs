@@ -1,0 +1,8 @@
+//! The `kfauth` command-line tool: check a configuration before it reaches a
+//! gateway, translate Istio's RequestAuthentication into pluginConfig, and mint
+//! test tokens. Native only; it shares the filter's configuration parser.
+
+pub mod check;
+pub mod from_istio;
+pub mod manifests;
+pub mod mint;
