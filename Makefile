@@ -13,13 +13,14 @@ WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: help build run test tools targets envoy grpcio wasm-bindgen lint unit unit-wasm e2e bench clean
+.PHONY: help build run test tools targets envoy grpcio wasm-bindgen lint unit unit-wasm e2e bench image push clean
 
 help:
 	@echo "make run    start Envoy with kfauth, a demo identity provider and an echo upstream"
 	@echo "make test   everything CI runs: lint, unit tests (native and wasm), Envoy end-to-end tests"
 	@echo "make build  build $(WASM)"
 	@echo "make bench  requests/s of kfauth next to Envoy's native jwt_authn"
+	@echo "make image  the OCI image for Istio's WasmPlugin (needs Docker); make push IMAGE=..." 
 
 build: targets
 	cargo build --release --target wasm32-wasip1 -p kfauth --lib
@@ -75,6 +76,16 @@ e2e: build envoy
 
 bench: tools build
 	bench/quick.sh
+
+# The OCI image Istio pulls (needs Docker; not part of `make test`).
+IMAGE ?= ghcr.io/kfauth/kfauth:0.1.0
+image: build
+	docker build -t $(IMAGE) .
+	@echo "sha256 of plugin.wasm for the WasmPlugin: $$(sha256sum $(WASM) | cut -d' ' -f1)"
+
+push: image
+	docker push $(IMAGE)
+	@docker inspect --format '{{index .RepoDigests 0}}' $(IMAGE)
 
 clean:
 	cargo clean
