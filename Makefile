@@ -81,11 +81,11 @@ bench: tools build
 IMAGE ?= ghcr.io/kfauth/kfauth:0.1.0
 image: build
 	docker build -t $(IMAGE) .
-	@echo "sha256 of plugin.wasm for the WasmPlugin: $$(sha256sum $(WASM) | cut -d' ' -f1)"
+	@echo "built $(IMAGE); after 'make push', put the hex after @sha256: of the printed digest in the WasmPlugin's spec.sha256"
 
 push: image
 	docker push $(IMAGE)
-	@docker inspect --format '{{index .RepoDigests 0}}' $(IMAGE)
+	@echo "WasmPlugin spec.sha256 = the hex part of: $$(docker inspect --format '{{index .RepoDigests 0}}' $(IMAGE))"
 
 clean:
 	cargo clean

@@ -4,7 +4,7 @@
 //! directory is there. E2E tests call [`validate_sar_request`] on the bodies
 //! the filter sent (see `ApiServer::sar_requests`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -25,6 +25,10 @@ pub const KUBEFLOW_ROLE_MANIFESTS: [&str; 3] = [
     "kubeflow-manifests/applications/pipeline/upstream/base/installs/multi-user/view-edit-cluster-roles.yaml",
     "kubeflow-manifests/applications/kserve/kserve/aggregated-roles.yaml",
 ];
+
+/// Istio's CustomResourceDefinitions (one YAML file each), relative to the
+/// shared data.
+pub const ISTIO_CRDS: &str = "istio-crds";
 
 /// `$KFAUTH_SHARED_DATA`, else `../shared/data` beside the repository.
 pub fn shared_data_dir() -> PathBuf {
@@ -68,6 +72,54 @@ pub fn authorization_schemas() -> Option<&'static Schemas> {
 pub fn authentication_schemas() -> Option<&'static Schemas> {
     static CELL: OnceLock<Option<Schemas>> = OnceLock::new();
     cached(&CELL, AUTHENTICATION_OPENAPI)
+}
+
+/// The schemas of every CustomResourceDefinition in the `*.yaml` files of
+/// [`ISTIO_CRDS`], named [`Schemas::crd_schema_name`]
+/// (`extensions.istio.io/v1alpha1/WasmPlugin`), when the shared data has
+/// that directory. A file that does not parse, or a CRD without a usable
+/// schema, is a panic: the data is there but unusable.
+pub fn istio_crd_schemas() -> Option<&'static Schemas> {
+    static CELL: OnceLock<Option<Schemas>> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let dir = shared_data_dir().join(ISTIO_CRDS);
+        let entries = std::fs::read_dir(&dir).ok()?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+            .collect();
+        files.sort();
+        let mut all: Option<Schemas> = None;
+        for file in files {
+            for schemas in crd_schemas_in(&file).unwrap_or_else(|problem| panic!("{problem}")) {
+                match all.as_mut() {
+                    Some(all) => all.extend(schemas),
+                    None => all = Some(schemas),
+                }
+            }
+        }
+        all
+    })
+    .as_ref()
+}
+
+/// The schemas of each CustomResourceDefinition in a YAML file.
+pub fn crd_schemas_in(file: &Path) -> Result<Vec<Schemas>, String> {
+    use serde::Deserialize as _;
+    let text = std::fs::read_to_string(file)
+        .map_err(|problem| format!("reading {}: {problem}", file.display()))?;
+    let mut found = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = Value::deserialize(document)
+            .map_err(|problem| format!("{}: {problem}", file.display()))?;
+        if value.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition") {
+            found.push(
+                Schemas::from_crd(&value)
+                    .map_err(|problem| format!("{}: {problem}", file.display()))?,
+            );
+        }
+    }
+    Ok(found)
 }
 
 /// Whether `body` is a SubjectAccessReview kfauth may send: it decodes and

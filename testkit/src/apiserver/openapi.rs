@@ -5,16 +5,28 @@
 //! lists `properties` and no `additionalProperties` admits no other key.
 //! `null` counts as absent, as Go's decoder has it (client-go itself sends
 //! `"creationTimestamp": null`).
+//!
+//! It also reads the `openAPIV3Schema` of a CustomResourceDefinition
+//! ([`Schemas::from_crd`]) and checks the value validations CRDs use:
+//! `enum`, `pattern`, `minLength`/`maxLength`, `minItems`/`maxItems`,
+//! `minProperties`/`maxProperties`, `minimum`/`maximum`, `format: int32`,
+//! `oneOf`/`anyOf`/`not` (value checks only, as in a structural schema),
+//! `x-kubernetes-preserve-unknown-fields` and `x-kubernetes-int-or-string`.
+//! CEL rules (`x-kubernetes-validations`) are not evaluated.
 
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use regex::Regex;
+use serde_json::{json, Map, Value};
 
 /// The `components.schemas` of one OpenAPI document.
 #[derive(Debug, Clone)]
 pub struct Schemas {
     schemas: Map<String, Value>,
 }
+
+/// The schema name [`Schemas::from_crd`] gives `metadata`.
+pub const OBJECT_META_SCHEMA: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
 /// Schema names of the two reviews.
 pub const SAR_SCHEMA: &str = "io.k8s.api.authorization.v1.SubjectAccessReview";
@@ -39,6 +51,70 @@ impl Schemas {
         Some(Schemas { schemas })
     }
 
+    /// The schemas of a CustomResourceDefinition, one per version that has an
+    /// `openAPIV3Schema`, each named [`Schemas::crd_schema_name`]. As the API
+    /// server does, the root also admits `apiVersion`, `kind` (which must be
+    /// the CRD's) and `metadata` (an ObjectMeta).
+    pub fn from_crd(crd: &Value) -> Result<Schemas, String> {
+        if crd.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
+            return Err("not a CustomResourceDefinition".into());
+        }
+        let field = |pointer: &str| {
+            crd.pointer(pointer)
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("CustomResourceDefinition without {pointer}"))
+        };
+        let group = field("/spec/group")?;
+        let kind = field("/spec/names/kind")?;
+        let mut schemas = Map::new();
+        schemas.insert(OBJECT_META_SCHEMA.into(), object_meta_schema());
+        for version in crd
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (Some(name), Some(Value::Object(root))) = (
+                version.get("name").and_then(Value::as_str),
+                version.pointer("/schema/openAPIV3Schema"),
+            ) else {
+                continue;
+            };
+            let mut root = root.clone();
+            let properties = root
+                .entry("properties")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .ok_or("openAPIV3Schema.properties is not an object")?;
+            properties.insert("apiVersion".into(), json!({"type": "string"}));
+            properties.insert("kind".into(), json!({"type": "string"}));
+            properties.insert(
+                "metadata".into(),
+                json!({"$ref": format!("#/components/schemas/{OBJECT_META_SCHEMA}")}),
+            );
+            root.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": group, "version": name, "kind": kind}]),
+            );
+            schemas.insert(
+                Schemas::crd_schema_name(&format!("{group}/{name}"), kind),
+                Value::Object(root),
+            );
+        }
+        Ok(Schemas { schemas })
+    }
+
+    /// The name [`Schemas::from_crd`] gives the schema of `apiVersion`
+    /// (`group/version`) and `kind`: `group/version/Kind`.
+    pub fn crd_schema_name(api_version: &str, kind: &str) -> String {
+        format!("{api_version}/{kind}")
+    }
+
+    /// Adds the schemas of `other` (a later name replaces an earlier one).
+    pub fn extend(&mut self, other: Schemas) {
+        self.schemas.extend(other.schemas);
+    }
+
     /// Whether the document defines `name`.
     pub fn has(&self, name: &str) -> bool {
         self.schemas.contains_key(name)
@@ -51,7 +127,7 @@ impl Schemas {
             return vec![format!("no schema named {name}")];
         };
         self.check_group_version_kind(schema, value, &mut errors);
-        self.check(schema, value, "", &mut errors);
+        self.check(schema, value, "", true, &mut errors);
         errors
     }
 
@@ -98,7 +174,17 @@ impl Schemas {
         schema
     }
 
-    fn check(&self, schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
+    /// Checks `value` against `schema`. `strict`: unknown fields are errors;
+    /// off inside `oneOf`/`anyOf`/`not`, which constrain values and do not
+    /// declare fields (as in a CRD's structural schema).
+    fn check(
+        &self,
+        schema: &Value,
+        value: &Value,
+        path: &str,
+        strict: bool,
+        errors: &mut Vec<String>,
+    ) {
         let schema = self.resolve(schema);
         if schema.get("$ref").is_some() {
             errors.push(format!("{}: unresolved {}", here(path), schema["$ref"]));
@@ -113,12 +199,22 @@ impl Schemas {
             .into_iter()
             .flatten()
         {
-            self.check(part, value, path, errors);
+            self.check(part, value, path, strict, errors);
         }
+        self.check_combinators(schema, value, path, errors);
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
             if !allowed.contains(value) {
                 errors.push(format!("{}: {value} is not one of {allowed:?}", here(path)));
             }
+        }
+        if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+            if !(value.is_i64() || value.is_u64() || value.is_string()) {
+                errors.push(format!(
+                    "{}: expected an integer or a string, got {value}",
+                    here(path)
+                ));
+            }
+            return;
         }
         let Some(ty) = schema.get("type").and_then(Value::as_str) else {
             return;
@@ -136,15 +232,62 @@ impl Schemas {
             errors.push(format!("{}: expected {ty}, got {value}", here(path)));
             return;
         }
+        check_bounds(schema, value, path, errors);
         if let Some(items) = value.as_array() {
             if let Some(item_schema) = schema.get("items") {
                 for (index, item) in items.iter().enumerate() {
-                    self.check(item_schema, item, &format!("{path}[{index}]"), errors);
+                    self.check(
+                        item_schema,
+                        item,
+                        &format!("{path}[{index}]"),
+                        strict,
+                        errors,
+                    );
                 }
             }
         }
         if let Some(object) = value.as_object() {
-            self.check_object(schema, object, path, errors);
+            self.check_object(schema, object, path, strict, errors);
+        }
+    }
+
+    /// `oneOf` (exactly one branch holds), `anyOf` (at least one), `not`
+    /// (the branch must not hold).
+    fn check_combinators(
+        &self,
+        schema: &Value,
+        value: &Value,
+        path: &str,
+        errors: &mut Vec<String>,
+    ) {
+        let holds = |branch: &Value| {
+            let mut scratch = Vec::new();
+            self.check(branch, value, path, false, &mut scratch);
+            scratch.is_empty()
+        };
+        if let Some(branches) = schema.get("oneOf").and_then(Value::as_array) {
+            let holding = branches.iter().filter(|branch| holds(branch)).count();
+            if holding != 1 {
+                errors.push(format!(
+                    "{}: {holding} of the oneOf branches hold, expected exactly one: {}",
+                    here(path),
+                    Value::Array(branches.clone())
+                ));
+            }
+        }
+        if let Some(branches) = schema.get("anyOf").and_then(Value::as_array) {
+            if !branches.iter().any(holds) {
+                errors.push(format!(
+                    "{}: none of the anyOf branches holds: {}",
+                    here(path),
+                    Value::Array(branches.clone())
+                ));
+            }
+        }
+        if let Some(branch) = schema.get("not") {
+            if holds(branch) {
+                errors.push(format!("{}: must not match {branch}", here(path)));
+            }
         }
     }
 
@@ -153,10 +296,13 @@ impl Schemas {
         schema: &Value,
         object: &Map<String, Value>,
         path: &str,
+        strict: bool,
         errors: &mut Vec<String>,
     ) {
         let properties = schema.get("properties").and_then(Value::as_object);
         let additional = schema.get("additionalProperties");
+        let preserve_unknown =
+            schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
         for required in schema
             .get("required")
             .and_then(Value::as_array)
@@ -178,18 +324,109 @@ impl Schemas {
                 format!("{path}.{key}")
             };
             if let Some(child_schema) = properties.and_then(|p| p.get(key)) {
-                self.check(child_schema, child, &child_path, errors);
+                self.check(child_schema, child, &child_path, strict, errors);
             } else if let Some(additional) = additional {
                 if additional.is_object() {
-                    self.check(additional, child, &child_path, errors);
-                } else if additional == &Value::Bool(false) {
+                    self.check(additional, child, &child_path, strict, errors);
+                } else if additional == &Value::Bool(false) && strict && !preserve_unknown {
                     errors.push(format!("{child_path}: unknown field"));
                 }
-            } else if properties.is_some() {
+            } else if properties.is_some() && strict && !preserve_unknown {
                 errors.push(format!("{child_path}: unknown field"));
             }
         }
     }
+}
+
+/// `pattern`, lengths, item and property counts, numeric bounds, `format: int32`.
+fn check_bounds(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
+    let limit = |key: &str| schema.get(key).and_then(Value::as_u64);
+    let mut count_check = |what: &str, count: usize, min_key: &str, max_key: &str| {
+        let count = count as u64;
+        if let Some(min) = limit(min_key).filter(|min| count < *min) {
+            errors.push(format!(
+                "{}: {what} {count} is under {min_key} {min}",
+                here(path)
+            ));
+        }
+        if let Some(max) = limit(max_key).filter(|max| count > *max) {
+            errors.push(format!(
+                "{}: {what} {count} is over {max_key} {max}",
+                here(path)
+            ));
+        }
+    };
+    match value {
+        Value::String(text) => {
+            count_check("length", text.chars().count(), "minLength", "maxLength");
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+                match Regex::new(pattern) {
+                    Ok(regex) if regex.is_match(text) => {}
+                    Ok(_) => errors.push(format!(
+                        "{}: {text:?} does not match pattern {pattern:?}",
+                        here(path)
+                    )),
+                    Err(problem) => errors.push(format!(
+                        "{}: the schema's pattern {pattern:?} does not compile: {problem}",
+                        here(path)
+                    )),
+                }
+            }
+        }
+        Value::Array(items) => count_check("item count", items.len(), "minItems", "maxItems"),
+        Value::Object(object) => count_check(
+            "property count",
+            object.len(),
+            "minProperties",
+            "maxProperties",
+        ),
+        Value::Number(number) => {
+            let Some(n) = number.as_f64() else { return };
+            let exclusive = |key: &str| schema.get(key) == Some(&Value::Bool(true));
+            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+                if n < min || (exclusive("exclusiveMinimum") && n == min) {
+                    errors.push(format!(
+                        "{}: {number} is under the minimum {min}",
+                        here(path)
+                    ));
+                }
+            }
+            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+                if n > max || (exclusive("exclusiveMaximum") && n == max) {
+                    errors.push(format!(
+                        "{}: {number} is over the maximum {max}",
+                        here(path)
+                    ));
+                }
+            }
+            if schema.get("format").and_then(Value::as_str) == Some("int32")
+                && number.as_i64().is_none_or(|n| i32::try_from(n).is_err())
+            {
+                errors.push(format!("{}: {number} is not an int32", here(path)));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The fields of `metadata` (ObjectMeta) a manifest may set.
+fn object_meta_schema() -> Value {
+    let string = json!({"type": "string"});
+    let strings = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    json!({
+        "type": "object",
+        "properties": {
+            "name": string, "namespace": string, "generateName": string,
+            "uid": string, "resourceVersion": string, "selfLink": string,
+            "creationTimestamp": string, "deletionTimestamp": string,
+            "generation": {"type": "integer"},
+            "deletionGracePeriodSeconds": {"type": "integer"},
+            "labels": strings, "annotations": strings,
+            "finalizers": {"type": "array", "items": {"type": "string"}},
+            "ownerReferences": {"type": "array", "items": {"type": "object"}},
+            "managedFields": {"type": "array", "items": {"type": "object"}},
+        },
+    })
 }
 
 fn here(path: &str) -> &str {
@@ -247,5 +484,66 @@ mod tests {
             s.validate("T", &json!({"spec": {"names": null}})),
             Vec::<String>::new()
         );
+    }
+
+    fn crd() -> Schemas {
+        Schemas::from_crd(&json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "spec": {"group": "x.io", "names": {"kind": "Thing"}, "versions": [{"name": "v1",
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                    "type": "object",
+                    "oneOf": [{"not": {"anyOf": [{"required": ["provider"]}]}},
+                              {"required": ["provider"]}],
+                    "properties": {
+                        "sha": {"type": "string", "pattern": "(^$|^[a-f0-9]{4}$)"},
+                        "name": {"type": "string", "minLength": 1, "maxLength": 3},
+                        "n": {"type": "integer", "format": "int32", "minimum": 1},
+                        "list": {"type": "array", "maxItems": 1, "items": {"type": "string"}},
+                        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                        "port": {"x-kubernetes-int-or-string": true,
+                                 "anyOf": [{"type": "integer"}, {"type": "string"}]},
+                        "provider": {"type": "object", "properties": {"name": {"type": "string"}}}
+                    }}}}}}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn crd_schemas_check_value_validations() {
+        let s = crd();
+        let name = Schemas::crd_schema_name("x.io/v1", "Thing");
+        let good = json!({"apiVersion": "x.io/v1", "kind": "Thing",
+            "metadata": {"name": "a", "namespace": "b", "labels": {"k": "v"}},
+            "spec": {"sha": "ab12", "name": "abc", "n": 3, "list": ["x"],
+                     "free": {"anything": {"goes": [1]}}, "port": "http",
+                     "provider": {"name": "p"}}});
+        assert_eq!(s.validate(&name, &good), Vec::<String>::new());
+        let bad = json!({"apiVersion": "x.io/v2", "kind": "Thing",
+            "metadata": {"name": "a", "nickname": "b"},
+            "spec": {"sha": "AB12", "name": "abcd", "n": 4294967296_u64, "list": ["x", "y"],
+                     "port": true, "odd": 1}});
+        let errors = s.validate(&name, &bad);
+        for needle in [
+            "apiVersion",
+            "metadata.nickname",
+            "spec.sha",
+            "spec.name",
+            "spec.n",
+            "spec.list",
+            "spec.port",
+            "spec.odd",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(needle)),
+                "{needle}: {errors:?}"
+            );
+        }
+        // `port` breaks both its anyOf and x-kubernetes-int-or-string.
+        assert_eq!(errors.len(), 9, "{errors:?}");
+        // oneOf: a provider, or none; the branches declare no fields.
+        let without = json!({"spec": {"name": "a"}});
+        assert_eq!(s.validate(&name, &without), Vec::<String>::new());
+        let zero = json!({"spec": {"n": 0}});
+        assert_eq!(s.validate(&name, &zero).len(), 1);
     }
 }

@@ -1,0 +1,1293 @@
+//! The deployable manifests in `wasmplugin/` (no Envoy, no cluster):
+//!
+//! `manifests_parse_and_match_istios_crds`: every YAML file under
+//! `wasmplugin/` parses and is a kustomization, a resource or a patch that a
+//! kustomization names (no stray file, no missing one); every Istio object
+//! (and the WasmPlugin after the Azure patch) validates against its CRD's
+//! `openAPIV3Schema` from `../shared/data/istio-crds` (a kind without a CRD
+//! there is reported skipped by name; without the directory, the schema step
+//! is), plus the few CEL rules that matter here and structural checks of the
+//! ServiceEntry and DestinationRules, checked by hand.
+//!
+//! `plugin_configs_are_accepted_by_kfauth`: each WasmPlugin's `pluginConfig`,
+//! and the base one after the Azure overlay's JSON patch, is accepted by
+//! `Config::parse_with_env` (and refused without `KFAUTH_APISERVER_TOKEN`); the
+//! callout clusters it names are the ones the manifests create (Dex,
+//! cluster-jwks-proxy, the API server with its TLS DestinationRule, Azure AD
+//! with its ServiceEntry and DestinationRule); the KServe rule turns
+//! inference requests, and only them, into a valid SubjectAccessReview that
+//! Kubeflow's real roles answer (when `../shared/data` is there).
+//!
+//! `plugin_config_is_kubeflows_request_authentications`: `jwtRules`,
+//! `requireJwt` and `skipPaths` are what `kfauth from-istio` makes of
+//! Kubeflow's rendered `dex-jwt`, `m2m-token-issuer` and require-jwt policy,
+//! and `skipPaths` exempts what the policy's `notPaths` exempt.
+//!
+//! `the_gateway_may_review_and_gets_its_token`: the ClusterRole and binding
+//! let the gateway's service account create SubjectAccessReviews and
+//! TokenReviews and nothing else (the testkit's RBAC authorizer); the token
+//! Secret, the Deployment patch, `vmConfig.env` and `tokenEnv` name the same
+//! things.
+//!
+//! `kubeflow_component_deletes_exactly_what_kfauth_replaces`: its `$patch:
+//! delete` patches remove `dex-jwt`, `m2m-token-issuer` and
+//! `istio-ingressgateway-require-jwt`, target exactly what they delete, and
+//! (with `../shared/data`) are every RequestAuthentication and require-JWT
+//! policy of Kubeflow's rendered auth policies, leaving the oauth2-proxy one.
+//!
+//! `kustomizations_render_with_kubectl` (skipped by name without `kubectl`):
+//! `kubectl kustomize` of the base, the Azure overlay, and a temporary overlay
+//! using the Kubeflow component over Kubeflow's policies and a gateway
+//! Deployment; every rendered document is checked as above, the Azure
+//! pluginConfig equals the one patched here, and the component's output has
+//! the Deployment patched and the three objects gone.
+
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kfauth::authz::cache::DecisionCache;
+use kfauth::authz::{authorize, AuthzStep};
+use kfauth::config::{Config, KeySource};
+use kfauth::outcome::Identity;
+use kfauth::request::RequestView;
+use kfauth_testkit::apiserver::conformance::{
+    istio_crd_schemas, report_skipped, shared_data_file, KUBEFLOW_ROLE_MANIFESTS,
+};
+use kfauth_testkit::apiserver::openapi::Schemas;
+use kfauth_testkit::apiserver::{validate_sar_request, AccessRequest, Rbac};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const TOKEN_ENV: &str = "KFAUTH_APISERVER_TOKEN";
+const GATEWAY_NAMESPACE: &str = "istio-system";
+const GATEWAY_SERVICE_ACCOUNT: &str = "istio-ingressgateway-service-account";
+/// Kubeflow's auth policies, rendered (relative to the shared data).
+const KUBEFLOW_AUTH_POLICIES: &str =
+    "kubeflow-manifests/rendered/m2m-dex-and-kind.auth-policies.yaml";
+/// What the Kubeflow component deletes: (kind, namespace, name).
+const REPLACED: [(&str, &str, &str); 3] = [
+    (
+        "AuthorizationPolicy",
+        "istio-system",
+        "istio-ingressgateway-require-jwt",
+    ),
+    ("RequestAuthentication", "istio-system", "dex-jwt"),
+    ("RequestAuthentication", "istio-system", "m2m-token-issuer"),
+];
+
+// ---------------------------------------------------------------------------
+// Reading the manifests
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn wasmplugin_dir() -> PathBuf {
+    repo_root().join("wasmplugin")
+}
+
+fn documents(text: &str, origin: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|document| {
+            Value::deserialize(document).unwrap_or_else(|e| panic!("{origin}: not YAML: {e}"))
+        })
+        .filter(|value| !value.is_null())
+        .collect()
+}
+
+fn read_documents(path: &Path) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    documents(&text, &path.display().to_string())
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(yaml_files(&path));
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A patch a kustomization applies: its file's documents and its `target`.
+struct Patch {
+    file: PathBuf,
+    target: Value,
+    documents: Vec<Value>,
+}
+
+impl Patch {
+    /// A JSON patch (RFC 6902): the file is one list of operations.
+    fn json_operations(&self) -> Option<&Vec<Value>> {
+        match self.documents.as_slice() {
+            [Value::Array(operations)] => Some(operations),
+            _ => None,
+        }
+    }
+}
+
+/// One kustomization.yaml, its references resolved and read.
+struct Kustomization {
+    dir: PathBuf,
+    kind: String,
+    /// Objects from the files it lists under `resources` (not directories).
+    resources: Vec<(PathBuf, Value)>,
+    /// Directories it lists under `resources` and `components`.
+    directories: Vec<PathBuf>,
+    patches: Vec<Patch>,
+}
+
+fn kustomization(dir: &Path) -> Kustomization {
+    let file = dir.join("kustomization.yaml");
+    let [spec] = read_documents(&file)
+        .try_into()
+        .unwrap_or_else(|docs: Vec<Value>| {
+            panic!("{}: {} documents, expected one", file.display(), docs.len())
+        });
+    let kind = spec["kind"].as_str().unwrap_or("Kustomization").to_string();
+    let list = |key: &str| -> Vec<Value> { spec[key].as_array().cloned().unwrap_or_default() };
+    let mut resources = Vec::new();
+    let mut directories = Vec::new();
+    for entry in list("resources").iter().chain(list("components").iter()) {
+        let path = dir.join(entry.as_str().unwrap());
+        assert!(
+            path.exists(),
+            "{}: {} does not exist",
+            file.display(),
+            path.display()
+        );
+        if path.is_dir() {
+            assert!(
+                path.join("kustomization.yaml").is_file(),
+                "{}: {} has no kustomization.yaml",
+                file.display(),
+                path.display()
+            );
+            directories.push(path);
+        } else {
+            resources.extend(
+                read_documents(&path)
+                    .into_iter()
+                    .map(|doc| (path.clone(), doc)),
+            );
+        }
+    }
+    let patches = list("patches")
+        .iter()
+        .map(|patch| {
+            let path = dir.join(patch["path"].as_str().expect("patches are files (path)"));
+            Patch {
+                documents: read_documents(&path),
+                file: path,
+                target: patch["target"].clone(),
+            }
+        })
+        .collect();
+    assert!(
+        list("patchesStrategicMerge").is_empty() && list("patchesJson6902").is_empty(),
+        "{}: use `patches`",
+        file.display()
+    );
+    Kustomization {
+        dir: dir.to_path_buf(),
+        kind,
+        resources,
+        directories,
+        patches,
+    }
+}
+
+fn all_kustomizations() -> Vec<Kustomization> {
+    yaml_files(&wasmplugin_dir())
+        .iter()
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name == "kustomization.yaml")
+        })
+        .map(|path| kustomization(path.parent().unwrap()))
+        .collect()
+}
+
+fn kustomization_at(relative: &str) -> Kustomization {
+    kustomization(&wasmplugin_dir().join(relative))
+}
+
+fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string at {pointer} in {value}"))
+}
+
+fn label(object: &Value) -> String {
+    format!(
+        "{} {}/{}",
+        object["kind"].as_str().unwrap_or("?"),
+        object["metadata"]["namespace"].as_str().unwrap_or(""),
+        object["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn base_objects() -> Vec<Value> {
+    kustomization_at("base")
+        .resources
+        .into_iter()
+        .map(|(_, doc)| doc)
+        .collect()
+}
+
+/// The base WasmPlugin with the Azure overlay's patches applied.
+fn azure_wasmplugin() -> Value {
+    let azure = kustomization_at("overlays/azure");
+    let mut plugin = find(&base_objects(), "WasmPlugin", "kfauth").clone();
+    let mut applied = 0;
+    for patch in &azure.patches {
+        if patch.target["kind"] == "WasmPlugin" && patch.target["name"] == "kfauth" {
+            let operations = patch
+                .json_operations()
+                .expect("the Azure patch is a JSON patch");
+            apply_json_patch(&mut plugin, operations)
+                .unwrap_or_else(|e| panic!("{}: {e}", patch.file.display()));
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 1, "the Azure overlay patches the WasmPlugin once");
+    plugin
+}
+
+// ---------------------------------------------------------------------------
+// JSON patch (RFC 6902): add, remove, replace, test
+
+fn pointer_tokens(pointer: &str) -> Result<Vec<String>, String> {
+    let rest = pointer
+        .strip_prefix('/')
+        .ok_or_else(|| format!("{pointer:?} does not start with /"))?;
+    Ok(rest
+        .split('/')
+        .map(|token| token.replace("~1", "/").replace("~0", "~"))
+        .collect())
+}
+
+fn apply_json_patch(document: &mut Value, operations: &[Value]) -> Result<(), String> {
+    for operation in operations {
+        let op = operation["op"].as_str().ok_or("an operation without op")?;
+        let path = operation["path"]
+            .as_str()
+            .ok_or("an operation without path")?;
+        let mut tokens = pointer_tokens(path)?;
+        let last = tokens.pop().ok_or("empty path")?;
+        let parent_pointer: String = tokens.iter().map(|t| format!("/{t}")).collect();
+        if op == "test" {
+            let found = document.pointer(path);
+            if found != Some(&operation["value"]) {
+                return Err(format!("test {path}: found {found:?}"));
+            }
+            continue;
+        }
+        let parent = document
+            .pointer_mut(&parent_pointer)
+            .ok_or_else(|| format!("{op} {path}: no {parent_pointer}"))?;
+        let value = operation.get("value").cloned();
+        match (op, parent) {
+            ("add", Value::Array(items)) => {
+                let index = if last == "-" {
+                    items.len()
+                } else {
+                    last.parse().map_err(|_| format!("{path}: bad index"))?
+                };
+                if index > items.len() {
+                    return Err(format!("{path}: index out of range"));
+                }
+                items.insert(index, value.ok_or("add without value")?);
+            }
+            ("add", Value::Object(map)) => {
+                map.insert(last, value.ok_or("add without value")?);
+            }
+            ("replace", Value::Array(items)) => {
+                let slot = last.parse::<usize>().ok().and_then(|i| items.get_mut(i));
+                *slot.ok_or_else(|| format!("replace {path}: no such item"))? =
+                    value.ok_or("replace without value")?;
+            }
+            ("replace", Value::Object(map)) => {
+                let slot = map.get_mut(&last);
+                *slot.ok_or_else(|| format!("replace {path}: no such field"))? =
+                    value.ok_or("replace without value")?;
+            }
+            ("remove", Value::Array(items)) => {
+                let index: usize = last.parse().map_err(|_| format!("{path}: bad index"))?;
+                if index >= items.len() {
+                    return Err(format!("remove {path}: no such item"));
+                }
+                items.remove(index);
+            }
+            ("remove", Value::Object(map)) => {
+                map.remove(&last)
+                    .ok_or_else(|| format!("remove {path}: no such field"))?;
+            }
+            (op, _) => return Err(format!("{op} {path}: unsupported here")),
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Checking objects
+
+fn is_istio(object: &Value) -> bool {
+    object["apiVersion"].as_str().is_some_and(|v| {
+        v.split('/')
+            .next()
+            .is_some_and(|g| g.ends_with(".istio.io"))
+    })
+}
+
+/// What the schema step saw: the kinds that had no CRD in the shared data.
+#[derive(Default)]
+struct SchemaReport {
+    without_crd: BTreeSet<String>,
+}
+
+/// Every problem of an Istio object: its CRD schema (when the shared data has
+/// it), the CEL rules that matter here, and structural checks by hand.
+fn istio_object_problems(
+    object: &Value,
+    schemas: Option<&Schemas>,
+    report: &mut SchemaReport,
+) -> Vec<String> {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let mut problems = Vec::new();
+    if let Some(schemas) = schemas {
+        let name = Schemas::crd_schema_name(object["apiVersion"].as_str().unwrap_or(""), kind);
+        if schemas.has(&name) {
+            problems.extend(schemas.validate(&name, object));
+        } else {
+            report.without_crd.insert(name);
+        }
+    }
+    let spec = &object["spec"];
+    match kind {
+        "WasmPlugin" => problems.extend(wasmplugin_rules(spec)),
+        "ServiceEntry" => problems.extend(service_entry_rules(spec)),
+        "DestinationRule" => problems.extend(destination_rule_rules(spec)),
+        _ => {}
+    }
+    if object["metadata"]["name"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
+        problems.push("metadata.name is missing".into());
+    }
+    problems
+}
+
+/// The WasmPlugin CRD's CEL rules (x-kubernetes-validations) that the schema
+/// step does not evaluate, plus what kfauth needs of the plugin.
+fn wasmplugin_rules(spec: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let url = spec["url"].as_str().unwrap_or_default();
+    if !["oci://", "http://", "https://", "file://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        problems.push(format!("url {url:?}: scheme must be oci, http(s) or file"));
+    }
+    let targets = ["selector", "targetRef", "targetRefs"]
+        .iter()
+        .filter(|key| spec.get(**key).is_some())
+        .count();
+    if targets > 1 {
+        problems.push("only one of selector, targetRef, targetRefs".into());
+    }
+    for (key, value) in spec["selector"]["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if key.is_empty() || key.contains('*') || value.as_str().is_none_or(|v| v.contains('*')) {
+            problems.push(format!(
+                "selector label {key}={value}: no wildcards, no empty key"
+            ));
+        }
+    }
+    for env in spec["vmConfig"]["env"].as_array().into_iter().flatten() {
+        if env["valueFrom"] == "HOST" && env.get("value").is_some() {
+            problems.push(format!(
+                "vmConfig.env {}: value with valueFrom HOST",
+                env["name"]
+            ));
+        }
+    }
+    if spec["phase"] != "AUTHN" {
+        problems.push("kfauth replaces jwt_authn: phase must be AUTHN".into());
+    }
+    if spec["failStrategy"] != "FAIL_CLOSE" {
+        problems.push("an authentication filter must fail closed".into());
+    }
+    problems
+}
+
+/// ServiceEntry, checked by hand (the shared data has no CRD for it).
+fn service_entry_rules(spec: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let hosts = spec["hosts"].as_array().cloned().unwrap_or_default();
+    if hosts.is_empty() || hosts.iter().any(|h| h.as_str().is_none_or(str::is_empty)) {
+        problems.push("hosts: a non-empty list of names".into());
+    }
+    let ports = spec["ports"].as_array().cloned().unwrap_or_default();
+    if ports.is_empty() {
+        problems.push("ports: at least one".into());
+    }
+    for port in &ports {
+        if port["number"].as_u64().is_none_or(|n| n == 0 || n > 65535) {
+            problems.push(format!("port {port}: number 1-65535"));
+        }
+        if port["name"].as_str().is_none_or(str::is_empty) {
+            problems.push(format!("port {port}: needs a name"));
+        }
+        let protocols = ["HTTP", "HTTPS", "GRPC", "HTTP2", "MONGO", "TCP", "TLS"];
+        if !port["protocol"]
+            .as_str()
+            .is_some_and(|p| protocols.contains(&p))
+        {
+            problems.push(format!("port {port}: protocol one of {protocols:?}"));
+        }
+    }
+    if !["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"]
+        .contains(&spec["resolution"].as_str().unwrap_or(""))
+    {
+        problems.push("resolution: NONE, STATIC, DNS or DNS_ROUND_ROBIN".into());
+    }
+    if !["MESH_EXTERNAL", "MESH_INTERNAL"]
+        .contains(&spec["location"].as_str().unwrap_or("MESH_EXTERNAL"))
+    {
+        problems.push("location: MESH_EXTERNAL or MESH_INTERNAL".into());
+    }
+    problems
+}
+
+/// DestinationRule, checked by hand (the shared data has no CRD for it).
+fn destination_rule_rules(spec: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    if spec["host"].as_str().is_none_or(str::is_empty) {
+        problems.push("host is required".into());
+    }
+    let tls = &spec["trafficPolicy"]["tls"];
+    if !["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"]
+        .contains(&tls["mode"].as_str().unwrap_or(""))
+    {
+        problems.push(format!(
+            "trafficPolicy.tls.mode {}: DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL",
+            tls["mode"]
+        ));
+    }
+    let known = [
+        "host",
+        "trafficPolicy",
+        "subsets",
+        "exportTo",
+        "workloadSelector",
+    ];
+    for key in spec.as_object().into_iter().flatten().map(|(k, _)| k) {
+        if !known.contains(&key.as_str()) {
+            problems.push(format!("spec.{key}: unknown field"));
+        }
+    }
+    problems
+}
+
+/// Checks every object; returns the kinds that had no CRD.
+fn check_objects(objects: &[(String, Value)], schemas: Option<&Schemas>) -> SchemaReport {
+    let mut report = SchemaReport::default();
+    let mut problems = Vec::new();
+    for (origin, object) in objects {
+        assert!(
+            object["apiVersion"].is_string() && object["kind"].is_string(),
+            "{origin}: not a Kubernetes object: {object}"
+        );
+        if is_istio(object) {
+            for problem in istio_object_problems(object, schemas, &mut report) {
+                problems.push(format!("{origin}: {}: {problem}", label(object)));
+            }
+        }
+        if object["kind"] == "WasmPlugin" {
+            if let Err(e) = parse_plugin_config(object) {
+                problems.push(format!("{origin}: {}: {e}", label(object)));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    report
+}
+
+fn report_schema_skips(test: &str, schemas: Option<&Schemas>, report: &SchemaReport) {
+    match schemas {
+        None => report_skipped(test, "../shared/data absent (schema validation)"),
+        Some(_) if !report.without_crd.is_empty() => report_skipped(
+            test,
+            &format!(
+                "no CRD in ../shared/data/istio-crds for {} (schema validation of those; checked by hand)",
+                report.without_crd.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ),
+        Some(_) => {}
+    }
+}
+
+// ---------------------------------------------------------------------------
+// pluginConfig
+
+fn env(name: &str) -> Option<String> {
+    Some("test-token".to_string()).filter(|_| name == TOKEN_ENV)
+}
+
+fn plugin_config_bytes(plugin: &Value) -> Vec<u8> {
+    let config = &plugin["spec"]["pluginConfig"];
+    assert!(config.is_object(), "{}: no pluginConfig", label(plugin));
+    serde_json::to_vec(config).unwrap()
+}
+
+fn parse_plugin_config(plugin: &Value) -> Result<Config, String> {
+    Config::parse_with_env(&plugin_config_bytes(plugin), &env).map_err(|e| e.to_string())
+}
+
+fn remote_cluster(keys: &KeySource) -> &str {
+    match keys {
+        KeySource::Remote(endpoint) => &endpoint.cluster,
+        KeySource::Discovery { document, .. } => &document.cluster,
+        KeySource::Inline(_) => panic!("inline keys"),
+    }
+}
+
+/// Istio's name for the outbound cluster of `host:port`.
+fn outbound(port: u64, host: &str) -> String {
+    format!("outbound|{port}||{host}")
+}
+
+fn request(method: &str, host: &str, path: &str) -> RequestView {
+    RequestView {
+        method: method.into(),
+        path: path.into(),
+        authority: host.into(),
+        headers: Vec::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn manifests_parse_and_match_istios_crds() {
+    let test = "manifests_parse_and_match_istios_crds";
+    let kustomizations = all_kustomizations();
+    assert!(
+        kustomizations.len() >= 4,
+        "base, two components, the Azure overlay"
+    );
+
+    // Every YAML file is a kustomization, or a resource or patch one of them names.
+    let mut named: BTreeSet<PathBuf> = BTreeSet::new();
+    for k in &kustomizations {
+        assert!(
+            k.kind == "Kustomization" || k.kind == "Component",
+            "{}: kind {}",
+            k.dir.display(),
+            k.kind
+        );
+        named.insert(k.dir.join("kustomization.yaml"));
+        named.extend(k.resources.iter().map(|(path, _)| path.clone()));
+        named.extend(k.patches.iter().map(|patch| patch.file.clone()));
+    }
+    for file in yaml_files(&wasmplugin_dir()) {
+        assert!(
+            !read_documents(&file).is_empty(),
+            "{}: empty",
+            file.display()
+        );
+        assert!(
+            named.contains(&file),
+            "{} is used by no kustomization",
+            file.display()
+        );
+    }
+
+    // Resources: Kubernetes objects; Istio ones valid.
+    let mut objects: Vec<(String, Value)> = Vec::new();
+    for k in &kustomizations {
+        for (path, object) in &k.resources {
+            objects.push((path.display().to_string(), object.clone()));
+        }
+        // Patches: strategic merge patches name their target; JSON patches are operations.
+        for patch in &k.patches {
+            let origin = patch.file.display().to_string();
+            if let Some(operations) = patch.json_operations() {
+                for operation in operations {
+                    assert!(
+                        ["add", "remove", "replace", "test"]
+                            .contains(&operation["op"].as_str().unwrap_or(""))
+                            && operation["path"].is_string(),
+                        "{origin}: {operation}"
+                    );
+                }
+                continue;
+            }
+            let [document] = patch.documents.as_slice() else {
+                panic!("{origin}: one document per patch file");
+            };
+            for (field, pointer) in [
+                ("kind", "/kind"),
+                ("name", "/metadata/name"),
+                ("namespace", "/metadata/namespace"),
+            ] {
+                assert_eq!(
+                    document.pointer(pointer),
+                    patch.target.get(field),
+                    "{origin}: the patch's {field} is not its target's"
+                );
+            }
+            let group = str_at(document, "/apiVersion")
+                .split('/')
+                .rev()
+                .nth(1)
+                .unwrap_or("");
+            assert_eq!(
+                patch.target["group"].as_str().unwrap_or(""),
+                group,
+                "{origin}: target group"
+            );
+        }
+    }
+    objects.push(("the Azure overlay's WasmPlugin".into(), azure_wasmplugin()));
+    let kinds: BTreeSet<&str> = objects
+        .iter()
+        .filter_map(|(_, o)| o["kind"].as_str())
+        .collect();
+    for kind in [
+        "WasmPlugin",
+        "ServiceEntry",
+        "DestinationRule",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Secret",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in wasmplugin/");
+    }
+    let schemas = istio_crd_schemas();
+    let report = check_objects(&objects, schemas);
+    if let Some(schemas) = schemas {
+        assert!(schemas.has(&Schemas::crd_schema_name(
+            "extensions.istio.io/v1alpha1",
+            "WasmPlugin"
+        )));
+    }
+    report_schema_skips(test, schemas, &report);
+}
+
+#[test]
+fn plugin_configs_are_accepted_by_kfauth() {
+    let base = base_objects();
+    let plugin = find(&base, "WasmPlugin", "kfauth");
+    let config = parse_plugin_config(plugin).unwrap_or_else(|e| panic!("base: {e}"));
+
+    // Without the gateway's token in the environment the configuration is refused.
+    let error = Config::parse(&plugin_config_bytes(plugin)).unwrap_err();
+    assert!(error.field.contains("tokenEnv"), "{error}");
+
+    // Dex by discovery, service-account keys from cluster-jwks-proxy.
+    let issuers: Vec<&str> = config.rules.iter().map(|r| r.issuer.as_str()).collect();
+    assert_eq!(
+        issuers,
+        [
+            "http://dex.auth.svc.cluster.local:5556/dex",
+            "https://kubernetes.default.svc.cluster.local",
+            "https://kubernetes.default.svc"
+        ]
+    );
+    assert!(matches!(config.rules[0].keys, KeySource::Discovery { .. }));
+    assert_eq!(
+        remote_cluster(&config.rules[0].keys),
+        outbound(5556, "dex.auth.svc.cluster.local")
+    );
+    for rule in &config.rules[1..] {
+        assert_eq!(
+            remote_cluster(&rule.keys),
+            outbound(80, "cluster-jwks-proxy.istio-system.svc.cluster.local")
+        );
+    }
+    assert!(config.require_jwt);
+    let skipped = |path: &str| config.skip_paths.iter().any(|r| r.is_match(path));
+    assert!(skipped("/dex/auth") && skipped("/oauth2/callback"));
+    assert!(!skipped("/") && !skipped("/dexter") && !skipped("/pipeline/"));
+    let grpc = config.grpc.as_ref().expect("the cookie diet");
+    assert!(grpc
+        .cookie_paths
+        .iter()
+        .any(|r| r.is_match("/ml_metadata.MetadataStoreService/GetArtifacts")));
+
+    // The API server: the token from the environment, TLS by the base's DestinationRule.
+    let authz = config.authorization.as_ref().expect("authorization");
+    assert_eq!(authz.apiserver.token.as_deref(), Some("test-token"));
+    let apiserver_rule = find(&base, "DestinationRule", "kfauth-apiserver");
+    assert_eq!(
+        authz.apiserver.cluster,
+        outbound(443, str_at(apiserver_rule, "/spec/host"))
+    );
+    assert_eq!(
+        str_at(apiserver_rule, "/spec/trafficPolicy/tls/mode"),
+        "SIMPLE"
+    );
+    assert_eq!(
+        str_at(apiserver_rule, "/spec/trafficPolicy/tls/sni"),
+        authz.apiserver.authority
+    );
+    assert_eq!(
+        apiserver_rule["spec"]["workloadSelector"]["matchLabels"],
+        plugin["spec"]["selector"]["matchLabels"]
+    );
+
+    // The KServe rule: inference requests, and only them, need `get` on the InferenceService.
+    let identity = Identity {
+        rule: 0,
+        claims: json!({"email": "alice@example.com", "groups": ["team-a-viewers"]})
+            .as_object()
+            .unwrap()
+            .clone(),
+        reviewed: None,
+    };
+    let cache = DecisionCache::new(16);
+    let step = |request: &RequestView| {
+        authorize(
+            authz,
+            &config.rules,
+            request,
+            Some(&identity),
+            &cache,
+            Duration::ZERO,
+        )
+    };
+    let host = "iris.team-a.example.com";
+    for path in [
+        "/v1/models/iris:predict",
+        "/v2/models/iris/infer",
+        "/v2/models/iris/versions/1/infer",
+        "//v1/models/iris%3Apredict",
+    ] {
+        let AuthzStep::Review { body, .. } = step(&request("POST", host, path)) else {
+            panic!("{path}: no review");
+        };
+        let review: Value = serde_json::from_slice(&body).unwrap();
+        validate_sar_request(&review).unwrap();
+        assert_eq!(review["spec"]["user"], "alice@example.com");
+        assert_eq!(review["spec"]["groups"], json!(["team-a-viewers"]));
+        assert_eq!(
+            review["spec"]["resourceAttributes"],
+            json!({"namespace": "team-a", "group": "serving.kserve.io", "resource": "inferenceservices", "name": "iris", "verb": "get"}),
+            "{path}"
+        );
+    }
+    for (host, path) in [
+        (host, "/v1/models/iris"),
+        (host, "/"),
+        ("kubeflow.example.com", "/v1/models/iris:predict"),
+        ("iris.team-a.example.org", "/v1/models/iris:predict"),
+        ("kubeflow.example.com", "/pipeline/apis/v2beta1/runs"),
+    ] {
+        assert_eq!(
+            step(&request("POST", host, path)),
+            AuthzStep::NotGuarded,
+            "{host}{path}"
+        );
+    }
+    // Kubeflow's roles grant it to a contributor (kubeflow-view) of the namespace.
+    let role_files: Vec<PathBuf> = KUBEFLOW_ROLE_MANIFESTS
+        .iter()
+        .filter_map(|f| shared_data_file(f))
+        .collect();
+    if role_files.len() == KUBEFLOW_ROLE_MANIFESTS.len() {
+        let mut rbac = Rbac::from_files(&role_files).unwrap();
+        rbac.load_yaml(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: user-alice, namespace: team-a}\n\
+             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}\n\
+             subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice@example.com}]\n",
+        )
+        .unwrap();
+        let ask = |namespace: &str| {
+            AccessRequest::user("alice@example.com")
+                .can("get", "serving.kserve.io", "inferenceservices")
+                .in_namespace(namespace)
+                .named("iris")
+        };
+        assert!(rbac.allows(&ask("team-a")));
+        assert!(!rbac.allows(&ask("team-b")));
+    } else {
+        report_skipped(
+            "plugin_configs_are_accepted_by_kfauth",
+            "../shared/data absent (Kubeflow's roles)",
+        );
+    }
+
+    // The Azure overlay: its rule's JWKS cluster is the one its ServiceEntry creates.
+    let azure = parse_plugin_config(&azure_wasmplugin()).unwrap_or_else(|e| panic!("Azure: {e}"));
+    assert_eq!(azure.rules.len(), config.rules.len() + 1);
+    let rule = azure.rules.last().unwrap();
+    assert!(
+        rule.issuer
+            .starts_with("https://login.microsoftonline.com/"),
+        "{}",
+        rule.issuer
+    );
+    let headers: Vec<(&str, &str)> = rule
+        .claim_headers
+        .iter()
+        .map(|h| (h.header.as_str(), h.claim.as_str()))
+        .collect();
+    assert!(
+        matches!(
+            headers[0],
+            ("kubeflow-userid", "preferred_username" | "email")
+        ),
+        "{headers:?}"
+    );
+    assert_eq!(headers[1], ("kubeflow-groups", "groups"));
+    let overlay: Vec<Value> = kustomization_at("overlays/azure")
+        .resources
+        .into_iter()
+        .map(|(_, doc)| doc)
+        .collect();
+    let entry = find(&overlay, "ServiceEntry", "kfauth-azure-ad");
+    let destination = find(&overlay, "DestinationRule", "kfauth-azure-ad");
+    let host = str_at(entry, "/spec/hosts/0");
+    let port = &entry["spec"]["ports"][0];
+    assert_eq!(
+        remote_cluster(&rule.keys),
+        outbound(port["number"].as_u64().unwrap(), host)
+    );
+    assert_eq!(port["protocol"], "TLS");
+    assert_eq!(str_at(entry, "/spec/resolution"), "DNS");
+    assert_eq!(str_at(destination, "/spec/host"), host);
+    assert_eq!(
+        str_at(destination, "/spec/trafficPolicy/tls/mode"),
+        "SIMPLE"
+    );
+    assert_eq!(str_at(destination, "/spec/trafficPolicy/tls/sni"), host);
+    assert_eq!(
+        destination["spec"]["workloadSelector"]["matchLabels"],
+        plugin["spec"]["selector"]["matchLabels"]
+    );
+}
+
+#[test]
+fn plugin_config_is_kubeflows_request_authentications() {
+    let test = "plugin_config_is_kubeflows_request_authentications";
+    let Some(path) = shared_data_file(KUBEFLOW_AUTH_POLICIES) else {
+        report_skipped(test, "../shared/data absent");
+        return;
+    };
+    let text = std::fs::read_to_string(&path).unwrap();
+    let translation =
+        kfauth::cli::from_istio::translate(&[(path.display().to_string(), text.clone())]).unwrap();
+    let base = base_objects();
+    let plugin = find(&base, "WasmPlugin", "kfauth");
+    let ours = &plugin["spec"]["pluginConfig"];
+    for field in ["jwtRules", "requireJwt", "skipPaths"] {
+        assert_eq!(ours[field], translation.plugin_config[field], "{field}");
+    }
+    // The skipped paths are the ones the require-jwt policy exempts, no more.
+    let policy = documents(&text, KUBEFLOW_AUTH_POLICIES)
+        .into_iter()
+        .find(|doc| doc["metadata"]["name"] == "istio-ingressgateway-require-jwt")
+        .expect("the require-jwt policy");
+    let not_paths: Vec<&str> = policy["spec"]["rules"][0]["to"][0]["operation"]["notPaths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(not_paths, ["/dex/*", "/dex/**", "/oauth2/*"]);
+    let config = parse_plugin_config(plugin).unwrap();
+    let skipped = |path: &str| config.skip_paths.iter().any(|r| r.is_match(path));
+    // Istio: a pattern ending in `*` is a prefix match.
+    let exempt = |path: &str| {
+        not_paths
+            .iter()
+            .any(|p| path.starts_with(p.trim_end_matches('*')))
+    };
+    for path in [
+        "/dex/auth",
+        "/dex/auth/local/login",
+        "/oauth2/callback",
+        "/oauth2/start",
+        "/",
+        "/dex",
+        "/oauth2",
+        "/pipeline/",
+        "/dexter/x",
+        "/jupyter/",
+    ] {
+        assert_eq!(skipped(path), exempt(path), "{path}");
+    }
+}
+
+#[test]
+fn the_gateway_may_review_and_gets_its_token() {
+    let base = base_objects();
+    let rbac_yaml = base
+        .iter()
+        .filter(|o| {
+            o["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("rbac.authorization.k8s.io/"))
+        })
+        .map(|o| serde_yaml_ng::to_string(o).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let rbac = Rbac::from_yaml(&rbac_yaml).unwrap();
+    let gateway = || AccessRequest::service_account(GATEWAY_NAMESPACE, GATEWAY_SERVICE_ACCOUNT);
+    assert!(rbac.allows(&gateway().can("create", "authorization.k8s.io", "subjectaccessreviews")));
+    assert!(rbac.allows(&gateway().can("create", "authentication.k8s.io", "tokenreviews")));
+    for (verb, group, resource) in [
+        ("get", "authorization.k8s.io", "subjectaccessreviews"),
+        (
+            "create",
+            "authorization.k8s.io",
+            "localsubjectaccessreviews",
+        ),
+        ("get", "", "secrets"),
+        ("create", "serving.kserve.io", "inferenceservices"),
+    ] {
+        assert!(
+            !rbac.allows(&gateway().can(verb, group, resource)),
+            "{verb} {group} {resource}"
+        );
+    }
+    assert!(!rbac.allows(
+        &AccessRequest::service_account("kubeflow", "default-editor").can(
+            "create",
+            "authorization.k8s.io",
+            "subjectaccessreviews"
+        )
+    ));
+
+    // The token: a service-account token Secret of the same account, put into
+    // the gateway's environment under the name the plugin reads.
+    let secret = find(&base, "Secret", "kfauth-apiserver-token");
+    assert_eq!(
+        str_at(secret, "/type"),
+        "kubernetes.io/service-account-token"
+    );
+    assert_eq!(str_at(secret, "/metadata/namespace"), GATEWAY_NAMESPACE);
+    assert_eq!(
+        str_at(
+            secret,
+            "/metadata/annotations/kubernetes.io~1service-account.name"
+        ),
+        GATEWAY_SERVICE_ACCOUNT
+    );
+    let plugin = find(&base, "WasmPlugin", "kfauth");
+    assert_eq!(
+        plugin["spec"]["vmConfig"]["env"],
+        json!([{"name": TOKEN_ENV, "valueFrom": "HOST"}])
+    );
+    assert_eq!(
+        str_at(
+            plugin,
+            "/spec/pluginConfig/authorization/apiserver/tokenEnv"
+        ),
+        TOKEN_ENV
+    );
+    let component = kustomization_at("components/gateway-token");
+    assert_eq!(component.kind, "Component");
+    let [patch] = component.patches.as_slice() else {
+        panic!("one patch: the gateway Deployment");
+    };
+    assert_eq!(
+        patch.target,
+        json!({"group": "apps", "kind": "Deployment", "name": "istio-ingressgateway", "namespace": GATEWAY_NAMESPACE})
+    );
+    let container = &patch.documents[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["name"], "istio-proxy");
+    assert_eq!(
+        container["env"],
+        json!([{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": "kfauth-apiserver-token", "key": "token"}}}])
+    );
+    // The Kubeflow component brings both.
+    let kubeflow = kustomization_at("components/kubeflow");
+    for dir in ["base", "components/gateway-token"] {
+        let expected = std::fs::canonicalize(wasmplugin_dir().join(dir)).unwrap();
+        assert!(
+            kubeflow
+                .directories
+                .iter()
+                .any(|d| std::fs::canonicalize(d).unwrap() == expected),
+            "components/kubeflow does not include {dir}"
+        );
+    }
+}
+
+/// (kind, namespace, name) of every object a kustomization's `$patch: delete` patches remove.
+fn deletions(k: &Kustomization) -> BTreeSet<(String, String, String)> {
+    let mut found = BTreeSet::new();
+    for patch in &k.patches {
+        for document in &patch.documents {
+            if document["$patch"] == "delete" {
+                let key = (
+                    str_at(document, "/kind").to_string(),
+                    str_at(document, "/metadata/namespace").to_string(),
+                    str_at(document, "/metadata/name").to_string(),
+                );
+                let target = (
+                    patch.target["kind"].as_str().unwrap_or("").to_string(),
+                    patch.target["namespace"].as_str().unwrap_or("").to_string(),
+                    patch.target["name"].as_str().unwrap_or("").to_string(),
+                );
+                assert_eq!(
+                    key,
+                    target,
+                    "{}: the target is not what it deletes",
+                    patch.file.display()
+                );
+                assert!(found.insert(key), "{}: deleted twice", patch.file.display());
+            }
+        }
+    }
+    found
+}
+
+fn replaced() -> BTreeSet<(String, String, String)> {
+    REPLACED
+        .iter()
+        .map(|(k, ns, n)| (k.to_string(), ns.to_string(), n.to_string()))
+        .collect()
+}
+
+#[test]
+fn kubeflow_component_deletes_exactly_what_kfauth_replaces() {
+    let test = "kubeflow_component_deletes_exactly_what_kfauth_replaces";
+    let component = kustomization_at("components/kubeflow");
+    assert_eq!(component.kind, "Component");
+    assert_eq!(deletions(&component), replaced());
+    for k in all_kustomizations() {
+        if k.dir != component.dir {
+            assert!(
+                deletions(&k).is_empty(),
+                "{} deletes something",
+                k.dir.display()
+            );
+        }
+    }
+
+    let Some(path) = shared_data_file(KUBEFLOW_AUTH_POLICIES) else {
+        report_skipped(test, "../shared/data absent (Kubeflow's rendered policies)");
+        return;
+    };
+    // In Kubeflow's policies: every RequestAuthentication and every require-JWT
+    // DENY policy is deleted, the CUSTOM oauth2-proxy policy stays.
+    let policies = read_documents(&path);
+    let key = |o: &Value| {
+        (
+            str_at(o, "/kind").to_string(),
+            str_at(o, "/metadata/namespace").to_string(),
+            str_at(o, "/metadata/name").to_string(),
+        )
+    };
+    let require_jwt = |o: &Value| {
+        o["kind"] == "AuthorizationPolicy"
+            && o["spec"]["action"] == "DENY"
+            && o["spec"]["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|rule| {
+                    rule["from"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|from| from["source"]["notRequestPrincipals"] == json!(["*"]))
+                })
+    };
+    let expected: BTreeSet<_> = policies
+        .iter()
+        .filter(|o| o["kind"] == "RequestAuthentication" || require_jwt(o))
+        .map(key)
+        .collect();
+    assert_eq!(expected, replaced());
+    let kept: Vec<String> = policies
+        .iter()
+        .filter(|o| !replaced().contains(&key(o)))
+        .map(label)
+        .collect();
+    assert_eq!(
+        kept,
+        ["AuthorizationPolicy istio-system/istio-ingressgateway-oauth2-proxy"]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Rendering with kubectl
+
+fn kubectl_present() -> bool {
+    Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    documents(
+        &String::from_utf8(output.stdout).unwrap(),
+        &dir.display().to_string(),
+    )
+}
+
+/// `to` relative to the directory `from` (kustomize wants relative paths).
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path: PathBuf =
+        std::iter::repeat_n(Component::ParentDir, from.len() - common).collect();
+    path.extend(&to[common..]);
+    path
+}
+
+fn check_rendered(origin: &str, objects: &[Value]) {
+    let labelled: Vec<(String, Value)> = objects
+        .iter()
+        .map(|o| (origin.to_string(), o.clone()))
+        .collect();
+    check_objects(&labelled, istio_crd_schemas());
+}
+
+fn as_set(objects: &[Value]) -> BTreeSet<String> {
+    objects.iter().map(|o| o.to_string()).collect()
+}
+
+/// Kubeflow's auth policies and a gateway Deployment, for the component to work on.
+fn kubeflow_stand_in() -> String {
+    let policies = match shared_data_file(KUBEFLOW_AUTH_POLICIES) {
+        Some(path) => std::fs::read_to_string(path).unwrap(),
+        None => {
+            let mut text = String::new();
+            for (kind, namespace, name) in REPLACED.iter().chain([&(
+                "AuthorizationPolicy",
+                "istio-system",
+                "istio-ingressgateway-oauth2-proxy",
+            )]) {
+                text.push_str(&format!(
+                    "---\napiVersion: security.istio.io/v1beta1\nkind: {kind}\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{selector: {{matchLabels: {{app: istio-ingressgateway}}}}}}\n"
+                ));
+            }
+            text
+        }
+    };
+    format!(
+        "{policies}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: istio-ingressgateway, namespace: istio-system}}\n\
+         spec:\n  selector: {{matchLabels: {{app: istio-ingressgateway}}}}\n  template:\n    metadata: {{labels: {{app: istio-ingressgateway}}}}\n\
+         \x20   spec:\n      serviceAccountName: {GATEWAY_SERVICE_ACCOUNT}\n      containers:\n      - name: istio-proxy\n        image: auto\n        env:\n        - {{name: ISTIO_META_ROUTER_MODE, value: standard}}\n"
+    )
+}
+
+#[test]
+fn kustomizations_render_with_kubectl() {
+    let test = "kustomizations_render_with_kubectl";
+    if !kubectl_present() {
+        report_skipped(test, "kubectl not found (rendering with kubectl kustomize)");
+        return;
+    }
+    let schemas = istio_crd_schemas();
+    if schemas.is_none() {
+        report_skipped(
+            test,
+            "../shared/data absent (schema validation of the rendered objects)",
+        );
+    }
+
+    // The base renders to exactly its resources.
+    let base = kustomize(&wasmplugin_dir().join("base"));
+    check_rendered("kubectl kustomize wasmplugin/base", &base);
+    assert_eq!(as_set(&base), as_set(&base_objects()));
+
+    // The Azure overlay: the base, its ServiceEntry and DestinationRule, and the
+    // WasmPlugin patched as this test patches it.
+    let azure = kustomize(&wasmplugin_dir().join("overlays/azure"));
+    check_rendered("kubectl kustomize wasmplugin/overlays/azure", &azure);
+    assert_eq!(find(&azure, "WasmPlugin", "kfauth"), &azure_wasmplugin());
+    assert_eq!(azure.len(), base.len() + 2);
+
+    // The Kubeflow component, through a temporary overlay.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("wasmplugin-kubeflow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kubeflow.yaml"), kubeflow_stand_in()).unwrap();
+    let component = relative_path(
+        &std::fs::canonicalize(&dir).unwrap(),
+        &std::fs::canonicalize(wasmplugin_dir().join("components/kubeflow")).unwrap(),
+    );
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- kubeflow.yaml\ncomponents:\n- {}\n",
+            component.display()
+        ),
+    )
+    .unwrap();
+    let rendered = kustomize(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    check_rendered("the Kubeflow component", &rendered);
+    let labels: BTreeSet<String> = rendered.iter().map(label).collect();
+    for (kind, namespace, name) in REPLACED {
+        assert!(
+            !labels.contains(&format!("{kind} {namespace}/{name}")),
+            "{kind} {name} is still there"
+        );
+    }
+    assert!(labels.contains("AuthorizationPolicy istio-system/istio-ingressgateway-oauth2-proxy"));
+    for object in &base {
+        assert!(rendered.contains(object), "{} is missing", label(object));
+    }
+    let deployment = find(&rendered, "Deployment", "istio-ingressgateway");
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(
+        env,
+        &json!([
+            {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": "kfauth-apiserver-token", "key": "token"}}},
+            {"name": "ISTIO_META_ROUTER_MODE", "value": "standard"}
+        ])
+    );
+}
