@@ -1,6 +1,7 @@
 //! The `kfauth` command-line tool:
 //! - `check` accepts a valid pluginConfig (JSON or YAML, bare or inside a
-//!   WasmPlugin) and exits 0; refuses a bad one with the field path, exit 1;
+//!   WasmPlugin) and exits 0; refuses a bad one with every problem and its
+//!   field path, exit 1;
 //!   usage errors exit 2;
 //! - `from-istio` turns Kubeflow's real `dex-jwt` and `m2m-token-issuer`
 //!   RequestAuthentications and the require-jwt AuthorizationPolicy into a
@@ -55,13 +56,14 @@ fn check_accepts_good_configs_and_names_the_field_of_bad_ones() {
 
     let plugin = temp_file(
         "plugin.yaml",
-        "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: kfauth}\nspec:\n  pluginConfig:\n    jwtRules:\n    - issuer: https://dex.example.com\n      jwksUri: https://dex.example.com/keys\n    skipPaths: ['(']\n",
+        "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: kfauth}\nspec:\n  pluginConfig:\n    jwtRules:\n    - issuer: https://dex.example.com\n      jwksUri: https://dex.example.com/keys\n    skipPaths: ['(']\n    clockSkew: soon\n",
     );
     let out = kfauth(&["check", plugin.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let said = text(&out.stdout);
     assert!(said.contains("WasmPlugin kfauth: error"), "{said}");
     assert!(said.contains("`skipPaths[0]`"), "{said}");
+    assert!(said.contains("`clockSkew`"), "every problem is reported: {said}");
 
     let out = kfauth(&["check"]);
     assert_eq!(out.status.code(), Some(2));

@@ -46,9 +46,11 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
                     println!("{path}: {}: warning: {warning}", checked.label);
                 }
             }
-            Err(problem) => {
+            Err(problems) => {
                 failed = true;
-                println!("{path}: {}: error: {problem}", checked.label);
+                for problem in problems {
+                    println!("{path}: {}: error: {problem}", checked.label);
+                }
             }
         }
     }

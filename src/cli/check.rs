@@ -5,13 +5,87 @@
 use serde_json::Value;
 
 use super::manifests::{documents, kind, name};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 
 /// One configuration found in a file, and what the parser says of it.
 #[derive(Debug)]
 pub struct Checked {
     pub label: String,
-    pub result: Result<Config, crate::config::ConfigError>,
+    pub result: Result<Config, Vec<ConfigError>>,
+}
+
+/// `jwtRules[0].jwks` as JSON-pointer tokens: `["jwtRules", "0", "jwks"]`.
+fn pointer_tokens(field: &str) -> Vec<String> {
+    field
+        .replace('[', ".")
+        .replace(']', "")
+        .split('.')
+        .filter(|token| !token.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes the value at `tokens`; false when there is nothing there.
+fn remove_at(value: &mut Value, tokens: &[String]) -> bool {
+    let Some((last, parents)) = tokens.split_last() else {
+        return false;
+    };
+    let mut current = value;
+    for token in parents {
+        let next = match current {
+            Value::Object(map) => map.get_mut(token),
+            Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return false;
+        };
+        current = next;
+    }
+    match current {
+        Value::Object(map) => map.remove(last).is_some(),
+        // Removing an element shifts the later ones: a later problem in the same
+        // list may then be reported one index early.
+        Value::Array(items) => match last.parse::<usize>() {
+            Ok(index) if index < items.len() => {
+                items.remove(index);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Every problem of a configuration, not just the first: after each error the
+/// offending field is taken out and the rest parsed again, until it passes or
+/// an error is only a consequence of what was taken out.
+pub fn all_problems(config: &Value) -> Result<Config, Vec<ConfigError>> {
+    let mut candidate = config.clone();
+    let mut problems: Vec<ConfigError> = Vec::new();
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    for _ in 0..64 {
+        let bytes = serde_json::to_vec(&candidate).unwrap_or_default();
+        let problem = match Config::parse_with_env(&bytes, &any_env) {
+            Ok(parsed) if problems.is_empty() => return Ok(parsed),
+            Ok(_) => break,
+            Err(problem) => problem,
+        };
+        let tokens = pointer_tokens(&problem.field);
+        // An error about something that contains a removed field follows from the removal.
+        let consequence = removed
+            .iter()
+            .any(|gone| gone.len() > tokens.len() && gone.starts_with(&tokens));
+        if consequence || problems.contains(&problem) {
+            break;
+        }
+        problems.push(problem);
+        if !remove_at(&mut candidate, &tokens) {
+            break;
+        }
+        removed.push(tokens);
+    }
+    Err(problems)
 }
 
 /// Environment variables do not exist here: `tokenEnv` names are taken as set.
@@ -34,14 +108,44 @@ pub fn check_text(text: &str) -> Result<Vec<Checked>, String> {
             Some(_) => continue,
             None => ("pluginConfig".to_string(), doc.clone()),
         };
-        let bytes = serde_json::to_vec(&config).map_err(|problem| problem.to_string())?;
         checked.push(Checked {
             label,
-            result: Config::parse_with_env(&bytes, &any_env),
+            result: all_problems(&config),
         });
     }
     if checked.is_empty() {
         return Err("no pluginConfig or WasmPlugin found".into());
     }
     Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reports_every_independent_problem() {
+        let config = json!({
+            "jwtRules": [
+                {"issuer": "https://a.example.com", "jwksUrl": "x"},
+                {"issuer": "https://b.example.com", "jwksUri": "https://b.example.com/k", "timeout": "soon"}
+            ],
+            "skipPaths": ["("],
+            "clockSkew": "1 minute"
+        });
+        let problems = all_problems(&config).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "jwtRules[0].jwksUrl",
+                "clockSkew",
+                "skipPaths[0]",
+                "jwtRules[1].timeout"
+            ],
+            "{problems:?}"
+        );
+        assert!(all_problems(&json!({"jwtRules": [{"issuer": "https://a.example.com"}]})).is_ok());
+    }
 }
