@@ -63,7 +63,10 @@ fn check_accepts_good_configs_and_names_the_field_of_bad_ones() {
     let said = text(&out.stdout);
     assert!(said.contains("WasmPlugin kfauth: error"), "{said}");
     assert!(said.contains("`skipPaths[0]`"), "{said}");
-    assert!(said.contains("`clockSkew`"), "every problem is reported: {said}");
+    assert!(
+        said.contains("`clockSkew`"),
+        "every problem is reported: {said}"
+    );
 
     let out = kfauth(&["check"]);
     assert_eq!(out.status.code(), Some(2));
