@@ -21,7 +21,7 @@ use super::metrics::Metrics;
 use super::shared_data::HostSharedData;
 use super::state::{host_now, FilterState, SharedState};
 use crate::authz::cache::DecisionCache;
-use crate::authz::config::FailureMode;
+use crate::authz::config::{ApiServer, FailureMode};
 use crate::authz::review::{parse_answer, ReviewAnswer};
 use crate::authz::review_answered;
 use crate::authz::token_review::{
@@ -137,35 +137,17 @@ impl KfauthRoot {
                 .as_ref()
                 .map(|token| format!("Bearer {token}"));
             for (key, pending) in filter.reviews.iter_mut().filter(|(_, p)| !p.dispatched) {
-                let mut headers = vec![
-                    (":method", "POST"),
-                    (":path", SUBJECT_ACCESS_REVIEWS),
-                    (":authority", apiserver.authority.as_str()),
-                    (":scheme", "https"),
-                    ("content-type", "application/json"),
-                    ("accept", "application/json"),
-                ];
-                if let Some(bearer) = &bearer {
-                    headers.push(("authorization", bearer.as_str()));
-                }
-                match hostcalls::dispatch_http_call(
-                    &apiserver.cluster,
-                    headers,
-                    Some(&pending.body),
-                    vec![],
-                    apiserver.timeout,
+                match post_to_apiserver(
+                    apiserver,
+                    bearer.as_deref(),
+                    SUBJECT_ACCESS_REVIEWS,
+                    &pending.body,
                 ) {
-                    Ok(token) => {
+                    Some(token) => {
                         pending.dispatched = true;
                         filter.review_callouts.insert(token, key.clone());
                     }
-                    Err(status) => {
-                        log::warn(&format!(
-                            "cannot reach the API server through cluster `{}` ({status:?}): is it defined?",
-                            apiserver.cluster
-                        ));
-                        failed.push(key.clone());
-                    }
+                    None => failed.push(key.clone()),
                 }
             }
         }
@@ -202,35 +184,12 @@ impl KfauthRoot {
                     .and_then(|rule| rule.token_review.clone())
                     .unwrap_or_default();
                 let body = token_review_body(token, &audiences);
-                let mut headers = vec![
-                    (":method", "POST"),
-                    (":path", TOKEN_REVIEWS),
-                    (":authority", apiserver.authority.as_str()),
-                    (":scheme", "https"),
-                    ("content-type", "application/json"),
-                    ("accept", "application/json"),
-                ];
-                if let Some(bearer) = &bearer {
-                    headers.push(("authorization", bearer.as_str()));
-                }
-                match hostcalls::dispatch_http_call(
-                    &apiserver.cluster,
-                    headers,
-                    Some(&body),
-                    vec![],
-                    apiserver.timeout,
-                ) {
-                    Ok(callout) => {
+                match post_to_apiserver(apiserver, bearer.as_deref(), TOKEN_REVIEWS, &body) {
+                    Some(callout) => {
                         pending.dispatched = true;
                         filter.token_review_callouts.insert(callout, token.clone());
                     }
-                    Err(status) => {
-                        log::warn(&format!(
-                            "cannot reach the API server through cluster `{}` ({status:?}): is it defined?",
-                            apiserver.cluster
-                        ));
-                        failed.push(token.clone());
-                    }
+                    None => failed.push(token.clone()),
                 }
             }
         }
@@ -378,6 +337,43 @@ impl KfauthRoot {
             .partition(|waiter| waiter.rule == rule);
         filter.waiters = kept;
         woken.into_iter().map(|waiter| waiter.context_id).collect()
+    }
+}
+
+/// POSTs a review to the API server; `None` (after a log line) when the host
+/// refuses the callout, e.g. because the cluster is not defined.
+fn post_to_apiserver(
+    apiserver: &ApiServer,
+    bearer: Option<&str>,
+    path: &str,
+    body: &[u8],
+) -> Option<u32> {
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", apiserver.authority.as_str()),
+        (":scheme", "https"),
+        ("content-type", "application/json"),
+        ("accept", "application/json"),
+    ];
+    if let Some(bearer) = bearer {
+        headers.push(("authorization", bearer));
+    }
+    match hostcalls::dispatch_http_call(
+        &apiserver.cluster,
+        headers,
+        Some(body),
+        vec![],
+        apiserver.timeout,
+    ) {
+        Ok(token) => Some(token),
+        Err(status) => {
+            log::warn(&format!(
+                "cannot reach the API server through cluster `{}` ({status:?}): is it defined?",
+                apiserver.cluster
+            ));
+            None
+        }
     }
 }
 
