@@ -29,6 +29,7 @@ pub mod keystore;
 pub mod outcome;
 pub mod pipeline;
 pub mod request;
+pub mod rsa_pkcs1;
 pub mod token;
 pub mod token_cache;
 pub mod verify;
