@@ -1,0 +1,74 @@
+//! Microseconds per RS256 verification: `kfauth::rsa_pkcs1` next to jwt-simple (rsa 0.9),
+//! for 2048- and 4096-bit keys.
+//!
+//! Native: `cargo run --release --example rsa_bench`
+//! V8 (Node's WASI, the engine Envoy embeds):
+//! `cargo build --release --target wasm32-wasip1 --example rsa_bench`, then
+//! `node --no-warnings examples/rsa_bench_wasi.mjs target/wasm32-wasip1/release/examples/rsa_bench.wasm`
+//!
+//! jwt-simple's figure is a whole `verify_token` (base64, JSON header and claims, then the
+//! signature); ours is SHA-256 of the signing input, s^e mod n and the block comparison.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jwt_simple::prelude::*;
+use kfauth::rsa_pkcs1::{RsaHash, RsaVerifyingKey};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+const K2048: &str = include_str!("../src/rsa_pkcs1/testdata/k2048.pem");
+const K4096: &str = include_str!("../src/rsa_pkcs1/testdata/k4096.pem");
+
+fn micros_per(iterations: u32, mut f: impl FnMut() -> bool) -> f64 {
+    assert!(f(), "the benchmarked verification must succeed");
+    let start = Instant::now();
+    for _ in 0..iterations {
+        assert!(f());
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
+}
+
+fn main() {
+    let scale: u32 = if cfg!(target_arch = "wasm32") { 1 } else { 10 };
+    for (bits, pem, iterations) in [(2048, K2048, 200 * scale), (4096, K4096, 50 * scale)] {
+        let pair = RS256KeyPair::from_pem(pem).unwrap();
+        let claims = JWTClaims {
+            issued_at: None,
+            expires_at: None,
+            invalid_before: None,
+            issuer: None,
+            subject: None,
+            audiences: None,
+            jwt_id: None,
+            nonce: None,
+            custom: json!({"sub": "alice", "email": "alice@example.com", "groups": ["a", "b"]}),
+        };
+        let token = pair.sign(claims).unwrap();
+        let components = pair.public_key().to_components();
+        let theirs = RS256PublicKey::from_components(&components.n, &components.e).unwrap();
+        let options = VerificationOptions {
+            artificial_time: Some(Duration::from_secs(1_800_000_000)),
+            ..Default::default()
+        };
+
+        let start = Instant::now();
+        let ours = RsaVerifyingKey::from_components(&components.n, &components.e).unwrap();
+        let key_setup = start.elapsed().as_secs_f64() * 1e6;
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+
+        let ours_us = micros_per(iterations, || {
+            ours.verify(RsaHash::Sha256, input.as_bytes(), &sig)
+        });
+        let theirs_us = micros_per(iterations, || {
+            theirs
+                .verify_token::<Value>(&token, Some(options.clone()))
+                .is_ok()
+        });
+        println!(
+            "RS256 {bits}-bit: rsa_pkcs1 {ours_us:.1} µs/verify, jwt-simple {theirs_us:.1} µs/verify \
+             ({:.1}x), key setup {key_setup:.0} µs, {iterations} iterations",
+            theirs_us / ours_us
+        );
+    }
+}
