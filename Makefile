@@ -13,23 +13,27 @@ WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: help build run test tools targets envoy grpcio wasm-bindgen lint unit unit-wasm e2e bench image push clean
+.PHONY: help build run test tools targets envoy grpcio wasm-bindgen lint unit unit-wasm e2e bench soak image push clean
 
 help:
 	@echo "make run    start Envoy with kfauth, a demo identity provider and an echo upstream"
 	@echo "make test   everything CI runs: lint, unit tests (native and wasm), Envoy end-to-end tests"
 	@echo "make build  build $(WASM)"
 	@echo "make bench  requests/s of kfauth next to Envoy's native jwt_authn"
+	@echo "make soak   10 minutes at a fixed rate through a key rotation and an IdP outage (SOAK_SECONDS, SOAK_RATE)"
 	@echo "make image  the OCI image for Istio's WasmPlugin (needs Docker); make push IMAGE=..." 
 
+# keep-exports drops the SDK's callbacks kfauth does not implement, so Envoy
+# does not enter the VM for them on every request (tools/keep-exports).
 build: targets
 	cargo build --release --target wasm32-wasip1 -p kfauth --lib
+	cargo run --quiet --release -p keep-exports -- $(WASM)
 	@ls -l $(WASM)
 
 run: tools build
 	cargo run --quiet --release -p kfauth-testkit --bin kfauth-demo
 
-test: tools lint unit unit-wasm build e2e
+test: tools lint unit fuzz-smoke unit-wasm build e2e
 
 tools: targets envoy grpcio wasm-bindgen
 
@@ -64,6 +68,24 @@ lint:
 unit:
 	cargo test -p kfauth --lib
 
+# Fuzzing on stable Rust: cargo-fuzz with `-s none` (libFuzzer and coverage, no
+# sanitizer); see README "Fuzzing". A crash fails the target.
+.PHONY: cargo-fuzz fuzz fuzz-smoke
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
+FUZZ_SECONDS ?= 60
+cargo-fuzz:
+	@if ! $(CARGO_FUZZ) --version 2>/dev/null | grep -q " $(CARGO_FUZZ_VERSION)$$"; then \
+	  echo "installing cargo-fuzz $(CARGO_FUZZ_VERSION) into $(TOOLS)"; \
+	  cargo install --quiet --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION) --root $(TOOLS); \
+	fi
+
+fuzz: cargo-fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) CARGO_FUZZ=$(CARGO_FUZZ) fuzz/run.sh
+
+fuzz-smoke: cargo-fuzz
+	FUZZ_SECONDS=20 CARGO_FUZZ=$(CARGO_FUZZ) fuzz/run.sh
+
 # The same unit tests compiled to wasm and run under Node by wasm-bindgen-test.
 unit-wasm: targets wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_TEST_RUNNER)) \
@@ -76,6 +98,10 @@ e2e: build envoy
 
 bench: tools build
 	bench/quick.sh
+
+# Not part of `make test`: SOAK_SECONDS (600), SOAK_RATE (300), SOAK_OUTAGE_SECONDS (60); see README "Soak test".
+soak: build envoy
+	cargo run --quiet --release -p kfauth-bench --bin soak
 
 # The OCI image Istio pulls (needs Docker; not part of `make test`).
 IMAGE ?= ghcr.io/kfauth/kfauth:0.1.0

@@ -21,10 +21,17 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
 
 /// A claim as a header value: strings as they are, numbers and booleans as JSON,
 /// arrays joined with `,` (what Kubeflow's `kubeflow-groups` readers expect),
-/// objects as compact JSON. `null`, an empty array, and anything that would put a
-/// control character into a header give no value.
+/// objects as compact JSON. `null`, an empty array, and anything that would put
+/// a control character into a header give no value.
 pub fn header_value(value: &Value) -> Option<String> {
-    let text = match value {
+    // A header value may not carry CR, LF or NUL (RFC 9110 section 5.5).
+    rendered(value).filter(|text| !text.chars().any(|c| c.is_control() && c != '\t'))
+}
+
+/// A claim rendered as [`header_value`] does, without the safety filter;
+/// `None` for `null` and an empty array.
+pub fn rendered(value: &Value) -> Option<String> {
+    Some(match value {
         Value::Null => return None,
         Value::String(text) => text.clone(),
         Value::Bool(_) | Value::Number(_) | Value::Object(_) => value.to_string(),
@@ -41,9 +48,96 @@ pub fn header_value(value: &Value) -> Option<String> {
                 .collect::<Vec<_>>()
                 .join(",")
         }
-    };
-    // A header value may not carry CR, LF or NUL (RFC 9110 section 5.5).
-    (!text.chars().any(|c| c.is_control() && c != '\t')).then_some(text)
+    })
+}
+
+/// Whether `text` reaches every backend exactly as written in a header:
+/// visible US-ASCII and spaces only (RFC 9110 section 5.5 asks new fields for
+/// VCHAR, SP and HTAB; beyond that, servers differ: WSGI decodes bytes as
+/// Latin-1, others refuse them), no control character (CR, LF, NUL, tab), and
+/// no space at either end (parsers strip optional whitespace, so `"admin "`
+/// would be read as `admin`).
+pub fn is_safe_header_value(text: &str) -> bool {
+    text.chars().all(|c| c == ' ' || c.is_ascii_graphic()) && text.trim_matches(' ') == text
+}
+
+/// Parses a JSON object, refusing duplicate member names at any depth. RFC
+/// 8259 leaves duplicates to the parser, and parsers disagree (serde_json keeps
+/// the last, others the first or fail): a token whose `iss` or `email` depends
+/// on the reader cannot be trusted. Nesting is bounded by serde_json (128).
+pub fn parse_unique_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Unique>(bytes) {
+        Ok(Unique(Value::Object(object))) => Some(object),
+        _ => None,
+    }
+}
+
+struct Unique(Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("JSON without duplicate member names")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(value)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("not a finite number"))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_string()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Unique(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom("duplicate member name"));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +207,61 @@ mod tests {
         assert_eq!(rendered("email.inner"), None);
         assert_eq!(rendered("nothing"), None);
         assert_eq!(rendered("evil"), None);
+    }
+
+    #[test]
+    fn unsafe_header_values() {
+        for unsafe_text in [
+            "a\r\nb",
+            "a\nb",
+            "a\u{0}b",
+            "a\tb",
+            "a\u{7f}",
+            "a\u{85}",
+            " admin",
+            "admin\t",
+            "admin ",
+            "josé@example.com",
+        ] {
+            assert!(!is_safe_header_value(unsafe_text), "{unsafe_text:?}");
+        }
+        for safe in [
+            "alice@example.com",
+            "a b",
+            "team-a,team-b",
+            r#"{"n":3}"#,
+            "",
+        ] {
+            assert!(is_safe_header_value(safe), "{safe:?}");
+        }
+        assert_eq!(
+            super::rendered(&json!("alice\r\nx: y")).as_deref(),
+            Some("alice\r\nx: y")
+        );
+    }
+
+    #[test]
+    fn duplicate_members_are_refused_at_any_depth() {
+        assert!(parse_unique_object(br#"{"a":1,"b":{"c":[{"d":2}]}}"#).is_some());
+        for bad in [
+            &br#"{"iss":"a","iss":"b"}"#[..],
+            br#"{"a":{"b":1,"b":1}}"#,
+            br#"{"a":[{"x":1,"x":2}]}"#,
+            br#"[1,2]"#,
+            br#""text""#,
+            br#"5"#,
+            br#"{"a":1}x"#,
+        ] {
+            assert_eq!(
+                parse_unique_object(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200));
+        assert_eq!(parse_unique_object(deep.as_bytes()), None);
+        let shallow = format!("{}1{}", r#"{"a":"#.repeat(20), "}".repeat(20));
+        assert!(parse_unique_object(shallow.as_bytes()).is_some());
     }
 }

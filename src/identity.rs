@@ -3,40 +3,72 @@
 
 use serde_json::{Map, Value};
 
-use crate::claims::{header_value, lookup};
+use crate::claims::{is_safe_header_value, lookup, rendered};
 use crate::config::{Config, JwtRule};
-use crate::outcome::HeaderEdits;
+use crate::outcome::{HeaderEdits, Reason};
+use crate::request::RequestView;
 
-/// Edits that drop every identity header a client may have sent (any case, any
-/// count: Envoy stores names in lower case and removal takes every copy).
-pub fn strip_client_identity(config: &Config) -> HeaderEdits {
+/// Edits that drop every identity header a client may have sent: any case, any
+/// count (Envoy stores names in lower case and removal takes every copy), and
+/// any spelling with `_` for `-`, which CGI/WSGI servers (Python's, PHP's) turn
+/// into the same variable (`HTTP_KUBEFLOW_USERID`) as the real header.
+pub fn strip_client_identity(config: &Config, request: &RequestView) -> HeaderEdits {
+    let mut remove = config.identity_headers.clone();
+    for (name, _) in &request.headers {
+        let folded = fold(name);
+        if !remove.contains(name) && config.identity_headers.iter().any(|h| fold(h) == folded) {
+            remove.push(name.clone());
+        }
+    }
     HeaderEdits {
-        remove: config.identity_headers.clone(),
+        remove,
         ..HeaderEdits::default()
     }
 }
 
-/// Adds the headers a verified token maps to under `rule`.
+/// A header name as CGI-style servers see it: lower case, `_` read as `-`.
+fn fold(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// The headers a verified token maps to under `rule`, computed once per token
+/// (the verified-token cache keeps them). A claim that would not reach every
+/// backend exactly as signed (a control character such as CR or LF, non-ASCII
+/// text, a space at either end) refuses the token: `token_malformed`.
+pub fn verified_identity_headers(
+    rule: &JwtRule,
+    claims: &Map<String, Value>,
+    payload_segment: &str,
+) -> Result<Vec<(String, String)>, Reason> {
+    let mut headers = Vec::with_capacity(rule.claim_headers.len().saturating_add(1));
+    for mapping in &rule.claim_headers {
+        if let Some(value) = lookup(claims, &mapping.claim).and_then(rendered) {
+            let value = format!("{}{}", mapping.prefix, value);
+            if !is_safe_header_value(&value) {
+                return Err(Reason::TokenMalformed);
+            }
+            headers.push((mapping.header.clone(), value));
+        }
+    }
+    if let Some(header) = &rule.output_payload_to_header {
+        // The payload segment is already base64url (RFC 7515), as Istio forwards it.
+        headers.push((header.clone(), payload_segment.to_string()));
+    }
+    Ok(headers)
+}
+
+/// Adds the headers a verified token maps to under `rule` (see
+/// [`verified_identity_headers`]).
 pub fn add_verified_identity(
     rule: &JwtRule,
     claims: &Map<String, Value>,
     payload_segment: &str,
     edits: &mut HeaderEdits,
-) {
-    for mapping in &rule.claim_headers {
-        if let Some(value) = lookup(claims, &mapping.claim).and_then(header_value) {
-            edits.set.push((
-                mapping.header.clone(),
-                format!("{}{}", mapping.prefix, value),
-            ));
-        }
-    }
-    if let Some(header) = &rule.output_payload_to_header {
-        // The payload segment is already base64url (RFC 7515), as Istio forwards it.
-        edits
-            .set
-            .push((header.clone(), payload_segment.to_string()));
-    }
+) -> Result<(), Reason> {
+    edits
+        .set
+        .extend(verified_identity_headers(rule, claims, payload_segment)?);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -67,7 +99,7 @@ mod tests {
     #[test]
     fn every_written_header_is_stripped_first() {
         assert_eq!(
-            strip_client_identity(&config()).remove,
+            strip_client_identity(&config(), &RequestView::default()).remove,
             [
                 "kubeflow-userid",
                 "kubeflow-groups",
@@ -87,7 +119,8 @@ mod tests {
             claims.as_object().unwrap(),
             "eyJwYXkiOjF9",
             &mut edits,
-        );
+        )
+        .unwrap();
         assert_eq!(
             edits.set,
             [
@@ -99,5 +132,66 @@ mod tests {
                 ("x-jwt-payload".to_string(), "eyJwYXkiOjF9".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn underscore_spellings_of_identity_headers_are_stripped_too() {
+        let request = RequestView::from_pairs(vec![
+            ("kubeflow_userid".into(), "root".into()),
+            ("Kubeflow_Groups".into(), "admins".into()),
+            ("x_jwt_payload".into(), "e30".into()),
+            ("x-jwt_payload".into(), "e30".into()),
+            ("kubeflow-userid".into(), "root".into()),
+            ("x_unrelated".into(), "kept".into()),
+        ]);
+        assert_eq!(
+            strip_client_identity(&config(), &request).remove,
+            [
+                "kubeflow-userid",
+                "kubeflow-groups",
+                "x-missing",
+                "x-jwt-payload",
+                "kubeflow_userid",
+                "kubeflow_groups",
+                "x_jwt_payload",
+                "x-jwt_payload",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_claim_that_would_not_reach_the_backend_intact_refuses_the_token() {
+        let config = config();
+        for email in [
+            "a@b.c\r\nkubeflow-groups: admins",
+            "a@b.c\u{0}",
+            "admin ",
+            "a\tb",
+            "josé@example.com",
+        ] {
+            let claims = json!({"email": email});
+            let mut edits = HeaderEdits::default();
+            assert_eq!(
+                add_verified_identity(
+                    &config.rules[0],
+                    claims.as_object().unwrap(),
+                    "e30",
+                    &mut edits
+                ),
+                Err(Reason::TokenMalformed),
+                "{email:?}"
+            );
+        }
+        let claims = json!({"email": "jose@example.com", "groups": ["a b", "c"]});
+        let mut edits = HeaderEdits::default();
+        add_verified_identity(
+            &config.rules[0],
+            claims.as_object().unwrap(),
+            "e30",
+            &mut edits,
+        )
+        .unwrap();
+        assert_eq!(edits.set[0].1, "accounts.google.com:jose@example.com");
+        assert_eq!(edits.set[1].1, "a b,c");
     }
 }

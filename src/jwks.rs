@@ -10,6 +10,8 @@ use base64::Engine;
 use jwt_simple::prelude::*;
 use serde::Deserialize;
 
+use crate::rsa_pkcs1::{RsaHash, RsaVerifyingKey};
+
 /// A JWS algorithm kfauth verifies (RFC 7518 section 3.1 names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
@@ -53,9 +55,11 @@ impl Algorithm {
 
 /// A public key bound to one algorithm.
 pub enum VerifyingKey {
-    Rs256(RS256PublicKey),
-    Rs384(RS384PublicKey),
-    Rs512(RS512PublicKey),
+    // RS*: kfauth's own PKCS#1 v1.5 check (`rsa_pkcs1`), several times faster in
+    // Wasm than jwt-simple's; the other algorithms stay with jwt-simple.
+    Rs256(RsaVerifyingKey),
+    Rs384(RsaVerifyingKey),
+    Rs512(RsaVerifyingKey),
     Ps256(PS256PublicKey),
     Ps384(PS384PublicKey),
     Ps512(PS512PublicKey),
@@ -85,24 +89,42 @@ impl VerifyingKey {
         }
     }
 
-    /// Checks the signature, then the time claims in `options` (jwt-simple's order).
-    pub fn verify(
-        &self,
-        token: &str,
-        options: VerificationOptions,
-    ) -> Result<JWTClaims<NoCustomClaims>, jwt_simple::Error> {
-        let options = Some(options);
-        match self {
-            VerifyingKey::Rs256(key) => key.verify_token(token, options),
-            VerifyingKey::Rs384(key) => key.verify_token(token, options),
-            VerifyingKey::Rs512(key) => key.verify_token(token, options),
+    /// Checks the signature of a compact JWS, and nothing else: the time claims
+    /// are checked by the caller, the same way whichever code checked the signature.
+    pub fn verify_signature(&self, token: &str) -> Result<(), jwt_simple::Error> {
+        let rsa = |hash: RsaHash, key: &RsaVerifyingKey| {
+            let valid = token.rsplit_once('.').is_some_and(|(signed, signature)| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(signature)
+                    .is_ok_and(|signature| key.verify(hash, signed.as_bytes(), &signature))
+            });
+            if valid {
+                Ok(())
+            } else {
+                Err(jwt_simple::JWTError::InvalidSignature.into())
+            }
+        };
+        // Time checks off: at time 0 with no tolerance every `exp` is ahead,
+        // and `accept_future` skips `iat` and `nbf`.
+        let options = Some(VerificationOptions {
+            artificial_time: Some(UnixTimeStamp::from_secs(0)),
+            time_tolerance: Some(UnixTimeStamp::from_secs(0)),
+            accept_future: true,
+            max_token_length: Some(crate::verify::MAX_TOKEN_BYTES),
+            ..VerificationOptions::default()
+        });
+        let claims = match self {
+            VerifyingKey::Rs256(key) => return rsa(RsaHash::Sha256, key),
+            VerifyingKey::Rs384(key) => return rsa(RsaHash::Sha384, key),
+            VerifyingKey::Rs512(key) => return rsa(RsaHash::Sha512, key),
             VerifyingKey::Ps256(key) => key.verify_token(token, options),
             VerifyingKey::Ps384(key) => key.verify_token(token, options),
             VerifyingKey::Ps512(key) => key.verify_token(token, options),
             VerifyingKey::Es256(key) => key.verify_token(token, options),
             VerifyingKey::Es384(key) => key.verify_token(token, options),
             VerifyingKey::EdDsa(key) => key.verify_token(token, options),
-        }
+        };
+        claims.map(|_: JWTClaims<NoCustomClaims>| ())
     }
 }
 
@@ -253,6 +275,7 @@ fn member(raw: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
 
 fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, String> {
     let invalid = |problem: jwt_simple::Error| format!("invalid {algorithm:?} key: {problem}");
+    let invalid_rsa = |problem| format!("invalid {algorithm:?} key: {problem}");
     match algorithm {
         Algorithm::RS256
         | Algorithm::RS384
@@ -271,15 +294,15 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
                 ));
             }
             Ok(match algorithm {
-                Algorithm::RS256 => {
-                    VerifyingKey::Rs256(RS256PublicKey::from_components(&n, &e).map_err(invalid)?)
-                }
-                Algorithm::RS384 => {
-                    VerifyingKey::Rs384(RS384PublicKey::from_components(&n, &e).map_err(invalid)?)
-                }
-                Algorithm::RS512 => {
-                    VerifyingKey::Rs512(RS512PublicKey::from_components(&n, &e).map_err(invalid)?)
-                }
+                Algorithm::RS256 => VerifyingKey::Rs256(
+                    RsaVerifyingKey::from_components(&n, &e).map_err(invalid_rsa)?,
+                ),
+                Algorithm::RS384 => VerifyingKey::Rs384(
+                    RsaVerifyingKey::from_components(&n, &e).map_err(invalid_rsa)?,
+                ),
+                Algorithm::RS512 => VerifyingKey::Rs512(
+                    RsaVerifyingKey::from_components(&n, &e).map_err(invalid_rsa)?,
+                ),
                 Algorithm::PS256 => {
                     VerifyingKey::Ps256(PS256PublicKey::from_components(&n, &e).map_err(invalid)?)
                 }

@@ -109,7 +109,7 @@ pub struct Identity {
     /// Index of the rule (in `jwtRules`) that verified the token.
     pub rule: usize,
     /// The verified claims.
-    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub claims: std::rc::Rc<serde_json::Map<String, serde_json::Value>>,
     /// Who the API server's TokenReview says the token belongs to, when the
     /// rule asks for one; it then names the authorization subject.
     pub reviewed: Option<crate::authz::review::Subject>,

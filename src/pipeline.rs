@@ -2,6 +2,7 @@
 //! the token; decode it; choose the rule by `iss`; get the keys; verify; map the
 //! claims to headers; remove the token unless it is forwarded; authorize.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::authz::cache::DecisionCache;
@@ -9,7 +10,7 @@ use crate::authz::token_review::{TokenReviewCache, TokenStatus};
 use crate::authz::{authorize, AuthzStep};
 use crate::config::Config;
 use crate::cookie_diet;
-use crate::identity::{add_verified_identity, strip_client_identity};
+use crate::identity::{strip_client_identity, verified_identity_headers};
 use crate::keystore::{KeyState, KeyStore};
 use crate::outcome::{Denial, HeaderEdits, Identity, Outcome, Reason};
 use crate::request::RequestView;
@@ -35,7 +36,7 @@ pub fn decide(
     now: Duration,
     may_wait: bool,
 ) -> Outcome {
-    let mut edits = strip_client_identity(config);
+    let mut edits = strip_client_identity(config, request);
 
     let path = request.canonical_path();
     if config
@@ -98,7 +99,8 @@ fn authenticate(
     may_wait: bool,
     edits: &mut HeaderEdits,
 ) -> Result<Option<Identity>, Box<Outcome>> {
-    let Some(found) = find_token(request, &config.token_locations) else {
+    let deny = |reason| Box::new(Outcome::Deny(Denial::new(reason, true)));
+    let Some(found) = find_token(request, &config.token_locations).map_err(deny)? else {
         return Ok(None);
     };
     let keys = caches.keys;
@@ -111,10 +113,10 @@ fn authenticate(
     let verified = match remembered {
         Some(hit) => hit,
         None => {
-            let verified = verify_token(config, keys, &found.value, now, may_wait)?;
+            let verified = Rc::new(verify_token(config, keys, &found.value, now, may_wait)?);
             caches
                 .verified
-                .remember(&found.value, verified.clone(), now, config.clock_skew);
+                .remember(&found.value, Rc::clone(&verified), now, config.clock_skew);
             verified
         }
     };
@@ -149,13 +151,13 @@ fn authenticate(
         }
     };
 
-    add_verified_identity(rule, &verified.claims, &verified.payload_segment, edits);
+    edits.set.extend(verified.headers.iter().cloned());
     if !rule.forward_original_token {
         remove_token(request, &found, edits);
     }
     Ok(Some(Identity {
         rule: rule_index,
-        claims: verified.claims,
+        claims: Rc::clone(&verified.claims),
         reviewed,
     }))
 }
@@ -190,11 +192,15 @@ fn verify_token(
         }
         Err(reason) => return Err(deny(reason)),
     }
+    // Headers are computed (and their values checked) before the token is
+    // remembered: a token whose claims cannot become headers is never cached.
+    let headers = verified_identity_headers(rule, &unverified.claims, &unverified.payload_segment)
+        .map_err(deny)?;
     Ok(VerifiedToken {
         rule: rule_index,
         key_generation: keys.generation(rule_index),
-        claims: unverified.claims,
-        payload_segment: unverified.payload_segment,
+        claims: Rc::new(unverified.claims),
+        headers,
     })
 }
 
@@ -290,7 +296,7 @@ mod tests {
                 identity: Some(Identity {
                     reviewed: None,
                     rule: 0,
-                    claims: standard_claims().as_object().cloned().unwrap()
+                    claims: Rc::new(standard_claims().as_object().cloned().unwrap())
                 }),
             }
         );

@@ -1,7 +1,7 @@
 //! Finding the bearer token of a request (headers, query parameters, cookies) and
 //! removing it before the request goes upstream.
 
-use crate::outcome::HeaderEdits;
+use crate::outcome::{HeaderEdits, Reason};
 use crate::request::RequestView;
 
 /// A place a token may be, from `fromHeaders`, `fromParams` or `fromCookies`.
@@ -20,26 +20,51 @@ pub enum TokenLocation {
 pub struct FoundToken {
     pub value: String,
     pub location: TokenLocation,
+    /// Other locations that carry the same token (removed with it).
+    pub also_at: Vec<TokenLocation>,
 }
 
-/// The first token found, trying the locations in order.
-pub fn find_token(request: &RequestView, locations: &[TokenLocation]) -> Option<FoundToken> {
-    locations.iter().find_map(|location| {
-        let value = match location {
+/// The token of the request: the first found, trying the locations in order.
+/// Every location and every copy is looked at: two different tokens (in a
+/// header and a query parameter, in two headers, a parameter given twice)
+/// refuse the request with `token_malformed` rather than verify one and let
+/// the other travel on to a backend that may read it.
+pub fn find_token(
+    request: &RequestView,
+    locations: &[TokenLocation],
+) -> Result<Option<FoundToken>, Reason> {
+    let mut found: Option<FoundToken> = None;
+    for location in locations {
+        let values: Vec<&str> = match location {
             TokenLocation::Header { name, prefix } => request
                 .header_values(name)
-                .find_map(|value| strip_prefix_ignore_case(value, prefix)),
-            TokenLocation::Param(name) => query_param(&request.path, name),
+                .filter_map(|value| strip_prefix_ignore_case(value, prefix))
+                .collect(),
+            TokenLocation::Param(name) => query_params(&request.path, name),
             TokenLocation::Cookie(name) => request
                 .header_values("cookie")
-                .find_map(|header| cookie_value(header, name)),
-        }?;
-        let value = value.trim();
-        (!value.is_empty()).then(|| FoundToken {
-            value: value.to_string(),
-            location: location.clone(),
-        })
-    })
+                .flat_map(|header| cookie_values(header, name))
+                .collect(),
+        };
+        for value in values.into_iter().map(str::trim).filter(|v| !v.is_empty()) {
+            match &mut found {
+                None => {
+                    found = Some(FoundToken {
+                        value: value.to_string(),
+                        location: location.clone(),
+                        also_at: Vec::new(),
+                    })
+                }
+                Some(first) if first.value != value => return Err(Reason::TokenMalformed),
+                Some(first) => {
+                    if first.location != *location && !first.also_at.contains(location) {
+                        first.also_at.push(location.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The auth scheme is case-insensitive (RFC 9110 section 11.1): `bearer x` is a bearer token.
@@ -50,28 +75,40 @@ fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str>
         .flatten()
 }
 
-fn query_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
-    let (_, query) = path.split_once('?')?;
+fn query_params<'a>(path: &'a str, name: &str) -> Vec<&'a str> {
+    let Some((_, query)) = path.split_once('?') else {
+        return Vec::new();
+    };
     let query = query.split('#').next().unwrap_or("");
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then_some(value)
-    })
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then_some(value)
+        })
+        .collect()
 }
 
-fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
+fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    header.split(';').filter_map(move |pair| {
         let (key, value) = pair.trim().split_once('=')?;
         (key.trim() == name).then(|| value.trim().trim_matches('"'))
     })
 }
 
-/// Adds to `edits` what removes the token from where it was found.
+/// Adds to `edits` what removes the token from everywhere it was found.
 pub fn remove_token(request: &RequestView, found: &FoundToken, edits: &mut HeaderEdits) {
-    match &found.location {
+    for location in std::iter::once(&found.location).chain(&found.also_at) {
+        remove_at(request, location, edits);
+    }
+}
+
+fn remove_at(request: &RequestView, location: &TokenLocation, edits: &mut HeaderEdits) {
+    match location {
         TokenLocation::Header { name, .. } => edits.remove.push(name.clone()),
         TokenLocation::Param(name) => {
-            edits.path = Some(path_without_param(&request.path, name));
+            let path = edits.path.as_deref().unwrap_or(&request.path);
+            edits.path = Some(path_without_param(path, name));
         }
         TokenLocation::Cookie(name) => {
             // Several Cookie headers are folded into one; the others keep their order.
@@ -135,6 +172,10 @@ mod tests {
         }
     }
 
+    fn find(request: &RequestView, locations: &[TokenLocation]) -> Option<FoundToken> {
+        find_token(request, locations).unwrap()
+    }
+
     fn bearer() -> TokenLocation {
         TokenLocation::Header {
             name: "authorization".into(),
@@ -144,20 +185,20 @@ mod tests {
 
     #[test]
     fn finds_bearer_tokens_case_insensitively() {
-        let found = find_token(
+        let found = find(
             &request("/", &[("authorization", "bearer abc.def.ghi")]),
             &[bearer()],
         );
         assert_eq!(found.unwrap().value, "abc.def.ghi");
         assert_eq!(
-            find_token(
+            find(
                 &request("/", &[("authorization", "Basic dXNlcg==")]),
                 &[bearer()]
             ),
             None
         );
         assert_eq!(
-            find_token(&request("/", &[("authorization", "Bearer ")]), &[bearer()]),
+            find(&request("/", &[("authorization", "Bearer ")]), &[bearer()]),
             None
         );
     }
@@ -169,11 +210,10 @@ mod tests {
             TokenLocation::Param("access_token".into()),
             TokenLocation::Cookie("id_token".into()),
         ];
-        let by_param =
-            find_token(&request("/x?a=1&access_token=tok&b=2", &[]), &locations).unwrap();
+        let by_param = find(&request("/x?a=1&access_token=tok&b=2", &[]), &locations).unwrap();
         assert_eq!(by_param.value, "tok");
         assert_eq!(by_param.location, locations[1]);
-        let by_cookie = find_token(
+        let by_cookie = find(
             &request(
                 "/x",
                 &[
@@ -185,16 +225,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(by_cookie.value, "ck");
-        assert_eq!(
-            find_token(&request("/x?access_token_x=1", &[]), &locations),
-            None
-        );
+        assert_eq!(find(&request("/x?access_token_x=1", &[]), &locations), None);
     }
 
     #[test]
     fn removes_a_header_token() {
         let view = request("/", &[("authorization", "Bearer t")]);
-        let found = find_token(&view, &[bearer()]).unwrap();
+        let found = find(&view, &[bearer()]).unwrap();
         let mut edits = HeaderEdits::default();
         remove_token(&view, &found, &mut edits);
         assert_eq!(edits.remove, ["authorization"]);
@@ -216,16 +253,66 @@ mod tests {
     #[test]
     fn removes_a_cookie_token_and_keeps_other_cookies() {
         let view = request("/", &[("cookie", "a=1; id_token=t"), ("cookie", "b=2")]);
-        let found = find_token(&view, &[TokenLocation::Cookie("id_token".into())]).unwrap();
+        let found = find(&view, &[TokenLocation::Cookie("id_token".into())]).unwrap();
         let mut edits = HeaderEdits::default();
         remove_token(&view, &found, &mut edits);
         assert_eq!(edits.remove, ["cookie"]);
         assert_eq!(edits.set, [("cookie".to_string(), "a=1; b=2".to_string())]);
 
         let only = request("/", &[("cookie", "id_token=t")]);
-        let found = find_token(&only, &[TokenLocation::Cookie("id_token".into())]).unwrap();
+        let found = find(&only, &[TokenLocation::Cookie("id_token".into())]).unwrap();
         let mut edits = HeaderEdits::default();
         remove_token(&only, &found, &mut edits);
         assert!(edits.set.is_empty());
+    }
+
+    #[test]
+    fn two_different_tokens_refuse_the_request() {
+        let locations = [bearer(), TokenLocation::Param("access_token".into())];
+        for view in [
+            request("/x?access_token=b", &[("authorization", "Bearer a")]),
+            request("/x?access_token=a&access_token=b", &[]),
+            request(
+                "/x",
+                &[("authorization", "Bearer a"), ("authorization", "bearer b")],
+            ),
+        ] {
+            assert_eq!(
+                find_token(&view, &locations),
+                Err(Reason::TokenMalformed),
+                "{view:?}"
+            );
+        }
+        let cookie = [TokenLocation::Cookie("id_token".into())];
+        let view = request(
+            "/",
+            &[("cookie", "id_token=a; x=1"), ("cookie", "id_token=b")],
+        );
+        assert_eq!(find_token(&view, &cookie), Err(Reason::TokenMalformed));
+        // A non-bearer Authorization beside the bearer one is not a token.
+        let view = request(
+            "/",
+            &[
+                ("authorization", "Basic dXNlcg=="),
+                ("authorization", "Bearer a"),
+            ],
+        );
+        assert_eq!(find(&view, &locations).unwrap().value, "a");
+    }
+
+    #[test]
+    fn the_same_token_twice_is_removed_from_every_place() {
+        let locations = [bearer(), TokenLocation::Param("access_token".into())];
+        let view = request(
+            "/x?access_token=a&k=1&access_token=a",
+            &[("authorization", "Bearer a")],
+        );
+        let found = find(&view, &locations).unwrap();
+        assert_eq!(found.location, locations[0]);
+        assert_eq!(found.also_at, [locations[1].clone()]);
+        let mut edits = HeaderEdits::default();
+        remove_token(&view, &found, &mut edits);
+        assert_eq!(edits.remove, ["authorization"]);
+        assert_eq!(edits.path.as_deref(), Some("/x?k=1"));
     }
 }

@@ -5,6 +5,7 @@
 //! every check are remembered.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -14,12 +15,14 @@ use crate::authz::cache::TtlCache;
 /// Default bound on remembered tokens (per worker).
 pub const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
 
-/// What a verified token established.
+/// What a verified token established. Shared (`Rc`) between the cache and the
+/// requests that carry the token, so a hit copies nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedToken {
     pub rule: usize,
-    pub claims: Map<String, Value>,
-    pub payload_segment: String,
+    pub claims: Rc<Map<String, Value>>,
+    /// The identity headers the rule maps the claims to, computed once.
+    pub headers: Vec<(String, String)>,
     /// The key-set generation it was verified against.
     pub key_generation: u64,
 }
@@ -27,7 +30,7 @@ pub struct VerifiedToken {
 /// A bounded memo of verified tokens; interior mutability keeps the pipeline's
 /// view of it shared (`&`).
 pub struct TokenCache {
-    entries: RefCell<TtlCache<VerifiedToken>>,
+    entries: RefCell<TtlCache<Rc<VerifiedToken>>>,
 }
 
 fn seconds(value: Option<&Value>) -> Option<f64> {
@@ -49,7 +52,7 @@ impl TokenCache {
         now: Duration,
         clock_skew: Duration,
         generation_of: impl Fn(usize) -> u64,
-    ) -> Option<VerifiedToken> {
+    ) -> Option<Rc<VerifiedToken>> {
         let entries = self.entries.try_borrow().ok()?;
         let found = entries.get(token, now)?;
         if found.key_generation != generation_of(found.rule) {
@@ -59,14 +62,14 @@ impl TokenCache {
         let skew = clock_skew.as_secs_f64();
         let expired = seconds(found.claims.get("exp")).is_none_or(|exp| now_s - skew > exp);
         let early = seconds(found.claims.get("nbf")).is_some_and(|nbf| now_s + skew < nbf);
-        (!expired && !early).then(|| found.clone())
+        (!expired && !early).then(|| Rc::clone(found))
     }
 
     /// Remembers a token that passed every check, until its `exp` (plus skew).
     pub fn remember(
         &self,
         token: &str,
-        verified: VerifiedToken,
+        verified: Rc<VerifiedToken>,
         now: Duration,
         clock_skew: Duration,
     ) {
@@ -92,16 +95,18 @@ mod tests {
     const NOW: Duration = Duration::from_secs(1_800_000_000);
     const SKEW: Duration = Duration::from_secs(60);
 
-    fn verified(exp: u64, generation: u64) -> VerifiedToken {
-        VerifiedToken {
+    fn verified(exp: u64, generation: u64) -> Rc<VerifiedToken> {
+        Rc::new(VerifiedToken {
             rule: 0,
-            claims: json!({"exp": exp, "email": "a@b.c"})
-                .as_object()
-                .cloned()
-                .unwrap(),
-            payload_segment: "p".into(),
+            claims: Rc::new(
+                json!({"exp": exp, "email": "a@b.c"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            ),
+            headers: vec![("kubeflow-userid".into(), "a@b.c".into())],
             key_generation: generation,
-        }
+        })
     }
 
     #[test]

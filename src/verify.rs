@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use base64::Engine;
-use jwt_simple::prelude::{UnixTimeStamp, VerificationOptions};
 use jwt_simple::JWTError;
 use serde_json::{Map, Value};
 
@@ -19,6 +18,9 @@ use crate::outcome::Reason;
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
+
+/// NumericDates (`exp`, `nbf`, `iat`) must be below this (2^32 s, in 2106).
+const MAX_NUMERIC_DATE: f64 = 4_294_967_296.0;
 
 /// The decoded, not yet verified, parts of a compact JWS.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,11 +60,17 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Reason> {
     ) else {
         return Err(Reason::TokenMalformed);
     };
+    // jwt-simple refuses longer header segments; refuse them here, whatever the kid.
+    if header.len() > jwt_simple::token::MAX_HEADER_LENGTH {
+        return Err(Reason::TokenMalformed);
+    }
     decode_segment(signature)?;
-    let header: Map<String, Value> =
-        serde_json::from_slice(&decode_segment(header)?).map_err(|_| Reason::TokenMalformed)?;
-    let claims: Map<String, Value> =
-        serde_json::from_slice(&decode_segment(payload)?).map_err(|_| Reason::TokenMalformed)?;
+    // Duplicate member names are refused: what kfauth reads must be what
+    // jwt-simple and the backends read.
+    let header = crate::claims::parse_unique_object(&decode_segment(header)?)
+        .ok_or(Reason::TokenMalformed)?;
+    let claims = crate::claims::parse_unique_object(&decode_segment(payload)?)
+        .ok_or(Reason::TokenMalformed)?;
 
     let alg = match header.get("alg") {
         Some(Value::String(alg)) => alg.clone(),
@@ -80,6 +88,22 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Reason> {
     {
         return Err(Reason::TokenMalformed);
     }
+    // Header parameters jwt-simple reads must have the types it reads (it takes
+    // `jwk` as a string, though RFC 7515 makes it an object): a token it cannot
+    // parse is malformed, not a bad signature. `jku`, `jwk`, `x5u` and `x5c`
+    // are never used to find a key.
+    for name in ["cty", "jku", "jwk", "x5u", "x5t", "x5t#S256", "salt"] {
+        if header.get(name).is_some_and(|value| !value.is_string()) {
+            return Err(Reason::TokenMalformed);
+        }
+    }
+    if header.get("x5c").is_some_and(|value| {
+        value
+            .as_array()
+            .is_none_or(|list| !list.iter().all(Value::is_string))
+    }) {
+        return Err(Reason::TokenMalformed);
+    }
     match header.get("typ") {
         None => {}
         Some(Value::String(typ))
@@ -88,7 +112,12 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Reason> {
     }
     for name in ["exp", "nbf", "iat"] {
         if let Some(value) = claims.get(name) {
-            if value.as_f64().is_none_or(|time| time < 0.0) {
+            // jwt-simple's clock saturates at 2^32 s (year 2106): beyond it
+            // kfauth and jwt-simple would not read the same instant.
+            if value
+                .as_f64()
+                .is_none_or(|time| !(0.0..MAX_NUMERIC_DATE).contains(&time))
+            {
                 return Err(Reason::TokenMalformed);
             }
         }
@@ -152,7 +181,7 @@ pub fn verify(
     let mut last = Reason::SignatureInvalid;
     let mut verified = false;
     for key in candidates {
-        match key.verify(token, options(now, clock_skew)) {
+        match key.verify_signature(token) {
             Ok(_) => {
                 verified = true;
                 break;
@@ -170,6 +199,7 @@ pub fn verify(
     if !verified {
         return Err(last);
     }
+    check_times(&unverified.claims, now, clock_skew)?;
 
     // jwt-simple accepts tokens without `exp`; a token that never expires is refused.
     if !unverified.claims.contains_key("exp") {
@@ -181,18 +211,27 @@ pub fn verify(
     Ok(())
 }
 
-fn options(now: Duration, clock_skew: Duration) -> VerificationOptions {
-    VerificationOptions {
-        artificial_time: Some(UnixTimeStamp::from_millis(
-            u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
-        )),
-        time_tolerance: Some(UnixTimeStamp::from_millis(
-            u64::try_from(clock_skew.as_millis()).unwrap_or(u64::MAX),
-        )),
-        max_token_length: Some(MAX_TOKEN_BYTES),
-        accept_future: false,
-        ..VerificationOptions::default()
+/// The time claims of a token whose signature is good (RFC 7519 sections
+/// 4.1.4-4.1.6), each allowed `clock_skew`, in jwt-simple's order: `iat` in the
+/// future or `nbf` not reached is `token_not_yet_valid`, `exp` passed is
+/// `token_expired`. The verified-token cache re-checks `exp` and `nbf` the same way.
+fn check_times(
+    claims: &Map<String, Value>,
+    now: Duration,
+    clock_skew: Duration,
+) -> Result<(), Reason> {
+    let time = |name| claims.get(name).and_then(Value::as_f64);
+    let now = now.as_secs_f64();
+    let skew = clock_skew.as_secs_f64();
+    if time("iat").is_some_and(|iat| iat > now + skew)
+        || time("nbf").is_some_and(|nbf| nbf > now + skew)
+    {
+        return Err(Reason::TokenNotYetValid);
     }
+    if time("exp").is_some_and(|exp| now - skew > exp) {
+        return Err(Reason::TokenExpired);
+    }
+    Ok(())
 }
 
 fn classify(problem: &jwt_simple::Error) -> Reason {
@@ -205,6 +244,8 @@ fn classify(problem: &jwt_simple::Error) -> Reason {
             | JWTError::TokenTooLong
             | JWTError::NotJWT,
         ) => Reason::TokenMalformed,
+        // A header or claims jwt-simple cannot parse (decode should have refused it).
+        None if problem.downcast_ref::<serde_json::Error>().is_some() => Reason::TokenMalformed,
         _ => Reason::SignatureInvalid,
     }
 }
@@ -401,5 +442,54 @@ mod tests {
                 "{bad:.60}"
             );
         }
+    }
+
+    #[test]
+    fn signed_but_ambiguous_or_unreadable_tokens_are_malformed() {
+        let claims = standard_claims();
+        let inner = claims.to_string();
+        let inner = inner.strip_prefix('{').unwrap();
+        let header = b64("{\"alg\":\"RS256\",\"kid\":\"rsa-1\"}");
+        for bad in [
+            // Duplicate members, in the payload and in the header.
+            format!("{header}.{}.sig", b64(&format!("{{\"iss\":\"x\",{inner}"))),
+            format!(
+                "{}.{}.sig",
+                b64("{\"alg\":\"none\",\"alg\":\"RS256\"}"),
+                b64(&claims.to_string())
+            ),
+            // Header parameters of a type jwt-simple cannot read.
+            format!(
+                "{}.{}.sig",
+                b64("{\"alg\":\"RS256\",\"jwk\":{\"kty\":\"RSA\"}}"),
+                b64(&claims.to_string())
+            ),
+            format!(
+                "{}.{}.sig",
+                b64("{\"alg\":\"RS256\",\"x5c\":\"MII\"}"),
+                b64(&claims.to_string())
+            ),
+            // A header longer than jwt-simple reads.
+            format!(
+                "{}.{}.sig",
+                b64(&format!(
+                    "{{\"alg\":\"RS256\",\"kid\":\"{}\"}}",
+                    "k".repeat(8192)
+                )),
+                b64(&claims.to_string())
+            ),
+            // NumericDates jwt-simple's clock cannot hold.
+            format!("{header}.{}.sig", b64(&format!("{{\"exp\":1e300,{inner}"))),
+        ] {
+            assert_eq!(
+                decode(&bad).err(),
+                Some(Reason::TokenMalformed),
+                "{bad:.80}"
+            );
+        }
+        let mut fractional = standard_claims();
+        fractional["exp"] = (NOW_SECS as f64 + 0.5).into();
+        let token = sign("RS256", Some("rsa-1"), &fractional);
+        assert!(decode(&token).is_ok());
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Configurations: no auth filter; Envoy's native `jwt_authn` as Istio configures
 //! it (inline JWKS, claim_to_headers, no JWT cache); kfauth with an equivalent
-//! config. Workload: one RS256 token reused. The upstream is a direct response,
-//! so the filter is what is measured. Runs are interleaved and repeated; the
+//! config; on request, kfauth with every path skipped (the cost of being a Wasm
+//! filter at all). Workloads: (a) one RS256 token reused; (b) 1,000 tokens,
+//! Zipf-distributed; (c) every request a token no cache holds. The upstream is a
+//! direct response, so the filter is what is measured. Runs are interleaved and repeated; the
 //! median of each is reported. Results drift with the machine's load: read the
 //! ratios, not the absolute figures.
 
@@ -21,6 +23,11 @@ use serde_json::{json, Value};
 
 const ISSUER: &str = "https://bench.kfauth.local";
 const AUDIENCE: &str = "kubeflow";
+/// wrk threads (workload (c) splits its tokens between them).
+const WRK_THREADS: usize = 2;
+/// Tokens for workload (c): more than any cache holds (kfauth's default is
+/// 10,000 per worker, native's 1,000), so each request is verified anew.
+const FRESH_TOKENS: usize = 40_000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Variant {
@@ -28,6 +35,8 @@ enum Variant {
     NativeJwtAuthn,
     NativeJwtAuthnCached,
     Kfauth,
+    /// kfauth with `skipPaths: ["^/"]`: only the identity-header strip runs.
+    KfauthFloor,
 }
 
 impl Variant {
@@ -37,6 +46,18 @@ impl Variant {
             Variant::NativeJwtAuthn => "native jwt_authn (Istio-style, no cache)",
             Variant::NativeJwtAuthnCached => "native jwt_authn + jwt_cache_config (1000)",
             Variant::Kfauth => "kfauth",
+            Variant::KfauthFloor => "kfauth, every path skipped (Wasm floor)",
+        }
+    }
+
+    /// The name `BENCH_VARIANTS` selects it by.
+    fn key(self) -> &'static str {
+        match self {
+            Variant::NoAuth => "none",
+            Variant::NativeJwtAuthn => "native",
+            Variant::NativeJwtAuthnCached => "native-cached",
+            Variant::Kfauth => "kfauth",
+            Variant::KfauthFloor => "kfauth-floor",
         }
     }
 }
@@ -83,8 +104,8 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
                 "          - name: envoy.filters.http.jwt_authn\n            typed_config: {config}\n"
             )
         }
-        Variant::Kfauth => {
-            let plugin = json!({
+        Variant::Kfauth | Variant::KfauthFloor => {
+            let mut plugin = json!({
                 "jwtRules": [{
                     "issuer": ISSUER,
                     "audiences": [AUDIENCE],
@@ -96,6 +117,9 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
                 }],
                 "requireJwt": true,
             });
+            if variant == Variant::KfauthFloor {
+                plugin["skipPaths"] = json!(["^/"]);
+            }
             let config = json!({
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                 "config": {
@@ -270,6 +294,55 @@ fn write_token_script(path: &Path, tokens: &[String], sequence: &[usize]) {
     fs::write(path, script).unwrap();
 }
 
+/// A wrk script for workload (c): each wrk thread walks its own share of
+/// `tokens` (thread k takes k, k+T, k+2T, ...), so no two requests of a run
+/// carry the same token until the list wraps; the list is longer than every
+/// cache, so even then no cache holds the token.
+fn write_fresh_token_script(path: &Path, tokens: &[String], threads: usize) {
+    let mut script = String::from("local tokens = {\n");
+    for token in tokens {
+        script.push_str(&format!("  \"{token}\",\n"));
+    }
+    script.push_str(&format!(
+        "}}\nlocal threads = {threads}\nlocal next_id = 0\nlocal i = 0\n\
+setup = function(thread) thread:set(\"id\", next_id); next_id = next_id + 1 end\n\
+init = function(args) i = 0 end\n\
+request = function()\n  local index = (i * threads + (id or 0)) % #tokens + 1\n  i = i + 1\n\
+  return wrk.format(nil, nil, {{ [\"Authorization\"] = \"Bearer \" .. tokens[index] }})\nend\n"
+    ));
+    fs::write(path, script).unwrap();
+}
+
+/// Mints `count` distinct RS256 tokens (a `jti` each) on every core.
+fn mint_fresh_tokens(idp: &Idp, count: usize) -> Vec<String> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per_thread = count.div_ceil(cores);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cores)
+            .map(|core| {
+                scope.spawn(move || {
+                    (core * per_thread..((core + 1) * per_thread).min(count))
+                        .map(|n| {
+                            let mut claims = standard_claims(
+                                ISSUER,
+                                AUDIENCE,
+                                &format!("fresh{}@example.com", n % 5000),
+                                &["team-a", "team-b"],
+                            );
+                            claims["jti"] = json!(format!("fresh-{n}"));
+                            idp.sign(Alg::RS256, &claims)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap())
+            .collect()
+    })
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -286,7 +359,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 fn run_wrk(port: u16, workload: &Workload, seconds: u32, connections: u32) -> Measure {
     let mut command = Command::new("wrk");
     command.args([
-        "-t2",
+        &format!("-t{WRK_THREADS}"),
         &format!("-c{connections}"),
         &format!("-d{seconds}s"),
         "--latency",
@@ -362,17 +435,43 @@ fn main() {
     let tokens: Vec<String> = (0..1000).map(mint).collect();
     let script = workdir.join("zipf-1000.lua");
     write_token_script(&script, &tokens, &zipf_sequence(tokens.len(), 1.1, 200_000));
-    let workloads = [
-        ("(a) one token", Workload::OneToken(token.clone())),
-        ("(b) 1,000 tokens, Zipf s=1.1", Workload::Script(script)),
-    ];
+    let wanted_workloads = std::env::var("BENCH_WORKLOADS").unwrap_or_else(|_| "a,b,c".into());
+    let wanted_workloads: Vec<&str> = wanted_workloads.split(',').map(str::trim).collect();
+    let mut workloads = Vec::new();
+    if wanted_workloads.contains(&"a") {
+        workloads.push(("(a) one token", Workload::OneToken(token.clone())));
+    }
+    if wanted_workloads.contains(&"b") {
+        workloads.push(("(b) 1,000 tokens, Zipf s=1.1", Workload::Script(script)));
+    }
+    if wanted_workloads.contains(&"c") {
+        eprintln!("minting {FRESH_TOKENS} tokens for the fresh-token workload");
+        let fresh = mint_fresh_tokens(&idp, FRESH_TOKENS);
+        let fresh_script = workdir.join("fresh.lua");
+        write_fresh_token_script(&fresh_script, &fresh, WRK_THREADS);
+        workloads.push((
+            "(c) every request a new token",
+            Workload::Script(fresh_script),
+        ));
+    }
 
-    let variants = [
+    let wanted_variants = std::env::var("BENCH_VARIANTS")
+        .unwrap_or_else(|_| "none,native,native-cached,kfauth".into());
+    let variants: Vec<Variant> = [
         Variant::NoAuth,
         Variant::NativeJwtAuthn,
         Variant::NativeJwtAuthnCached,
         Variant::Kfauth,
-    ];
+        Variant::KfauthFloor,
+    ]
+    .into_iter()
+    .filter(|variant| {
+        wanted_variants
+            .split(',')
+            .any(|key| key.trim() == variant.key())
+    })
+    .collect();
+    let position = |wanted: Variant| variants.iter().position(|variant| *variant == wanted);
     let envoys: Vec<RunningEnvoy> = variants
         .iter()
         .map(|variant| start_envoy(*variant, &jwks, &workdir))
@@ -410,7 +509,7 @@ fn main() {
     drop(envoys);
 
     println!(
-        "\nwrk -t2 -c{connections} -d{seconds}s per run; Envoy --concurrency 2, direct-response upstream; median of {rounds} interleaved rounds\n"
+        "\nwrk -t{WRK_THREADS} -c{connections} -d{seconds}s per run; Envoy --concurrency 2, direct-response upstream; median of {rounds} interleaved rounds\n"
     );
     let mut ratio_lines = Vec::new();
     for (w, (label, _)) in workloads.iter().enumerate() {
@@ -427,18 +526,18 @@ fn main() {
             medians.push(rps);
         }
         println!();
-        ratio_lines.push(format!(
-            "ratio kfauth/native_jwt_authn {label}: {:.2}",
-            medians[3] / medians[1]
-        ));
-        ratio_lines.push(format!(
-            "ratio kfauth/native_jwt_authn_cached {label}: {:.2}",
-            medians[3] / medians[2]
-        ));
-        ratio_lines.push(format!(
-            "ratio kfauth/no_auth {label}: {:.2}",
-            medians[3] / medians[0]
-        ));
+        let Some(kfauth) = position(Variant::Kfauth).and_then(|v| medians.get(v)) else {
+            continue;
+        };
+        for (other, name) in [
+            (Variant::NativeJwtAuthn, "native_jwt_authn"),
+            (Variant::NativeJwtAuthnCached, "native_jwt_authn_cached"),
+            (Variant::NoAuth, "no_auth"),
+        ] {
+            if let Some(rps) = position(other).and_then(|v| medians.get(v)) {
+                ratio_lines.push(format!("ratio kfauth/{name} {label}: {:.2}", kfauth / rps));
+            }
+        }
     }
     println!("| configuration | Envoy peak RSS MiB |");
     println!("| --- | ---: |");

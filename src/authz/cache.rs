@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +23,10 @@ struct Entry<V> {
 
 #[derive(Debug)]
 pub struct TtlCache<V> {
-    entries: HashMap<String, Entry<V>>,
-    order: VecDeque<String>,
+    // One allocation per key, shared by the map and the eviction order: keys
+    // can be whole tokens (a kilobyte each).
+    entries: HashMap<Rc<str>, Entry<V>>,
+    order: VecDeque<Rc<str>>,
     max_entries: usize,
     /// Lookups answered from the cache, for the host's metric.
     hits: Cell<u64>,
@@ -60,16 +63,17 @@ impl<V> TtlCache<V> {
         if self.max_entries == 0 || ttl.is_zero() {
             return;
         }
+        let key: Rc<str> = Rc::from(key);
         if !self.entries.contains_key(&key) {
             while self.entries.len() >= self.max_entries {
                 match self.order.pop_front() {
                     Some(oldest) => {
-                        self.entries.remove(&oldest);
+                        self.entries.remove(&*oldest);
                     }
                     None => break,
                 }
             }
-            self.order.push_back(key.clone());
+            self.order.push_back(Rc::clone(&key));
         }
         self.entries.insert(
             key,

@@ -54,10 +54,12 @@ fn alice() -> Identity {
     Identity {
         reviewed: None,
         rule: 0,
-        claims: json!({"email": "alice@example.com", "groups": ["team-a", "ml"]})
-            .as_object()
-            .cloned()
-            .unwrap(),
+        claims: std::rc::Rc::new(
+            json!({"email": "alice@example.com", "groups": ["team-a", "ml"]})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        ),
     }
 }
 

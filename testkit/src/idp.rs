@@ -121,6 +121,10 @@ impl Idp {
     pub fn sign_with_kid(&self, alg: Alg, kid: &str, claims: &Value) -> String {
         let claims = exact_claims(claims);
         match alg {
+            // The key's own kid: sign with it directly (a DER round trip costs
+            // more than the signature, which matters when minting thousands).
+            Alg::RS256 if kid == self.rsa_kid => self.rsa.sign(claims).expect("RS256 signing"),
+            Alg::ES256 if kid == self.ec_kid => self.ec.sign(claims).expect("ES256 signing"),
             Alg::RS256 => {
                 let key = RS256KeyPair::from_der(&self.rsa.to_der().expect("DER export"))
                     .expect("DER import")
