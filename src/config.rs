@@ -228,7 +228,9 @@ impl Config {
         let raw: RawConfig =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|problem| {
                 let path = problem.path().to_string();
-                let field = if path == "." {
+                // `?`: serde_path_to_error could not tell where (a syntax error);
+                // empty: an unknown field whose name is empty.
+                let field = if path.is_empty() || path == "." || path == "?" {
                     "pluginConfig".into()
                 } else {
                     path
@@ -750,6 +752,13 @@ mod tests {
             "jwtRules[0].issuer"
         );
         assert_eq!(field_of(Config::parse(b"not json")), "pluginConfig");
+        // Found by the config_parse fuzz target: a syntax error after the
+        // last top-level field has the path `?`, which names no field.
+        assert_eq!(
+            field_of(Config::parse(br#"{"requireJwt":true]"#)),
+            "pluginConfig"
+        );
+        assert_eq!(field_of(Config::parse(br#"{"":1}"#)), "pluginConfig");
     }
 
     #[test]

@@ -83,6 +83,13 @@ fn current_cookies(request: &RequestView, edits: &HeaderEdits) -> Vec<String> {
         .collect()
 }
 
+/// RFC 6265 section 4.2.1 puts only SP (and HTAB, as OWS) around cookie-pairs;
+/// `str::trim` would also eat Unicode and control whitespace that is part of a
+/// cookie the backend must get byte for byte.
+fn trim_ows(text: &str) -> &str {
+    text.trim_matches([' ', '\t'])
+}
+
 /// Adds the diet to `edits` when the request is gRPC on a chosen path.
 pub fn apply(grpc: &GrpcConfig, request: &RequestView, edits: &mut HeaderEdits) {
     if !is_grpc_content_type(request.header("content-type")) {
@@ -104,11 +111,11 @@ pub fn apply(grpc: &GrpcConfig, request: &RequestView, edits: &mut HeaderEdits) 
     let pairs: Vec<&str> = cookies
         .iter()
         .flat_map(|header| header.split(';'))
-        .map(str::trim)
+        .map(trim_ows)
         .filter(|pair| !pair.is_empty())
         .collect();
     let is_stripped = |pair: &str| {
-        let name = pair.split_once('=').map_or(pair, |(name, _)| name).trim();
+        let name = trim_ows(pair.split_once('=').map_or(pair, |(name, _)| name));
         grpc.strip_cookies.is_empty() || grpc.strip_cookies.iter().any(|stripped| stripped == name)
     };
     let (stripped, kept): (Vec<&str>, Vec<&str>) = pairs.iter().partition(|pair| is_stripped(pair));
@@ -203,6 +210,33 @@ mod tests {
         apply(
             &grpc(&["absent"], 0),
             &request(MLMD, "application/grpc", &["a=1;b=2"]),
+            &mut untouched,
+        );
+        assert_eq!(untouched, HeaderEdits::default());
+    }
+
+    #[test]
+    fn kept_cookies_keep_their_non_ows_whitespace() {
+        // Found by the cookie_diet fuzz target: a vertical tab or a no-break
+        // space is cookie content, not the optional whitespace around a pair.
+        let mut edits = HeaderEdits::default();
+        let view = request(
+            MLMD,
+            "application/grpc",
+            &["a=1\u{a0}; \u{b}; _o=big;\t\u{a0}b=2 "],
+        );
+        apply(&grpc(&["_o"], 0), &view, &mut edits);
+        assert_eq!(
+            edits.set,
+            [(
+                "cookie".to_string(),
+                "a=1\u{a0}; \u{b}; \u{a0}b=2".to_string()
+            )]
+        );
+        let mut untouched = HeaderEdits::default();
+        apply(
+            &grpc(&["_o"], 0),
+            &request(MLMD, "application/grpc", &["\u{a0}_o=1; a=1"]),
             &mut untouched,
         );
         assert_eq!(untouched, HeaderEdits::default());

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for FUZZ_SECONDS (default 60) on stable Rust (`-s none`:
+# libFuzzer with coverage feedback, no sanitizer), then prints one line per
+# target from libFuzzer's final stats. Exits non-zero when a target crashed;
+# the crashing input is in fuzz/artifacts/<target>/. New inputs go to
+# fuzz/target/corpus/<target> so the committed seed corpus stays small.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-60}
+cargo_fuzz=${CARGO_FUZZ:-.tools/bin/cargo-fuzz}
+targets=(token_verify jwks_parse config_parse review_answer cookie_diet)
+
+"$cargo_fuzz" fuzz build -s none || exit 1
+summary=()
+failed=0
+for target in "${targets[@]}"; do
+  work=fuzz/target/corpus/$target
+  log=fuzz/target/$target.log
+  mkdir -p "$work"
+  echo "fuzzing $target for ${seconds}s (log: $log)"
+  "$cargo_fuzz" fuzz run -s none "$target" "$work" "fuzz/corpus/$target" -- \
+    -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1
+  code=$?
+  stat() { awk -v key="stat::$1:" '$1 == key {print $2}' "$log" | tail -1; }
+  cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
+  line="$target: $(stat number_of_executed_units) execs, $(stat average_exec_per_sec) exec/s, ${cov:-cov: ?}, peak $(stat peak_rss_mb) MB"
+  if [ "$code" -ne 0 ]; then
+    failed=1
+    artifact=$(grep -oE 'Test unit written to [^ ]+' "$log" | tail -1 | cut -d' ' -f5)
+    line="$line, CRASH (exit $code) ${artifact:-see $log}"
+    grep -m1 -A3 'panicked at' "$log" >&2
+  else
+    line="$line, no crash"
+  fi
+  summary+=("$line")
+done
+printf '%s\n' "${summary[@]}"
+exit "$failed"
