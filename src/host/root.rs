@@ -407,18 +407,29 @@ impl Context for KfauthRoot {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _num_headers: usize,
+        num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
         let now = host_now();
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        // A callout that failed after its response began (the peer closed or
+        // reset the connection mid-body) arrives with no headers, and Envoy
+        // then has no response map at all: asking for `:status` answers
+        // BadArgument, on which the SDK panics (a VM trap; seen with a JWKS
+        // endpoint that hangs up halfway, tests/faults_jwks.rs). No headers
+        // is "no response".
+        let (status, body) = if num_headers == 0 {
+            (None, Vec::new())
+        } else {
+            let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+                .ok()
+                .flatten();
+            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            (status, body)
+        };
         let is_review = self
             .state
             .borrow()
