@@ -1,5 +1,9 @@
 //! Runs a real Envoy with a rendered bootstrap: waits until its listener
-//! serves, keeps its log for assertions, and kills it when dropped.
+//! serves, keeps its log for assertions, and kills it when dropped. On the
+//! way down it reads the log for Wasm VM traps (a panic in the module, an
+//! `unreachable`, any `Function: proxy_... failed`) and fails the test that
+//! owned it: a trap is a worker failing every request, never an acceptable
+//! outcome, so every e2e suite gets this check without asking for it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,7 +46,8 @@ pub fn envoy_args(config: &Path, log: &Path, concurrency: u32) -> Vec<String> {
 }
 
 /// A running Envoy; killed when dropped. If the dropping thread is
-/// panicking (a failed test), the log tail is printed first.
+/// panicking (a failed test), the log tail is printed first; otherwise a
+/// Wasm VM trap in the log fails the test (see [`vm_traps`]).
 pub struct Envoy {
     child: Child,
     dir: PathBuf,
@@ -102,6 +107,11 @@ impl Envoy {
         let mut args = envoy_args(&config, &log, settings.concurrency);
         args.push("--admin-address-path".into());
         args.push(dir.join("admin.txt").display().to_string());
+        // The log file is written through Envoy's buffered file sink (flushed
+        // every 10 s by default): flush often, so that a log read mid-test
+        // or after a kill holds what happened.
+        args.push("--file-flush-interval-msec".into());
+        args.push("100".into());
         let child = Command::new(envoy_bin())
             .args(&args)
             .current_dir(repo_root())
@@ -270,7 +280,37 @@ impl Envoy {
         wasm_lines(&self.logs())
     }
 
+    /// Panics, with the trap and the log around it, if the module trapped
+    /// so far. [`Drop`] runs the same check once Envoy is stopped; call this
+    /// to check mid-test.
+    pub fn assert_no_vm_trap(&self) {
+        let logs = self.logs();
+        let traps = vm_traps(&logs);
+        assert!(
+            traps.is_empty(),
+            "{}",
+            trap_report(&traps, &logs, &self.dir.join("envoy.log"))
+        );
+    }
+
+    /// Stops Envoy: SIGTERM first, so it flushes its log on the way out,
+    /// then SIGKILL if it has not exited within two seconds.
     fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+                // SAFETY: signalling our own child, which has not been reaped.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -279,16 +319,85 @@ impl Envoy {
 impl Drop for Envoy {
     fn drop(&mut self) {
         self.kill();
+        let logs = self.logs();
         if std::thread::panicking() {
             eprintln!(
                 "--- Envoy log excerpt (full log: {}) ---\n{}",
                 self.dir.join("envoy.log").display(),
-                log_excerpt(&self.logs())
+                log_excerpt(&logs)
             );
-        } else {
+            return;
+        }
+        let traps = vm_traps(&logs);
+        if traps.is_empty() {
             let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            // The directory stays for inspection.
+            panic!(
+                "{}",
+                trap_report(&traps, &logs, &self.dir.join("envoy.log"))
+            );
         }
     }
+}
+
+/// What V8 and the Rust runtime write when the module traps, as Envoy 1.40
+/// logs it (seen with a probe module that panics in
+/// `on_http_request_headers`):
+///
+/// ```text
+/// [error][wasm] ... wasm log kfauth kfauth:
+/// thread '<unnamed>' (1) panicked at src/lib.rs:11:13:
+/// [error][wasm] [source/extensions/common/wasm/wasm_vm.cc:38] Function: proxy_on_request_headers failed: Uncaught RuntimeError: unreachable
+/// Proxy-Wasm plugin in-VM backtrace:
+/// ```
+///
+/// A trap without a Rust panic (an out-of-bounds access, a stack overflow)
+/// shows only the `Function: ... failed` line, so each marker counts alone.
+pub const VM_TRAP_MARKERS: &[&str] = &[
+    "Function: proxy_",
+    "Uncaught RuntimeError",
+    "Proxy-Wasm plugin in-VM backtrace",
+    ") panicked at ",
+    "' panicked at ",
+    "wasm trap",
+];
+
+/// The lines of `logs` that show a Wasm VM trap or a Rust panic in the
+/// module (see [`VM_TRAP_MARKERS`]).
+pub fn vm_traps(logs: &str) -> Vec<String> {
+    logs.lines()
+        .filter(|line| {
+            VM_TRAP_MARKERS.iter().any(|marker| match *marker {
+                // Only the VM's own failure line, not a module log line that
+                // happens to say "Function: proxy_".
+                "Function: proxy_" => line.contains(marker) && line.contains(" failed: "),
+                _ => line.contains(marker),
+            })
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The failure message for `traps`: the trap lines, then the log lines
+/// around the first one.
+fn trap_report(traps: &[String], logs: &str, log_path: &Path) -> String {
+    let lines: Vec<&str> = logs.lines().collect();
+    let first = lines
+        .iter()
+        .position(|line| Some(*line) == traps.first().map(String::as_str))
+        .unwrap_or(0);
+    let excerpt = lines
+        .get(first.saturating_sub(10)..(first + 15).min(lines.len()))
+        .unwrap_or_default()
+        .join("\n");
+    format!(
+        "the Wasm VM trapped {} time(s) (a kfauth bug: a trap fails every request of that worker); \
+         full log in {}\n--- trap lines ---\n{}\n--- log around the first ---\n{excerpt}",
+        traps.len(),
+        log_path.display(),
+        traps.join("\n")
+    )
 }
 
 /// The lines of `logs` worth reading after a failure: kfauth's own lines and
@@ -345,4 +454,39 @@ fn scratch_dir() -> PathBuf {
     ));
     fs::create_dir_all(&dir).expect("create scratch dir");
     dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Envoy 1.40's log of a module that panicked in a request callback.
+    const TRAPPED: &str = "\
+[2026-11-28 19:05:32.232][13636][info][wasm] [source/extensions/common/wasm/context.cc:1157] wasm log kfauth kfauth: fetch failed: connection reset
+[2026-11-28 19:05:32.232][13636][error][wasm] [source/extensions/common/wasm/context.cc:1157] wasm log kfauth kfauth: 
+thread '<unnamed>' (1) panicked at src/lib.rs:11:13:
+probe panic on purpose
+[2026-11-28 19:05:32.233][13636][error][wasm] [source/extensions/common/wasm/wasm_vm.cc:38] Function: proxy_on_request_headers failed: Uncaught RuntimeError: unreachable
+Proxy-Wasm plugin in-VM backtrace:
+  4:  0x10528 - _RNvCsfLfy6EI15iL_7___rustc18___rust_start_panic
+";
+
+    #[test]
+    fn a_trap_is_found_by_its_lines() {
+        let traps = vm_traps(TRAPPED);
+        assert_eq!(traps.len(), 3, "{traps:?}");
+        assert!(traps[0].contains("panicked at"));
+        assert!(traps[1].contains("Function: proxy_on_request_headers failed"));
+        let report = trap_report(&traps, TRAPPED, Path::new("/tmp/envoy.log"));
+        assert!(report.contains("trapped 3 time(s)"), "{report}");
+        assert!(report.contains("probe panic on purpose"), "{report}");
+    }
+
+    #[test]
+    fn ordinary_failures_are_not_traps() {
+        let logs = "[info][wasm] wasm log kfauth kfauth: jwks fetch failed: timeout\n\
+            [info][wasm] wasm log kfauth kfauth: denied 401 GET /: token_malformed\n\
+            [warning][main] Function: something failed: but not the VM\n";
+        assert!(vm_traps(logs).is_empty());
+    }
 }

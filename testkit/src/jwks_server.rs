@@ -6,7 +6,9 @@
 //!
 //! It closes every connection after one answer, so a stopped server leaves
 //! no kept-alive connection behind for Envoy to reuse, and every fetch is
-//! seen here as one request.
+//! seen here as one request. Besides failing cleanly (500, garbage, slow) it
+//! can fail the way networks do: reset the connection after reading the
+//! request, or promise a body and hang up halfway through it.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -33,6 +35,18 @@ pub enum JwksMode {
     /// Waits this long, then serves the document (for fetch timeouts). The
     /// server answers one request at a time, so later fetches queue behind.
     Stall(Duration, String),
+    /// Reads the request, then resets the connection (TCP RST, no answer).
+    Reset,
+    /// Sends the head with the document's full `content-length` and half of
+    /// the body, then closes.
+    Truncated(String),
+}
+
+/// What the connection does after the request head is read.
+enum Answer {
+    Respond(u16, &'static str, Vec<u8>),
+    Reset,
+    Truncated(Vec<u8>),
 }
 
 #[derive(Default)]
@@ -42,34 +56,75 @@ struct State {
 }
 
 impl State {
-    fn answer(&self, path: &str) -> (u16, &'static str, Vec<u8>) {
+    fn answer(&self, path: &str) -> Answer {
+        let (status, content_type, body) = match self.mode(path) {
+            Ok(JwksMode::Reset) => return Answer::Reset,
+            Ok(JwksMode::Truncated(body)) => return Answer::Truncated(body.into_bytes()),
+            Ok(mode) => respond(mode),
+            Err(not_found) => not_found,
+        };
+        Answer::Respond(status, content_type, body)
+    }
+
+    /// The mode of `path`, counting the hit; `Err` with a 404 for an unknown path.
+    fn mode(&self, path: &str) -> Result<JwksMode, (u16, &'static str, Vec<u8>)> {
         let mode = self
             .routes
             .lock()
             .ok()
             .and_then(|routes| routes.get(path).cloned());
         let Some(mode) = mode else {
-            return (404, "text/plain", b"not found".to_vec());
+            return Err((404, "text/plain", b"not found".to_vec()));
         };
         if let Ok(mut hits) = self.hits.lock() {
             hits.entry(path.to_string())
                 .or_default()
                 .push(Instant::now());
         }
-        match mode {
-            JwksMode::Serve(body) => (200, "application/json", body.into_bytes()),
-            JwksMode::Fail => (500, "text/plain", b"JWKS backend down".to_vec()),
-            JwksMode::Garbage => (
-                200,
-                "application/json",
-                b"<html>this is not a key set</html>".to_vec(),
-            ),
-            JwksMode::Stall(delay, body) => {
-                std::thread::sleep(delay);
-                (200, "application/json", body.into_bytes())
-            }
+        Ok(mode)
+    }
+}
+
+/// The status, content type and body of a mode that answers.
+fn respond(mode: JwksMode) -> (u16, &'static str, Vec<u8>) {
+    match mode {
+        JwksMode::Serve(body) => (200, "application/json", body.into_bytes()),
+        JwksMode::Fail => (500, "text/plain", b"JWKS backend down".to_vec()),
+        JwksMode::Garbage => (
+            200,
+            "application/json",
+            b"<html>this is not a key set</html>".to_vec(),
+        ),
+        JwksMode::Stall(delay, body) => {
+            std::thread::sleep(delay);
+            (200, "application/json", body.into_bytes())
+        }
+        // Handled before a body is built.
+        JwksMode::Reset | JwksMode::Truncated(_) => {
+            (500, "text/plain", b"unreachable mode".to_vec())
         }
     }
+}
+
+/// Closes `stream` with a TCP reset (SO_LINGER 0) instead of a FIN: what a
+/// crashed peer or a middlebox dropping the connection looks like.
+pub fn reset_connection(stream: TcpStream) {
+    use std::os::fd::AsRawFd as _;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(stream);
 }
 
 /// The accept loop while the server is up.
@@ -264,7 +319,17 @@ fn serve_connection(mut stream: TcpStream, state: &State) {
     let head = String::from_utf8_lossy(&head);
     let target = head.split_whitespace().nth(1).unwrap_or("/");
     let path = target.split('?').next().unwrap_or("/");
-    let (status, content_type, body) = state.answer(path);
+    let (status, content_type, body, sent) = match state.answer(path) {
+        Answer::Reset => return reset_connection(stream),
+        Answer::Truncated(body) => {
+            let half = body.len() / 2;
+            (200, "application/json", body, half)
+        }
+        Answer::Respond(status, content_type, body) => {
+            let len = body.len();
+            (status, content_type, body, len)
+        }
+    };
     let reason = match status {
         200 => "OK",
         404 => "Not Found",
@@ -275,7 +340,7 @@ fn serve_connection(mut stream: TcpStream, state: &State) {
         body.len()
     )
     .into_bytes();
-    response.extend_from_slice(&body);
+    response.extend_from_slice(&body[..sent]);
     let _ = stream.write_all(&response);
     let _ = stream.flush();
     let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -303,6 +368,22 @@ mod tests {
         assert_eq!(elsewhere.status, 404);
         assert_eq!(server.hits(), 3);
         assert_eq!(server.hit_times().len(), 3);
+    }
+
+    #[test]
+    fn resets_and_truncates_on_demand() {
+        let server = JwksServer::start(r#"{"keys":[]}"#);
+        server.set_mode(JwksMode::Reset);
+        let reset = client::send("GET", &server.uri(), &[], None);
+        assert!(reset.is_err(), "a reset is no answer: {reset:?}");
+        server.set_mode(JwksMode::Truncated(r#"{"keys":[1,2,3,4]}"#.into()));
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.write_all(b"GET /keys HTTP/1.1\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        let _ = stream.read_to_string(&mut raw);
+        assert!(raw.contains("content-length: 18"), "{raw}");
+        assert!(raw.ends_with("\r\n\r\n{\"keys\":["), "{raw:?}");
+        assert_eq!(server.hits(), 2);
     }
 
     #[test]

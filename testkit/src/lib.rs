@@ -10,6 +10,7 @@
 //! | [`apiserver`] | the Kubernetes API server stand-in: HTTPS, RBAC-evaluated SubjectAccessReviews, TokenReviews |
 //! | [`jwks_server`] | a JWKS (and OIDC discovery) endpoint that counts hits, can fail, stop and restart |
 //! | [`echo`] | the upstream that reports what it received |
+//! | [`upstream`] | the same echo, a thread per connection, for load |
 //! | [`bootstrap`] | the Envoy bootstrap YAML (tests and `envoy/envoy.yaml`) |
 //! | [`envoy`] | running Envoy, waiting for it, reading its log |
 //! | [`gateway`] | Envoy + echo upstream, what most scenarios start |
@@ -35,6 +36,7 @@ pub mod plugin_config;
 pub mod scenarios;
 pub mod serve;
 pub mod stats;
+pub mod upstream;
 
 pub use apiserver::ApiServer;
 pub use bootstrap::{render_envoy_yaml, Cluster, ClusterTls, EnvoySettings, Route};
@@ -45,3 +47,4 @@ pub use gateway::Gateway;
 pub use idp::{standard_claims, Alg, Idp};
 pub use jwks_server::{JwksMode, JwksServer};
 pub use stats::Stats;
+pub use upstream::Upstream;

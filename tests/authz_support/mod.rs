@@ -9,9 +9,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::time::Duration;
 
 use kfauth_testkit::apiserver::API_SERVER_CLUSTER;
@@ -413,124 +411,9 @@ fn parse(raw: &[u8]) -> Result<HttpResponse, String> {
     })
 }
 
-/// The upstream: answers every request with 200 and the JSON account the
-/// testkit's echo server gives (`method`, `path`, `headers`; read it with
-/// `HttpResponse::echoed`), one thread per connection. Unlike the testkit's
-/// tiny_http-based `EchoServer`, it serves any number of connections at
-/// once: tiny_http's task pool can leave a burst of new keep-alive
-/// connections unserved (Envoy then answers 504 after its 15 s route
-/// timeout), which the concurrency scenarios here would hit.
-pub struct Upstream {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Upstream {
-    pub fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("upstream binds");
-        let port = listener.local_addr().expect("bound").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if flag.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    std::thread::spawn(move || serve_echo(stream));
-                }
-            }
-        });
-        Upstream {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Answers the requests of one connection until it closes.
-fn serve_echo(mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let head_end = loop {
-            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let mut request_line = lines.next().unwrap_or_default().split(' ');
-        let method = request_line.next().unwrap_or_default().to_string();
-        let path = request_line.next().unwrap_or_default().to_string();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
-            .collect();
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
-        let length: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        // The body: `length` bytes, or chunks up to the last one.
-        let consumed = loop {
-            let body = &buffer[head_end..];
-            let done = if chunked {
-                body.windows(5)
-                    .position(|w| w == b"0\r\n\r\n")
-                    .map(|end| head_end + end + 5)
-            } else {
-                (body.len() >= length).then_some(head_end + length)
-            };
-            if let Some(done) = done {
-                break done;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        buffer.drain(..consumed);
-        let pairs: Vec<Value> = headers
-            .iter()
-            .map(|(name, value)| json!([name.to_ascii_lowercase(), value]))
-            .collect();
-        let body = json!({"method": method, "path": path, "headers": pairs}).to_string();
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if stream.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
+/// The upstream: the testkit's thread-per-connection echo (tiny_http's
+/// `EchoServer` stalls on bursts of new keep-alive connections).
+pub use kfauth_testkit::Upstream;
 
 /// Envoy (with its echo upstream) in front of the API server stand-in.
 pub struct Authz {

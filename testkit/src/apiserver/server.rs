@@ -3,7 +3,8 @@
 //! connections), bearer-token authentication of the caller, the two review
 //! endpoints, counts and records of the reviews received, and the ways a
 //! real API server misbehaves: slow, failing, answering garbage, hanging up,
-//! down (connections refused, open ones closed) and back up on the same port.
+//! resetting the connection, answering a huge body, down (connections
+//! refused, open ones closed) and back up on the same port.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -67,6 +68,12 @@ pub enum ApiMode {
     Garbage,
     /// Reads the review, then closes the connection without an answer.
     Hangup,
+    /// Reads the review, then resets the connection (TCP RST, no TLS
+    /// close_notify, no answer).
+    Reset,
+    /// The evaluated review, padded to at least this many bytes with an
+    /// annotation kfauth does not read: the right decision in a huge body.
+    Huge(usize),
 }
 
 /// A garbage answer: claims JSON, is not.
@@ -389,6 +396,18 @@ enum Outcome {
         body: Vec<u8>,
     },
     Hangup,
+    Reset,
+}
+
+/// How a connection ended.
+#[derive(PartialEq, Eq)]
+enum End {
+    /// After a response or the client's close: TLS close_notify, FIN.
+    Clean,
+    /// Mid-request or on [`ApiMode::Hangup`]: FIN without close_notify.
+    Abrupt,
+    /// On [`ApiMode::Reset`]: RST.
+    Reset,
 }
 
 impl Outcome {
@@ -410,8 +429,12 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, id: u64) {
     let _ = tcp.set_nodelay(true);
     if let Ok(tls) = ServerConnection::new(Arc::clone(&shared.tls)) {
         let mut http = Connection::new(StreamOwned::new(tls, tcp));
-        let clean = serve_requests(shared, &mut http);
-        if clean {
+        let end = serve_requests(shared, &mut http);
+        if end == End::Reset {
+            lock(&shared.connections).remove(&id);
+            return crate::jwks_server::reset_connection(http.stream.sock);
+        }
+        if end == End::Clean {
             http.stream.conn.send_close_notify();
             let _ = http.stream.conn.complete_io(&mut http.stream.sock);
         }
@@ -420,11 +443,11 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, id: u64) {
     lock(&shared.connections).remove(&id);
 }
 
-/// Answers requests until the connection ends; false for an abrupt end.
+/// Answers requests until the connection ends; says how it ends.
 fn serve_requests(
     shared: &Shared,
     http: &mut Connection<StreamOwned<ServerConnection, TcpStream>>,
-) -> bool {
+) -> End {
     let mut first = true;
     loop {
         let request = match http.read_request() {
@@ -444,14 +467,15 @@ fn serve_requests(
                 let headers = vec![("content-type".into(), "application/json".into())];
                 let _ =
                     http.write_response(413, reason_phrase(413), &headers, body.as_bytes(), true);
-                return true;
+                return End::Clean;
             }
-            Err(ReadError::Closed) => return true,
-            Err(_) => return false,
+            Err(ReadError::Closed) => return End::Clean,
+            Err(_) => return End::Abrupt,
         };
         let keep_alive = request.keep_alive(2);
         match handle(shared, &request) {
-            Outcome::Hangup => return false,
+            Outcome::Hangup => return End::Abrupt,
+            Outcome::Reset => return End::Reset,
             Outcome::Respond {
                 status,
                 headers,
@@ -465,10 +489,10 @@ fn serve_requests(
                     !keep_alive,
                 );
                 if written.is_err() {
-                    return false;
+                    return End::Abrupt;
                 }
                 if !keep_alive {
-                    return true;
+                    return End::Clean;
                 }
             }
         }
@@ -527,6 +551,8 @@ fn handle(shared: &Shared, request: &Message) -> Outcome {
             }
         }
         ApiMode::Hangup => return Outcome::Hangup,
+        ApiMode::Reset => return Outcome::Reset,
+        ApiMode::Huge(_) => {}
     }
     let content_type = request.header("content-type").unwrap_or_default();
     let media_type = content_type.split(';').next().unwrap_or_default().trim();
@@ -549,7 +575,11 @@ fn handle(shared: &Shared, request: &Message) -> Outcome {
         Review::Token => lock(&shared.tokens).answer(&body),
     };
     match answered {
-        Ok(Answered { body, warnings }) => {
+        Ok(Answered { mut body, warnings }) => {
+            if let ApiMode::Huge(size) = mode {
+                body["metadata"]["annotations"]["kfauth.test/padding"] =
+                    Value::String("x".repeat(size));
+            }
             let headers = warnings
                 .iter()
                 .map(|w| {
@@ -562,5 +592,58 @@ fn handle(shared: &Shared, request: &Message) -> Outcome {
             Outcome::json(201, &body, headers)
         }
         Err(error) => Outcome::error(&error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn review() -> Value {
+        json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {"user": "nobody", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "default"}},
+        })
+    }
+
+    fn post(api: &ApiServer) -> Result<crate::HttpResponse, String> {
+        let authorization = format!("Bearer {}", api.bearer_token());
+        api.client().send(
+            "POST",
+            SAR_PATH,
+            &[
+                ("authorization", &authorization),
+                ("content-type", "application/json"),
+            ],
+            review().to_string().as_bytes(),
+        )
+    }
+
+    #[test]
+    fn a_huge_answer_carries_the_evaluated_decision() {
+        let api = ApiServer::start();
+        api.set_mode(ApiMode::Huge(200_000));
+        let response = post(&api).unwrap();
+        assert_eq!(response.status, 201);
+        assert!(response.body.len() > 200_000, "{}", response.body.len());
+        let body = response.json();
+        assert_eq!(body["status"]["allowed"], false, "no RBAC objects: denied");
+        assert_eq!(api.sar_count(), 1);
+    }
+
+    #[test]
+    fn a_reset_is_no_answer() {
+        let api = ApiServer::start();
+        api.set_mode(ApiMode::Reset);
+        let error = post(&api).unwrap_err();
+        assert!(
+            error.contains("reset") || error.contains("closed") || error.contains("Io"),
+            "{error}"
+        );
+        assert_eq!(api.sar_count(), 1);
+        api.set_mode(ApiMode::Answer);
+        assert_eq!(post(&api).unwrap().status, 201, "the server stays up");
     }
 }
