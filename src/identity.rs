@@ -14,9 +14,19 @@ use crate::request::RequestView;
 /// into the same variable (`HTTP_KUBEFLOW_USERID`) as the real header.
 pub fn strip_client_identity(config: &Config, request: &RequestView) -> HeaderEdits {
     let mut remove = config.identity_headers.clone();
-    for (name, _) in &request.headers {
-        let folded = fold(name);
-        if !remove.contains(name) && config.identity_headers.iter().any(|h| fold(h) == folded) {
+    // Only a name with `_` can be a CGI alias; most requests have none, and
+    // this runs on every request, so nothing is allocated to find out.
+    for (name, _) in request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.contains('_'))
+    {
+        if !remove.contains(name)
+            && config
+                .identity_headers
+                .iter()
+                .any(|header| same_cgi_name(header, name))
+        {
             remove.push(name.clone());
         }
     }
@@ -26,9 +36,17 @@ pub fn strip_client_identity(config: &Config, request: &RequestView) -> HeaderEd
     }
 }
 
-/// A header name as CGI-style servers see it: lower case, `_` read as `-`.
-fn fold(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+/// Whether two header names are one variable to CGI-style servers: equal
+/// ignoring ASCII case, with `_` read as `-`.
+fn same_cgi_name(a: &str, b: &str) -> bool {
+    let fold = |byte: u8| match byte {
+        b'_' => b'-',
+        other => other.to_ascii_lowercase(),
+    };
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(left, right)| fold(left) == fold(right))
 }
 
 /// The headers a verified token maps to under `rule`, computed once per token

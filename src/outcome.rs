@@ -108,7 +108,7 @@ pub struct HeaderEdits {
 pub struct Identity {
     /// Index of the rule (in `jwtRules`) that verified the token.
     pub rule: usize,
-    /// The verified claims.
+    /// The verified claims (empty when no `authorization` block reads them).
     pub claims: std::rc::Rc<serde_json::Map<String, serde_json::Value>>,
     /// Who the API server's TokenReview says the token belongs to, when the
     /// rule asks for one; it then names the authorization subject.

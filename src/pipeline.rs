@@ -196,11 +196,26 @@ fn verify_token(
     // remembered: a token whose claims cannot become headers is never cached.
     let headers = verified_identity_headers(rule, &unverified.claims, &unverified.payload_segment)
         .map_err(deny)?;
+    let time = |name| {
+        unverified
+            .claims
+            .get(name)
+            .and_then(serde_json::Value::as_f64)
+    };
+    // `verify` refuses a token without `exp`; no `exp` here would mean expired.
+    let expires = time("exp").unwrap_or(f64::NEG_INFINITY);
+    let not_before = time("nbf");
     Ok(VerifiedToken {
         rule: rule_index,
         key_generation: keys.generation(rule_index),
-        claims: Rc::new(unverified.claims),
+        claims: if config.authorization.is_some() {
+            Rc::new(unverified.claims)
+        } else {
+            Rc::default()
+        },
         headers,
+        expires,
+        not_before,
     })
 }
 
@@ -296,7 +311,8 @@ mod tests {
                 identity: Some(Identity {
                     reviewed: None,
                     rule: 0,
-                    claims: Rc::new(standard_claims().as_object().cloned().unwrap())
+                    // Kept only for an `authorization` block, which this config has not.
+                    claims: Rc::default(),
                 }),
             }
         );

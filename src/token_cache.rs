@@ -20,7 +20,12 @@ pub const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedToken {
     pub rule: usize,
+    /// The claims, for authorization; empty when no `authorization` block
+    /// reads them (a cached token then costs its headers, not its payload).
     pub claims: Rc<Map<String, Value>>,
+    /// `exp` and `nbf` (seconds), re-checked on every hit.
+    pub expires: f64,
+    pub not_before: Option<f64>,
     /// The identity headers the rule maps the claims to, computed once.
     pub headers: Vec<(String, String)>,
     /// The key-set generation it was verified against.
@@ -31,10 +36,6 @@ pub struct VerifiedToken {
 /// view of it shared (`&`).
 pub struct TokenCache {
     entries: RefCell<TtlCache<Rc<VerifiedToken>>>,
-}
-
-fn seconds(value: Option<&Value>) -> Option<f64> {
-    value.and_then(Value::as_f64)
 }
 
 impl TokenCache {
@@ -60,8 +61,8 @@ impl TokenCache {
         }
         let now_s = now.as_secs_f64();
         let skew = clock_skew.as_secs_f64();
-        let expired = seconds(found.claims.get("exp")).is_none_or(|exp| now_s - skew > exp);
-        let early = seconds(found.claims.get("nbf")).is_some_and(|nbf| now_s + skew < nbf);
+        let expired = now_s - skew > found.expires;
+        let early = found.not_before.is_some_and(|nbf| now_s + skew < nbf);
         (!expired && !early).then(|| Rc::clone(found))
     }
 
@@ -73,9 +74,7 @@ impl TokenCache {
         now: Duration,
         clock_skew: Duration,
     ) {
-        let Some(exp) = seconds(verified.claims.get("exp")) else {
-            return;
-        };
+        let exp = verified.expires;
         let until =
             Duration::try_from_secs_f64(exp.clamp(0.0, 1e12)).unwrap_or_default() + clock_skew;
         let ttl = until.saturating_sub(now);
@@ -105,6 +104,8 @@ mod tests {
                     .unwrap(),
             ),
             headers: vec![("kubeflow-userid".into(), "a@b.c".into())],
+            expires: exp as f64,
+            not_before: None,
             key_generation: generation,
         })
     }
