@@ -224,6 +224,11 @@ impl Config {
         json: &[u8],
         env: crate::authz::config::EnvLookup<'_>,
     ) -> Result<Config, ConfigError> {
+        // serde reads a struct from a JSON array too (fields by position); a
+        // configuration is an object, with its fields named.
+        if first_json_byte(json).is_some_and(|byte| byte != b'{') {
+            return Err(error("pluginConfig", "must be a JSON object"));
+        }
         let mut deserializer = serde_json::Deserializer::from_slice(json);
         let raw: RawConfig =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|problem| {
@@ -239,6 +244,13 @@ impl Config {
             })?;
         validate(raw, env)
     }
+}
+
+/// The first byte of a JSON text that is not whitespace (RFC 8259 section 2).
+pub fn first_json_byte(json: &[u8]) -> Option<u8> {
+    json.iter()
+        .copied()
+        .find(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
 /// serde_json appends "at line 1 column 42"; the field path says more.
@@ -678,6 +690,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
+        // A struct could be read from an array, fields by position; not a config.
+        let array = Config::parse(b" [[]]").unwrap_err();
+        assert_eq!(
+            (array.field.as_str(), array.message.as_str()),
+            ("pluginConfig", "must be a JSON object")
+        );
         let mut unknown = rule();
         unknown["jwksUrl"] = "x".into();
         assert_eq!(

@@ -194,6 +194,10 @@ struct RawJwk {
 /// Parses a JWKS document. Fails only when the document itself is not a JWKS;
 /// keys that cannot be used are skipped with a note.
 pub fn parse_jwks(document: &[u8]) -> Result<ParsedJwks, String> {
+    // serde would read the document struct from an array too (`[[]]`).
+    if crate::config::first_json_byte(document) != Some(b'{') {
+        return Err("not a JWKS document (not a JSON object)".into());
+    }
     let document: JwksDocument = serde_json::from_slice(document)
         .map_err(|problem| format!("not a JWKS document ({problem})"))?;
     let mut parsed = ParsedJwks {
@@ -417,6 +421,8 @@ mod tests {
         assert!(parse_jwks(b"{").is_err());
         assert!(parse_jwks(b"{\"keys\": 5}").is_err());
         assert!(parse_jwks(b"[]").is_err());
+        // serde would read the struct from an array: `[[]]` is not a JWKS.
+        assert!(parse_jwks(b" [[]]").is_err());
     }
 
     #[test]

@@ -295,11 +295,7 @@ mod tests {
             outcome,
             Outcome::Allow {
                 edits: HeaderEdits {
-                    remove: vec![
-                        "kubeflow-userid".into(),
-                        "kubeflow-groups".into(),
-                        "authorization".into()
-                    ],
+                    remove: vec!["kubeflow-userid".into(), "authorization".into()],
                     set: vec![
                         ("kubeflow-userid".into(), "alice@example.com".into()),
                         ("kubeflow-groups".into(), "team-a,team-b".into()),
@@ -341,7 +337,7 @@ mod tests {
         else {
             panic!("denied")
         };
-        assert_eq!(edits.remove, ["kubeflow-userid", "kubeflow-groups"]);
+        assert_eq!(edits.remove, ["kubeflow-userid"]);
         assert!(edits.set.is_empty());
 
         let mut value = with_claim_headers(all_keys_config());
@@ -358,7 +354,7 @@ mod tests {
         ) else {
             panic!("skip path denied")
         };
-        assert_eq!(edits.remove, ["kubeflow-userid", "kubeflow-groups"]);
+        assert_eq!(edits.remove, ["kubeflow-userid"]);
         // The query string is not part of the matched path.
         assert!(matches!(
             run(&closed, &request("/x?r=/dex/", &[])),

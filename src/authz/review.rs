@@ -60,12 +60,18 @@ pub fn parse_answer(http_status: Option<&str>, body: &[u8]) -> ReviewAnswer {
         return ReviewAnswer::Unusable("the answer is not JSON".into());
     };
     let status = document.get("status");
+    // SubjectAccessReviewStatus: `denied` may not be true when `allowed` is;
+    // an answer that says both is taken as the refusal.
+    let denied = status
+        .and_then(|status| status.get("denied"))
+        .and_then(Value::as_bool)
+        == Some(true);
     match status
         .and_then(|status| status.get("allowed"))
         .and_then(Value::as_bool)
     {
-        Some(true) => ReviewAnswer::Allowed,
-        Some(false) => ReviewAnswer::Denied(
+        Some(true) if !denied => ReviewAnswer::Allowed,
+        Some(_) => ReviewAnswer::Denied(
             status
                 .and_then(|status| status.get("reason"))
                 .and_then(Value::as_str)
@@ -130,5 +136,10 @@ mod tests {
             parse_answer(Some("201"), br#"{"status":{}}"#),
             ReviewAnswer::Unusable(_)
         ));
+        // Contradictory: `denied` wins (found by the review_answer fuzz target's invariant).
+        assert_eq!(
+            parse_answer(Some("201"), br#"{"status":{"allowed":true,"denied":true}}"#),
+            ReviewAnswer::Denied(None)
+        );
     }
 }
