@@ -773,10 +773,12 @@ fn plugin_configs_are_accepted_by_kfauth() {
     // The KServe rule: inference requests, and only them, need `get` on the InferenceService.
     let identity = Identity {
         rule: 0,
-        claims: json!({"email": "alice@example.com", "groups": ["team-a-viewers"]})
-            .as_object()
-            .unwrap()
-            .clone(),
+        claims: std::rc::Rc::new(
+            json!({"email": "alice@example.com", "groups": ["team-a-viewers"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
         reviewed: None,
     };
     let cache = DecisionCache::new(16);
