@@ -86,24 +86,6 @@ fuzz: cargo-fuzz
 fuzz-smoke: cargo-fuzz
 	FUZZ_SECONDS=20 CARGO_FUZZ=$(CARGO_FUZZ) fuzz/run.sh
 
-# Fuzzing on stable Rust: cargo-fuzz with `-s none` (libFuzzer and coverage, no
-# sanitizer); see README "Fuzzing". A crash fails the target.
-.PHONY: cargo-fuzz fuzz fuzz-smoke
-CARGO_FUZZ_VERSION := 0.13.2
-CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
-FUZZ_SECONDS ?= 60
-cargo-fuzz:
-	@if ! $(CARGO_FUZZ) --version 2>/dev/null | grep -q " $(CARGO_FUZZ_VERSION)$$"; then \
-	  echo "installing cargo-fuzz $(CARGO_FUZZ_VERSION) into $(TOOLS)"; \
-	  cargo install --quiet --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION) --root $(TOOLS); \
-	fi
-
-fuzz: cargo-fuzz
-	FUZZ_SECONDS=$(FUZZ_SECONDS) CARGO_FUZZ=$(CARGO_FUZZ) fuzz/run.sh
-
-fuzz-smoke: cargo-fuzz
-	FUZZ_SECONDS=20 CARGO_FUZZ=$(CARGO_FUZZ) fuzz/run.sh
-
 # The same unit tests compiled to wasm and run under Node by wasm-bindgen-test.
 unit-wasm: targets wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_TEST_RUNNER)) \
