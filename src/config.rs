@@ -714,6 +714,16 @@ mod tests {
             )),
             "skipPaths[0]"
         );
+        // The regex syntax the module is built with: Perl classes and case
+        // folding, no Unicode property classes (README, `skipPaths`). Checked
+        // natively and in wasm, where the workspace's features cannot unify.
+        let skip = |pattern: &str| {
+            parse(serde_json::json!({"jwtRules": [rule()], "skipPaths": ["^/ok", pattern]}))
+        };
+        assert!(skip(r"^/v\d+/\w+\s?\b").is_ok());
+        let folded = skip(r"(?i)^/DEX/").unwrap();
+        assert!(folded.skip_paths[1].is_match("/dex/auth"));
+        assert_eq!(field_of(skip(r"^/\p{Greek}")), "skipPaths[1]");
         assert_eq!(
             field_of(parse(
                 serde_json::json!({"jwtRules": [rule()], "clockSkew": "soon"})
