@@ -64,6 +64,9 @@ impl Variant {
 
 struct Measure {
     requests_per_second: f64,
+    /// Envoy's CPU time (all threads) per request: steadier than requests/s on
+    /// a shared machine, since wrk and other work do not inflate it as much.
+    cpu_us_per_request: f64,
     p50_ms: f64,
     p99_ms: f64,
     non_2xx: u64,
@@ -356,7 +359,24 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-fn run_wrk(port: u16, workload: &Workload, seconds: u32, connections: u32) -> Measure {
+/// User plus system CPU time of a process so far, in microseconds.
+fn cpu_time_us(pid: u32) -> f64 {
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name (which may hold spaces) in `(...)`.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) / ticks_per_second * 1e6)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn run_wrk(port: u16, pid: u32, workload: &Workload, seconds: u32, connections: u32) -> Measure {
+    let cpu_before = cpu_time_us(pid);
     let mut command = Command::new("wrk");
     command.args([
         &format!("-t{WRK_THREADS}"),
@@ -376,7 +396,14 @@ fn run_wrk(port: u16, workload: &Workload, seconds: u32, connections: u32) -> Me
         .arg(format!("http://127.0.0.1:{port}/"))
         .output()
         .expect("run wrk (apt-get install wrk)");
+    let cpu_used = cpu_time_us(pid) - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout);
+    let requests: f64 = text
+        .lines()
+        .find(|line| line.contains(" requests in "))
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(f64::NAN);
     let field = |prefix: &str| {
         text.lines()
             .map(str::trim)
@@ -393,6 +420,7 @@ fn run_wrk(port: u16, workload: &Workload, seconds: u32, connections: u32) -> Me
         .unwrap_or(0);
     Measure {
         requests_per_second: field("Requests/sec:").parse().unwrap_or(f64::NAN),
+        cpu_us_per_request: cpu_used / requests,
         p50_ms: parse_latency_ms(&field("50%")),
         p99_ms: parse_latency_ms(&field("99%")),
         non_2xx,
@@ -478,7 +506,13 @@ fn main() {
         .collect();
     // Every variant must accept the token before it is measured.
     for (variant, envoy) in variants.iter().zip(&envoys) {
-        let check = run_wrk(envoy.port, &Workload::OneToken(token.clone()), 1, 2);
+        let check = run_wrk(
+            envoy.port,
+            envoy.child.id(),
+            &Workload::OneToken(token.clone()),
+            1,
+            2,
+        );
         assert!(
             check.non_2xx == 0 && check.requests_per_second > 0.0,
             "{variant:?} refuses the benchmark token"
@@ -494,7 +528,7 @@ fn main() {
         for (w, (label, workload)) in workloads.iter().enumerate() {
             for (v, envoy) in envoys.iter().enumerate() {
                 eprintln!("round {round}/{rounds}: {label}: {}", variants[v].label());
-                let measure = run_wrk(envoy.port, workload, seconds, connections);
+                let measure = run_wrk(envoy.port, envoy.child.id(), workload, seconds, connections);
                 if measure.non_2xx > 0 {
                     eprintln!("  warning: {} non-2xx answers", measure.non_2xx);
                 }
@@ -514,15 +548,19 @@ fn main() {
     let mut ratio_lines = Vec::new();
     for (w, (label, _)) in workloads.iter().enumerate() {
         println!("{label}\n");
-        println!("| configuration | requests/s | p50 ms | p99 ms |");
-        println!("| --- | ---: | ---: | ---: |");
+        println!("| configuration | requests/s | p50 ms | p99 ms | Envoy CPU µs/request |");
+        println!("| --- | ---: | ---: | ---: | ---: |");
         let mut medians = Vec::new();
         for (v, variant) in variants.iter().enumerate() {
             let measures = &results[w][v];
             let rps = median(measures.iter().map(|m| m.requests_per_second).collect());
             let p50 = median(measures.iter().map(|m| m.p50_ms).collect());
             let p99 = median(measures.iter().map(|m| m.p99_ms).collect());
-            println!("| {} | {rps:.0} | {p50:.2} | {p99:.2} |", variant.label());
+            let cpu = median(measures.iter().map(|m| m.cpu_us_per_request).collect());
+            println!(
+                "| {} | {rps:.0} | {p50:.2} | {p99:.2} | {cpu:.1} |",
+                variant.label()
+            );
             medians.push(rps);
         }
         println!();
