@@ -23,6 +23,7 @@ pub mod config;
 pub mod cookie_diet;
 pub mod discovery;
 pub mod duration;
+pub mod header_pairs;
 pub mod identity;
 pub mod jwks;
 pub mod keystore;

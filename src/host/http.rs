@@ -1,9 +1,9 @@
 //! One request: read it, let the core decide, and carry the decision out.
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
 
+use super::abi;
 use super::log;
 use super::metrics::Metrics;
 use super::state::{
@@ -70,11 +70,17 @@ pub fn decide_and_act(
     may_wait: bool,
     count_token_hits: bool,
 ) -> Action {
-    let view = match hostcalls::get_map(MapType::HttpRequestHeaders) {
+    let view = match abi::get_map(MapType::HttpRequestHeaders) {
         Ok(pairs) => RequestView::from_pairs(pairs),
         Err(status) => {
+            // Fail closed: a request whose headers cannot be read could carry
+            // a spoofed identity header that would then not be removed.
             log::error(&format!("cannot read request headers ({status:?})"));
-            return Action::Continue;
+            send_denial(
+                &RequestView::default(),
+                &Denial::new(crate::outcome::Reason::JwksUnavailable, false),
+            );
+            return Action::Pause;
         }
     };
     let now = host_now();
@@ -156,7 +162,7 @@ pub fn decide_and_act(
                 }
                 pending.waiters.push(context_id);
             }
-            let _ = hostcalls::set_tick_period(REVIEW_TICK);
+            let _ = abi::set_tick_period(REVIEW_TICK);
             Action::Pause
         }
         Outcome::Review { edits, key, body } => {
@@ -174,7 +180,7 @@ pub fn decide_and_act(
                 pending.waiters.push(ReviewWaiter { context_id, edits });
             }
             // The root sends reviews from its tick; make that tick come now.
-            let _ = hostcalls::set_tick_period(REVIEW_TICK);
+            let _ = abi::set_tick_period(REVIEW_TICK);
             Action::Pause
         }
         Outcome::FetchKeys(rule) => {
@@ -189,7 +195,7 @@ pub fn decide_and_act(
                 });
             }
             // The root fetches on its next tick; make that tick come now.
-            let _ = hostcalls::set_tick_period(WAITING_TICK);
+            let _ = abi::set_tick_period(WAITING_TICK);
             Action::Pause
         }
     }
@@ -210,7 +216,7 @@ pub fn deny(view: &RequestView, denial: &Denial) {
 /// The current request's method, path and content type, for a late refusal.
 pub fn current_view() -> RequestView {
     let header = |name: &str| {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        abi::get_map_value(MapType::HttpRequestHeaders, name)
             .ok()
             .flatten()
             .unwrap_or_default()
@@ -234,13 +240,13 @@ pub fn apply_edits(edits: &HeaderEdits, metrics: Option<&Metrics>) {
         ));
     }
     for name in &edits.remove {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+        let _ = abi::remove_map_value(MapType::HttpRequestHeaders, name);
     }
     for (name, value) in &edits.set {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        let _ = abi::replace_map_value(MapType::HttpRequestHeaders, name, value);
     }
     if let Some(path) = &edits.path {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path));
+        let _ = abi::replace_map_value(MapType::HttpRequestHeaders, ":path", path);
     }
 }
 
@@ -248,17 +254,15 @@ fn send_denial(view: &RequestView, denial: &Denial) {
     let is_grpc = is_grpc_content_type(view.header("content-type"));
     let reply = local_reply(denial, is_grpc);
     let result = match &reply.grpc {
-        Some((code, message)) => {
-            hostcalls::send_grpc_response(grpc_code(*code), Some(message), Vec::new())
-        }
-        None => hostcalls::send_http_response(
+        Some((code, message)) => abi::send_grpc_response(grpc_code(*code), message),
+        None => abi::send_http_response(
             reply.status,
-            reply
+            &reply
                 .headers
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_str()))
-                .collect(),
-            Some(&reply.body),
+                .collect::<Vec<_>>(),
+            &reply.body,
         ),
     };
     if let Err(status) = result {

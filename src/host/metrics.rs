@@ -1,9 +1,9 @@
 //! Counters and gauges, visible in Envoy's admin `/stats` and `/stats/prometheus`.
 //! Every VM defines the same names; Envoy adds them up.
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use super::abi;
 use crate::config::Config;
 use crate::outcome::Reason;
 
@@ -34,7 +34,7 @@ pub struct Metrics {
 }
 
 fn counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, name).ok()
+    abi::define_metric(MetricType::Counter, name).ok()
 }
 
 /// `kfauth.jwks.age_seconds.<issuer>`, the issuer reduced to `[A-Za-z0-9_]`.
@@ -48,7 +48,7 @@ pub fn key_age_metric_name(issuer: &str) -> String {
 
 fn bump(metric: Option<u32>) {
     if let Some(id) = metric {
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = abi::increment_metric(id, 1);
     }
 }
 
@@ -88,11 +88,8 @@ impl Metrics {
                 .iter()
                 .map(|rule| {
                     if rule.keys.is_remote() {
-                        hostcalls::define_metric(
-                            MetricType::Gauge,
-                            &key_age_metric_name(&rule.issuer),
-                        )
-                        .ok()
+                        abi::define_metric(MetricType::Gauge, &key_age_metric_name(&rule.issuer))
+                            .ok()
                     } else {
                         None
                     }
@@ -144,7 +141,7 @@ impl Metrics {
     pub fn authz_cache_hits(&self, hits: u64) {
         if let (Some(id), Ok(hits)) = (self.authz_cache_hit, i64::try_from(hits)) {
             if hits > 0 {
-                let _ = hostcalls::increment_metric(id, hits);
+                let _ = abi::increment_metric(id, hits);
             }
         }
     }
@@ -169,7 +166,7 @@ impl Metrics {
     pub fn token_review_cache_hits(&self, hits: u64) {
         if let (Some(id), Ok(hits)) = (self.token_review_cache_hit, i64::try_from(hits)) {
             if hits > 0 {
-                let _ = hostcalls::increment_metric(id, hits);
+                let _ = abi::increment_metric(id, hits);
             }
         }
     }
@@ -188,7 +185,7 @@ impl Metrics {
 
     pub fn key_age(&self, rule: usize, seconds: u64) {
         if let Some(Some(id)) = self.key_age.get(rule) {
-            let _ = hostcalls::record_metric(*id, seconds);
+            let _ = abi::record_metric(*id, seconds);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The only code that calls proxy-wasm: configuration, ticks, callouts (root),
 //! and one request's effects (http). Compiled for `wasm32-wasip1` only.
 
+mod abi;
 mod http;
 mod log;
 mod metrics;

@@ -9,10 +9,10 @@ use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::Duration;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 
+use super::abi;
 use super::http::{
     apply_edits, current_view, decide_and_act, deny, handle_request, KfauthHttp, WAITING_TICK,
 };
@@ -74,13 +74,7 @@ impl KfauthRoot {
             FetchStage::Discovery => "OpenID configuration",
             FetchStage::Jwks => "JWKS",
         };
-        match hostcalls::dispatch_http_call(
-            &plan.endpoint.cluster,
-            headers,
-            None,
-            vec![],
-            plan.timeout,
-        ) {
+        match abi::dispatch_http_call(&plan.endpoint.cluster, headers, None, plan.timeout) {
             Ok(token) => {
                 filter.callouts.insert(token, plan.rule);
                 if plan.unknown_kid {
@@ -110,14 +104,14 @@ impl KfauthRoot {
     /// Decides again for the given held requests.
     fn wake(&self, context_ids: Vec<u32>) {
         for context_id in context_ids {
-            if hostcalls::set_effective_context(context_id).is_err() {
+            if abi::set_effective_context(context_id).is_err() {
                 continue;
             }
             if handle_request(&self.state, context_id, false) == Action::Continue {
-                let _ = hostcalls::resume_http_request();
+                let _ = abi::resume_http_request();
             }
         }
-        let _ = hostcalls::set_effective_context(self.context_id);
+        let _ = abi::set_effective_context(self.context_id);
     }
 
     /// Sends every review that waits to be sent.
@@ -245,7 +239,7 @@ impl KfauthRoot {
             (pending.waiters, unavailable)
         };
         for context_id in waiters {
-            if hostcalls::set_effective_context(context_id).is_err() {
+            if abi::set_effective_context(context_id).is_err() {
                 continue;
             }
             if unavailable {
@@ -258,10 +252,10 @@ impl KfauthRoot {
                     &Denial::new(Reason::AuthorizerUnavailable, true),
                 );
             } else if decide_and_act(&self.state, context_id, true, false) == Action::Continue {
-                let _ = hostcalls::resume_http_request();
+                let _ = abi::resume_http_request();
             }
         }
-        let _ = hostcalls::set_effective_context(self.context_id);
+        let _ = abi::set_effective_context(self.context_id);
     }
 
     fn review_answered(&self, token_id: u32, answer: ReviewAnswer) {
@@ -309,7 +303,7 @@ impl KfauthRoot {
             (verdict, pending.waiters)
         };
         for waiter in waiters {
-            if hostcalls::set_effective_context(waiter.context_id).is_err() {
+            if abi::set_effective_context(waiter.context_id).is_err() {
                 continue;
             }
             match &verdict {
@@ -318,12 +312,12 @@ impl KfauthRoot {
                         &waiter.edits,
                         self.state.borrow().as_ref().map(|filter| &filter.metrics),
                     );
-                    let _ = hostcalls::resume_http_request();
+                    let _ = abi::resume_http_request();
                 }
                 Some(denial) => deny(&current_view(), denial),
             }
         }
-        let _ = hostcalls::set_effective_context(self.context_id);
+        let _ = abi::set_effective_context(self.context_id);
     }
 
     fn take_waiters(&self, rule: usize) -> Vec<u32> {
@@ -359,13 +353,7 @@ fn post_to_apiserver(
     if let Some(bearer) = bearer {
         headers.push(("authorization", bearer));
     }
-    match hostcalls::dispatch_http_call(
-        &apiserver.cluster,
-        headers,
-        Some(body),
-        vec![],
-        apiserver.timeout,
-    ) {
+    match abi::dispatch_http_call(&apiserver.cluster, headers, Some(body), apiserver.timeout) {
         Ok(token) => Some(token),
         Err(status) => {
             log::warn(&format!(
@@ -415,19 +403,17 @@ impl Context for KfauthRoot {
         // A callout that failed after its response began (the peer closed or
         // reset the connection mid-body) arrives with no headers, and Envoy
         // then has no response map at all: asking for `:status` answers
-        // BadArgument, on which the SDK panics (a VM trap; seen with a JWKS
-        // endpoint that hangs up halfway, tests/faults_jwks.rs). No headers
-        // is "no response".
+        // BadArgument (on which the SDK's hostcalls panicked, a VM trap seen
+        // with a JWKS endpoint that hangs up halfway, tests/faults_jwks.rs;
+        // `abi` answers Err). No headers is "no response".
         let (status, body) = if num_headers == 0 {
             (None, Vec::new())
         } else {
-            let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            let status = abi::get_map_value(MapType::HttpCallResponseHeaders, ":status")
                 .ok()
                 .flatten();
-            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            let body =
+                abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default();
             (status, body)
         };
         let is_review = self
@@ -481,10 +467,8 @@ impl Context for KfauthRoot {
 
 impl RootContext for KfauthRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let bytes =
+            abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).unwrap_or_default();
         let config = match Config::parse_with_env(&bytes, &|name| std::env::var(name).ok()) {
             Ok(config) => config,
             Err(problem) => {
@@ -524,7 +508,7 @@ impl RootContext for KfauthRoot {
             token_review_callouts: HashMap::new(),
         });
         // The first tick comes at once: fetch before the first request needs keys.
-        let _ = hostcalls::set_tick_period(WAITING_TICK);
+        let _ = abi::set_tick_period(WAITING_TICK);
         true
     }
 
@@ -592,7 +576,7 @@ impl RootContext for KfauthRoot {
         };
         self.wake(woken);
         let period = if waiting { WAITING_TICK } else { IDLE_TICK };
-        let _ = hostcalls::set_tick_period(period);
+        let _ = abi::set_tick_period(period);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -3,10 +3,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-
+use super::abi;
 use super::metrics::Metrics;
 use crate::authz::cache::DecisionCache;
 use crate::authz::token_review::TokenReviewCache;
@@ -75,8 +74,5 @@ pub type SharedState = Rc<RefCell<Option<FilterState>>>;
 
 /// The host clock as time since the epoch; never a library's own clock.
 pub fn host_now() -> Duration {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or_default()
+    abi::current_time().unwrap_or_default()
 }

@@ -1,0 +1,222 @@
+//! The Proxy-Wasm ABI's serialized map of header pairs (ABI v0.2.1,
+//! <https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1>, "Serialization"):
+//! the number of pairs N as a little-endian u32, then N pairs of little-endian
+//! u32 sizes (name, value), then each name and each value in order, each
+//! followed by a NUL byte that its size does not count.
+//!
+//! The host writes the bytes we decode, so decoding checks every bound and
+//! answers `Err` on anything malformed: in the Wasm VM a panic is a trap.
+
+/// Why a serialized map could not be read or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairsError {
+    /// Shorter than its count and sizes say.
+    Truncated,
+    /// A name or value not followed by its NUL byte.
+    MissingNul,
+    /// Bytes after the last pair.
+    TrailingBytes,
+    /// A count or size that does not fit the format's u32 (encoding only).
+    TooLarge,
+}
+
+/// Serializes `pairs` for the host (local replies, callout headers).
+pub fn encode<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Result<Vec<u8>, PairsError> {
+    let too_large = |_| PairsError::TooLarge;
+    let mut size: usize = 4;
+    for (name, value) in pairs {
+        size = size
+            .checked_add(10)
+            .and_then(|size| size.checked_add(name.as_ref().len()))
+            .and_then(|size| size.checked_add(value.as_ref().len()))
+            .ok_or(PairsError::TooLarge)?;
+    }
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&u32::try_from(pairs.len()).map_err(too_large)?.to_le_bytes());
+    for (name, value) in pairs {
+        let name_size = u32::try_from(name.as_ref().len()).map_err(too_large)?;
+        let value_size = u32::try_from(value.as_ref().len()).map_err(too_large)?;
+        bytes.extend_from_slice(&name_size.to_le_bytes());
+        bytes.extend_from_slice(&value_size.to_le_bytes());
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_ref());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_ref());
+        bytes.push(0);
+    }
+    Ok(bytes)
+}
+
+/// One (name, value) pair, as bytes borrowed from the serialized map.
+pub type Pair<'a> = (&'a [u8], &'a [u8]);
+
+/// Reads a serialized map into its pairs, in order. No bytes at all is the
+/// empty map (hosts return nothing for an empty map).
+pub fn decode(bytes: &[u8]) -> Result<Vec<Pair<'_>>, PairsError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (count, rest) = take_u32(bytes)?;
+    let count = usize::try_from(count).map_err(|_| PairsError::Truncated)?;
+    // The sizes alone need 8 bytes per pair: a count the bytes cannot hold is
+    // refused before anything is allocated for it.
+    let sizes_len = count.checked_mul(8).ok_or(PairsError::Truncated)?;
+    let (mut sizes, mut data) = rest
+        .split_at_checked(sizes_len)
+        .ok_or(PairsError::Truncated)?;
+    let mut pairs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (name_size, after) = take_u32(sizes)?;
+        let (value_size, after) = take_u32(after)?;
+        sizes = after;
+        let (name, after) = take_terminated(data, name_size)?;
+        let (value, after) = take_terminated(after, value_size)?;
+        data = after;
+        pairs.push((name, value));
+    }
+    if !data.is_empty() {
+        return Err(PairsError::TrailingBytes);
+    }
+    Ok(pairs)
+}
+
+/// As [`decode`], as text: the host passes bytes a client sent (Envoy lets
+/// obs-text, bytes 0x80-0xFF, through in header values), so a value that is
+/// not UTF-8 is read with U+FFFD in place of its bad bytes, never refused.
+pub fn decode_lossy(bytes: &[u8]) -> Result<Vec<(String, String)>, PairsError> {
+    Ok(decode(bytes)?
+        .into_iter()
+        .map(|(name, value)| (lossy(name), lossy(value)))
+        .collect())
+}
+
+/// Bytes from the host as text, U+FFFD in place of what is not UTF-8.
+pub fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn take_u32(bytes: &[u8]) -> Result<(u32, &[u8]), PairsError> {
+    let (head, rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or(PairsError::Truncated)?;
+    Ok((u32::from_le_bytes(*head), rest))
+}
+
+/// `size` bytes, then the NUL that ends them.
+fn take_terminated(bytes: &[u8], size: u32) -> Result<(&[u8], &[u8]), PairsError> {
+    let size = usize::try_from(size).map_err(|_| PairsError::Truncated)?;
+    let (field, rest) = bytes.split_at_checked(size).ok_or(PairsError::Truncated)?;
+    match rest.split_first() {
+        Some((0, rest)) => Ok((field, rest)),
+        Some(_) => Err(PairsError::MissingNul),
+        None => Err(PairsError::Truncated),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two pairs, written out by hand from the format's description.
+    #[rustfmt::skip]
+    const TWO: &[u8] = &[
+        2, 0, 0, 0,
+        7, 0, 0, 0, 3, 0, 0, 0,
+        1, 0, 0, 0, 0, 0, 0, 0,
+        b':', b'm', b'e', b't', b'h', b'o', b'd', 0, b'G', b'E', b'T', 0,
+        b'x', 0, 0,
+    ];
+
+    #[test]
+    fn encodes_count_then_sizes_then_nul_terminated_fields() {
+        assert_eq!(encode(&[(":method", "GET"), ("x", "")]).unwrap(), TWO);
+        assert_eq!(encode::<&str, &str>(&[]).unwrap(), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn decodes_what_it_encodes() {
+        let pairs = decode(TWO).unwrap();
+        assert_eq!(
+            pairs,
+            [(&b":method"[..], &b"GET"[..]), (&b"x"[..], &b""[..])]
+        );
+        let text = [("authorization", "Bearer a.b.c"), ("cookie", "a=1; b=2")];
+        let bytes = encode(&text).unwrap();
+        assert_eq!(
+            decode_lossy(&bytes).unwrap(),
+            text.map(|(n, v)| (n.to_string(), v.to_string()))
+        );
+    }
+
+    #[test]
+    fn nothing_and_a_zero_count_are_the_empty_map() {
+        assert_eq!(decode(&[]).unwrap(), []);
+        assert_eq!(decode(&[0, 0, 0, 0]).unwrap(), []);
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_read_not_refused() {
+        let bytes = encode(&[(&b"x-latin1"[..], &b"caf\xe9"[..])]).unwrap();
+        assert_eq!(
+            decode_lossy(&bytes).unwrap(),
+            [("x-latin1".to_string(), "caf\u{fffd}".to_string())]
+        );
+    }
+
+    #[test]
+    fn every_truncation_of_a_good_map_is_refused() {
+        for len in 1..TWO.len() {
+            assert!(decode(&TWO[..len]).is_err(), "accepted {len} bytes");
+        }
+    }
+
+    #[test]
+    fn malformed_maps_are_refused() {
+        // A count, but no sizes; a count far beyond the bytes.
+        assert_eq!(decode(&[1, 0, 0, 0]), Err(PairsError::Truncated));
+        assert_eq!(
+            decode(&[0xff, 0xff, 0xff, 0xff]),
+            Err(PairsError::Truncated)
+        );
+        assert_eq!(decode(&[1, 2, 3]), Err(PairsError::Truncated));
+        // A size past the end of the data.
+        let mut huge = TWO.to_vec();
+        huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&huge), Err(PairsError::Truncated));
+        // A size one short: the byte after the field is not NUL.
+        let mut short = TWO.to_vec();
+        short[4] = 6;
+        assert_eq!(decode(&short), Err(PairsError::MissingNul));
+        // A NUL replaced.
+        let mut no_nul = TWO.to_vec();
+        no_nul[27] = b'!';
+        assert_eq!(decode(&no_nul), Err(PairsError::MissingNul));
+        // More bytes than the pairs take.
+        let mut long = TWO.to_vec();
+        long.push(0);
+        assert_eq!(decode(&long), Err(PairsError::TrailingBytes));
+        // A count smaller than the pairs that follow leaves bytes over.
+        let mut fewer = TWO.to_vec();
+        fewer[0] = 1;
+        assert!(decode(&fewer).is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // Every 1- and 2-byte input, and a sweep of longer ones derived from TWO.
+        for a in 0..=255u8 {
+            let _ = decode(&[a]);
+            for b in 0..=255u8 {
+                let _ = decode(&[a, b]);
+            }
+        }
+        for position in 0..TWO.len() {
+            for value in [0u8, 1, 7, 0x80, 0xff] {
+                let mut bytes = TWO.to_vec();
+                bytes[position] = value;
+                let _ = decode_lossy(&bytes);
+            }
+        }
+    }
+}
