@@ -242,6 +242,10 @@ impl Config {
                 };
                 error(field, strip_position(&problem.inner().to_string()))
             })?;
+        // One JSON document, nothing after it (found by the config_parse fuzz target).
+        deserializer
+            .end()
+            .map_err(|problem| error("pluginConfig", strip_position(&problem.to_string())))?;
         validate(raw, env)
     }
 }
@@ -690,6 +694,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
+        // Text after the document is refused, not ignored.
+        let text = format!("{} x", serde_json::json!({"jwtRules": [rule()]}));
+        let trailing = Config::parse(text.as_bytes()).unwrap_err();
+        assert_eq!(trailing.field, "pluginConfig");
+        assert!(trailing.message.contains("trailing"), "{trailing:?}");
+        assert!(Config::parse(text.trim_end_matches(" x").as_bytes()).is_ok());
         // A struct could be read from an array, fields by position; not a config.
         let array = Config::parse(b" [[]]").unwrap_err();
         assert_eq!(

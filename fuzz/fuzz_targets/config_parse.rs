@@ -33,12 +33,23 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(one, two, "two parses, two errors");
             assert!(!one.field.is_empty() && !one.message.is_empty(), "{one:?}");
             let step = one.field.split(['.', '[']).next().unwrap_or_default();
+            // An unknown field is named as it was written, which the input
+            // holds JSON-escaped (`"a\"b"` is the field `a"b`).
+            let escaped = serde_json::to_string(step).unwrap_or_default();
+            let escaped = escaped
+                .strip_prefix('"')
+                .and_then(|rest| rest.strip_suffix('"'))
+                .unwrap_or_default();
+            let written = |text: &str| {
+                !text.is_empty()
+                    && data
+                        .windows(text.len())
+                        .any(|window| window == text.as_bytes())
+            };
             let named = step == "pluginConfig"
                 || FIELDS.contains(&step)
-                || (!step.is_empty()
-                    && data
-                        .windows(step.len())
-                        .any(|window| window == step.as_bytes()));
+                || written(step)
+                || written(escaped);
             assert!(named, "the error names no field: {one:?}");
         }
         (Ok(one), Ok(two)) => {
