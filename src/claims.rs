@@ -14,7 +14,7 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
     // every split, the shortest first.
     path.match_indices('.').find_map(|(index, _)| {
         let head = path.get(..index)?;
-        let rest = path.get(index + 1..)?;
+        let rest = path.get(index.checked_add(1)?..)?;
         lookup(claims.get(head)?.as_object()?, rest)
     })
 }

@@ -37,7 +37,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if !seconds.is_finite() || seconds > 10.0 * 365.0 * 86400.0 {
             return Err(format!("`{text}` is out of range"));
         }
-        total += Duration::from_secs_f64(seconds);
+        total = total.saturating_add(Duration::from_secs_f64(seconds));
         rest = next;
     }
     Ok(total)

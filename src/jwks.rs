@@ -294,7 +294,7 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
             if significant < 256 {
                 return Err(format!(
                     "RSA modulus of {} bits is too small",
-                    significant * 8
+                    significant.saturating_mul(8)
                 ));
             }
             Ok(match algorithm {
@@ -328,7 +328,7 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
                 return Err(format!("`x`/`y` must be {size} bytes each"));
             }
             // SEC1 uncompressed point: 0x04 || x || y.
-            let mut point = Vec::with_capacity(1 + 2 * size);
+            let mut point = Vec::with_capacity(size.saturating_mul(2).saturating_add(1));
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);

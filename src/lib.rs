@@ -5,13 +5,16 @@
 //! `host` calls proxy-wasm, and it is compiled for `wasm32-wasip1` alone.
 
 // A panic traps the Wasm VM and fails every request of that Envoy worker.
+// `arithmetic_side_effects` too: integers only wrap in release, but `Duration`
+// arithmetic panics on overflow in every build, and a wrapped offset is a bug.
 #![cfg_attr(
     not(test),
     deny(
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
-        clippy::indexing_slicing
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
     )
 )]
 

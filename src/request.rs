@@ -88,12 +88,9 @@ impl RequestView {
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
+    char::from(byte)
+        .to_digit(16)
+        .and_then(|digit| u8::try_from(digit).ok())
 }
 
 /// Decodes `%XX` escapes, except `%2F` (an escaped slash stays one segment's data).
@@ -104,19 +101,26 @@ fn percent_decode_except_slash(text: &str) -> String {
     while let Some(&byte) = bytes.get(index) {
         if byte == b'%' {
             if let (Some(high), Some(low)) = (
-                bytes.get(index + 1).copied().and_then(hex_value),
-                bytes.get(index + 2).copied().and_then(hex_value),
+                bytes
+                    .get(index.saturating_add(1))
+                    .copied()
+                    .and_then(hex_value),
+                bytes
+                    .get(index.saturating_add(2))
+                    .copied()
+                    .and_then(hex_value),
             ) {
-                let decoded = high * 16 + low;
+                // Two hex digits: at most 0xFF, so the shift and `or` stay in a byte.
+                let decoded = (high << 4) | low;
                 if decoded != b'/' {
                     out.push(decoded);
-                    index += 3;
+                    index = index.saturating_add(3);
                     continue;
                 }
             }
         }
         out.push(byte);
-        index += 1;
+        index = index.saturating_add(1);
     }
     String::from_utf8_lossy(&out).into_owned()
 }

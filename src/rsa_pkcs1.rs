@@ -167,7 +167,7 @@ impl RsaVerifyingKey {
         let mut acc = base.clone();
         let mut multiplier = <BoxedMontyForm as MontyForm>::Multiplier::from(&self.params);
         // Left-to-right square-and-multiply below the top bit of e (e ≥ 3, so it has one).
-        let top = 63 - self.e.leading_zeros();
+        let top = 63u32.saturating_sub(self.e.leading_zeros());
         for bit in (0..top).rev() {
             multiplier.square_assign(&mut acc);
             if (self.e >> bit) & 1 == 1 {
@@ -193,7 +193,7 @@ fn emsa_pkcs1_v1_5(hash: RsaHash, digest: &[u8], k: usize) -> Option<Vec<u8>> {
     }
     let mut em = Vec::with_capacity(k);
     em.extend_from_slice(&[0x00, 0x01]);
-    em.resize(2 + ps_len, 0xff);
+    em.resize(ps_len.saturating_add(2), 0xff);
     em.push(0x00);
     em.extend_from_slice(prefix);
     em.extend_from_slice(digest);
@@ -208,7 +208,9 @@ fn trim_leading_zeros(bytes: &[u8]) -> &[u8] {
 fn bit_length(trimmed: &[u8]) -> usize {
     match trimmed.first() {
         None => 0,
-        Some(&top) => (trimmed.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+        Some(&top) => (trimmed.len().saturating_sub(1))
+            .saturating_mul(8)
+            .saturating_add(8usize.saturating_sub(top.leading_zeros() as usize)),
     }
 }
 

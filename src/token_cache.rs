@@ -75,8 +75,9 @@ impl TokenCache {
         clock_skew: Duration,
     ) {
         let exp = verified.expires;
-        let until =
-            Duration::try_from_secs_f64(exp.clamp(0.0, 1e12)).unwrap_or_default() + clock_skew;
+        let until = Duration::try_from_secs_f64(exp.clamp(0.0, 1e12))
+            .unwrap_or_default()
+            .saturating_add(clock_skew);
         let ttl = until.saturating_sub(now);
         if let Ok(mut entries) = self.entries.try_borrow_mut() {
             entries.insert(token.to_string(), verified, ttl, now);

@@ -79,7 +79,7 @@ impl<V> TtlCache<V> {
             key,
             Entry {
                 value,
-                expires: now + ttl,
+                expires: now.saturating_add(ttl),
             },
         );
     }

@@ -63,7 +63,7 @@ impl Template {
                 }
             };
             parts.push(part);
-            rest = after.get(close + 1..).unwrap_or("");
+            rest = after.get(close.saturating_add(1)..).unwrap_or("");
         }
         if !rest.is_empty() {
             parts.push(Part::Literal(rest.to_string()));

@@ -45,7 +45,10 @@ pub fn mint(request: &TokenRequest) -> Result<String, String> {
     }
     let now = request.now.as_secs();
     claims.insert("iat".into(), now.into());
-    claims.insert("exp".into(), (now + request.ttl.as_secs()).into());
+    claims.insert(
+        "exp".into(),
+        now.saturating_add(request.ttl.as_secs()).into(),
+    );
     let claims = JWTClaims {
         issued_at: None,
         expires_at: None,

@@ -293,7 +293,10 @@ impl KeyStore {
             return None;
         }
         let demand = slot.demand;
-        let lease_for = rule_config.timeout.saturating_mul(2) + Duration::from_secs(1);
+        let lease_for = rule_config
+            .timeout
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(1));
         let mut for_unknown_kid = false;
         let written = update_record(shared, &shared_key(config, rule), |record| {
             if record.fetch_in_flight(now) {
@@ -313,7 +316,7 @@ impl KeyStore {
             for_unknown_kid = wanted && demand == Demand::UnknownKid;
             record.lease = Some(Lease {
                 holder: vm_id,
-                expires_ms: millis(now + lease_for),
+                expires_ms: millis(now.saturating_add(lease_for)),
             });
             record.last_attempt_ms = Some(millis(now));
             true

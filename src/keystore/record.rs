@@ -67,7 +67,7 @@ impl SharedRecord {
         self.body = Some(body);
         self.fetched_at_ms = Some(millis(now));
         self.failures = 0;
-        self.next_due_ms = millis(now + refresh);
+        self.next_due_ms = millis(now.saturating_add(refresh));
         self.lease = None;
     }
 
@@ -77,7 +77,7 @@ impl SharedRecord {
         self.generation = self.generation.wrapping_add(1);
         self.failures = self.failures.saturating_add(1);
         self.last_failure_ms = Some(millis(now));
-        self.next_due_ms = millis(now + backoff(self.failures, refresh));
+        self.next_due_ms = millis(now.saturating_add(backoff(self.failures, refresh)));
         self.lease = None;
         // A discovered jwks_uri may be what is wrong: discover again next time.
         self.jwks_uri = None;
