@@ -84,7 +84,7 @@ fuzz: cargo-fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) CARGO_FUZZ=$(CARGO_FUZZ) fuzz/run.sh
 
 fuzz-smoke: cargo-fuzz
-	FUZZ_SECONDS=20 CARGO_FUZZ=$(CARGO_FUZZ) fuzz/run.sh
+	FUZZ_SECONDS=20 FUZZ_SEED=1 CARGO_FUZZ=$(CARGO_FUZZ) fuzz/run.sh
 
 # The same unit tests compiled to wasm and run under Node by wasm-bindgen-test.
 unit-wasm: targets wasm-bindgen

@@ -46,10 +46,18 @@ fuzz_target!(|data: &[u8]| {
                         .windows(text.len())
                         .any(|window| window == text.as_bytes())
             };
+            // The whole path too: an unknown field may itself hold `.` or `[`.
+            let whole = serde_json::to_string(&one.field).unwrap_or_default();
+            let whole_escaped = whole
+                .strip_prefix('"')
+                .and_then(|rest| rest.strip_suffix('"'))
+                .unwrap_or_default();
             let named = step == "pluginConfig"
                 || FIELDS.contains(&step)
                 || written(step)
-                || written(escaped);
+                || written(escaped)
+                || written(&one.field)
+                || written(whole_escaped);
             assert!(named, "the error names no field: {one:?}");
         }
         (Ok(one), Ok(two)) => {
