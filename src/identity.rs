@@ -82,20 +82,6 @@ pub fn verified_identity_headers(
     Ok(headers)
 }
 
-/// Adds the headers a verified token maps to under `rule` (see
-/// [`verified_identity_headers`]).
-pub fn add_verified_identity(
-    rule: &JwtRule,
-    claims: &Map<String, Value>,
-    payload_segment: &str,
-    edits: &mut HeaderEdits,
-) -> Result<(), Reason> {
-    edits
-        .set
-        .extend(verified_identity_headers(rule, claims, payload_segment)?);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,16 +130,14 @@ mod tests {
     fn verified_claims_become_headers() {
         let config = config();
         let claims = json!({"email": "a@b.c", "groups": ["g1", "g2"]});
-        let mut edits = HeaderEdits::default();
-        add_verified_identity(
+        let headers = verified_identity_headers(
             &config.rules[0],
             claims.as_object().unwrap(),
             "eyJwYXkiOjF9",
-            &mut edits,
         )
         .unwrap();
         assert_eq!(
-            edits.set,
+            headers,
             [
                 (
                     "kubeflow-userid".to_string(),
@@ -198,28 +182,17 @@ mod tests {
             "josé@example.com",
         ] {
             let claims = json!({"email": email});
-            let mut edits = HeaderEdits::default();
             assert_eq!(
-                add_verified_identity(
-                    &config.rules[0],
-                    claims.as_object().unwrap(),
-                    "e30",
-                    &mut edits
-                ),
+                verified_identity_headers(&config.rules[0], claims.as_object().unwrap(), "e30"),
                 Err(Reason::TokenMalformed),
                 "{email:?}"
             );
         }
         let claims = json!({"email": "jose@example.com", "groups": ["a b", "c"]});
-        let mut edits = HeaderEdits::default();
-        add_verified_identity(
-            &config.rules[0],
-            claims.as_object().unwrap(),
-            "e30",
-            &mut edits,
-        )
-        .unwrap();
-        assert_eq!(edits.set[0].1, "accounts.google.com:jose@example.com");
-        assert_eq!(edits.set[1].1, "a b,c");
+        let headers =
+            verified_identity_headers(&config.rules[0], claims.as_object().unwrap(), "e30")
+                .unwrap();
+        assert_eq!(headers[0].1, "accounts.google.com:jose@example.com");
+        assert_eq!(headers[1].1, "a b,c");
     }
 }
