@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { WASI } from "node:wasi";
 import { argv } from "node:process";
 
-const wasi = new WASI({ version: "preview1", args: [argv[2]], env: {} });
+const wasi = new WASI({ version: "preview1", args: argv.slice(2), env: {} });
 const module = await WebAssembly.compile(await readFile(argv[2]));
 const imports = wasi.getImportObject();
 for (const { module: from, name, kind } of WebAssembly.Module.imports(module)) {

@@ -2,15 +2,15 @@
 //!
 //! Every input here is public (key, message, signature), so the exponentiation is
 //! variable-time: one Montgomery squaring per exponent bit and one multiplication per set
-//! bit, 16 squarings and one multiplication for e = 65537. `crypto-bigint` uses 32-bit limbs
-//! on wasm32, where 64-bit-limb bignums must emulate 128-bit products.
+//! bit, 16 squarings and one multiplication for e = 65537 (`modexp`, written for wasm32).
 //!
 //! The decrypted block is never parsed: the expected EMSA-PKCS1-v1_5 block (§9.2) is
 //! encoded from the message and compared byte for byte, which rules out the padding and
 //! DigestInfo parsing forgeries of lenient verifiers.
 
-use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
-use crypto_bigint::{BoxedUint, MontyForm, MontyMultiplier, Odd};
+mod modexp;
+
+use modexp::Modulus;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use std::fmt;
 
@@ -103,7 +103,7 @@ impl std::error::Error for RsaKeyError {}
 /// then reused for every token, so the Montgomery constants are computed once.
 #[derive(Debug, Clone)]
 pub struct RsaVerifyingKey {
-    params: BoxedMontyParams,
+    modulus: Modulus,
     /// Modulus length in bytes (RFC 8017's k): every signature must be exactly this long.
     k: usize,
     bits: usize,
@@ -122,13 +122,8 @@ impl RsaVerifyingKey {
             return Err(RsaKeyError::ModulusTooLong { bits });
         }
         let e = exponent(e)?;
-        let precision = u32::try_from(n.len().saturating_mul(8))
-            .map_err(|_| RsaKeyError::ModulusTooLong { bits })?;
-        let n = BoxedUint::from_be_slice(n, precision)
-            .map_err(|_| RsaKeyError::ModulusTooLong { bits })?;
-        let n = Option::<Odd<BoxedUint>>::from(Odd::new(n)).ok_or(RsaKeyError::EvenModulus)?;
         Ok(RsaVerifyingKey {
-            params: BoxedMontyParams::new_vartime(n),
+            modulus: Modulus::new(n, bits).ok_or(RsaKeyError::EvenModulus)?,
             k: bits.div_ceil(8),
             bits,
             e,
@@ -158,27 +153,7 @@ impl RsaVerifyingKey {
         if signature.len() != self.k {
             return None;
         }
-        let precision = self.params.bits_precision();
-        let s = BoxedUint::from_be_slice(signature, precision).ok()?;
-        if s >= *self.params.modulus().as_ref() {
-            return None;
-        }
-        let base = BoxedMontyForm::new(s, &self.params);
-        let mut acc = base.clone();
-        let mut multiplier = <BoxedMontyForm as MontyForm>::Multiplier::from(&self.params);
-        // Left-to-right square-and-multiply below the top bit of e (e ≥ 3, so it has one).
-        let top = 63u32.saturating_sub(self.e.leading_zeros());
-        for bit in (0..top).rev() {
-            multiplier.square_assign(&mut acc);
-            if (self.e >> bit) & 1 == 1 {
-                multiplier.mul_assign(&mut acc, &base);
-            }
-        }
-        let m = acc.retrieve().to_be_bytes();
-        // The precision is whole limbs, so the integer may have more bytes than k; as
-        // m < n < 2^(8k) the extra leading bytes are zero.
-        let extra = m.len().checked_sub(self.k)?;
-        m.get(extra..).map(<[u8]>::to_vec)
+        self.modulus.pow_be(signature, self.e, self.k)
     }
 }
 
@@ -241,6 +216,8 @@ mod tests {
     use super::*;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use base64::Engine;
+    use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
+    use crypto_bigint::{BoxedUint, Odd};
     use jwt_simple::prelude::*;
     use serde_json::{json, Value};
     #[cfg(target_arch = "wasm32")]
