@@ -132,7 +132,7 @@ fn authenticate(
     let reviewed = match rule
         .token_review
         .as_ref()
-        .map(|_| caches.tokens.get(&found.value, now))
+        .map(|_| caches.tokens.get(found.value.as_str(), now))
     {
         None | Some(Some(TokenStatus::Unreviewed)) => None,
         Some(Some(TokenStatus::Authenticated(subject))) => Some(subject.clone()),

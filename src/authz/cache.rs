@@ -1,8 +1,10 @@
 //! Answers by key (a review, or a token), each with its own time to live, and a
 //! bound on entries (oldest inserted evicted first).
 
+use std::borrow::Borrow;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -21,19 +23,19 @@ struct Entry<V> {
     expires: Duration,
 }
 
+/// Keys are cloned once into the eviction order: `Rc<str>` (one allocation
+/// shared by the map and the order) or a small value such as a digest.
 #[derive(Debug)]
-pub struct TtlCache<V> {
-    // One allocation per key, shared by the map and the eviction order: keys
-    // can be whole tokens (a kilobyte each).
-    entries: HashMap<Rc<str>, Entry<V>>,
-    order: VecDeque<Rc<str>>,
+pub struct TtlCache<V, K = Rc<str>> {
+    entries: HashMap<K, Entry<V>>,
+    order: VecDeque<K>,
     max_entries: usize,
     /// Lookups answered from the cache, for the host's metric.
     hits: Cell<u64>,
 }
 
-impl<V> TtlCache<V> {
-    pub fn new(max_entries: usize) -> TtlCache<V> {
+impl<V, K: Hash + Eq + Clone> TtlCache<V, K> {
+    pub fn new(max_entries: usize) -> TtlCache<V, K> {
         TtlCache {
             entries: HashMap::new(),
             order: VecDeque::new(),
@@ -42,7 +44,11 @@ impl<V> TtlCache<V> {
         }
     }
 
-    pub fn get(&self, key: &str, now: Duration) -> Option<&V> {
+    pub fn get<Q>(&self, key: &Q, now: Duration) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let found = self
             .entries
             .get(key)
@@ -59,21 +65,21 @@ impl<V> TtlCache<V> {
         self.hits.replace(0)
     }
 
-    pub fn insert(&mut self, key: String, value: V, ttl: Duration, now: Duration) {
+    pub fn insert(&mut self, key: impl Into<K>, value: V, ttl: Duration, now: Duration) {
         if self.max_entries == 0 || ttl.is_zero() {
             return;
         }
-        let key: Rc<str> = Rc::from(key);
+        let key: K = key.into();
         if !self.entries.contains_key(&key) {
             while self.entries.len() >= self.max_entries {
                 match self.order.pop_front() {
                     Some(oldest) => {
-                        self.entries.remove(&*oldest);
+                        self.entries.remove(&oldest);
                     }
                     None => break,
                 }
             }
-            self.order.push_back(Rc::clone(&key));
+            self.order.push_back(key.clone());
         }
         self.entries.insert(
             key,
@@ -111,9 +117,9 @@ mod tests {
     #[test]
     fn entries_expire_after_their_ttl() {
         let mut cache = DecisionCache::new(10);
-        cache.insert("a".into(), allowed(), Duration::from_secs(300), NOW);
+        cache.insert("a", allowed(), Duration::from_secs(300), NOW);
         cache.insert(
-            "d".into(),
+            "d",
             CachedDecision {
                 allowed: false,
                 reason: None,
@@ -131,13 +137,13 @@ mod tests {
     fn the_oldest_entry_goes_first_when_full() {
         let mut cache = DecisionCache::new(2);
         for key in ["a", "b", "a", "c"] {
-            cache.insert(key.into(), allowed(), Duration::from_secs(60), NOW);
+            cache.insert(key, allowed(), Duration::from_secs(60), NOW);
         }
         assert_eq!(cache.len(), 2);
         assert!(cache.get("a", NOW).is_none());
         assert!(cache.get("b", NOW).is_some() && cache.get("c", NOW).is_some());
         let mut off = DecisionCache::new(0);
-        off.insert("a".into(), allowed(), Duration::from_secs(60), NOW);
+        off.insert("a", allowed(), Duration::from_secs(60), NOW);
         assert!(off.is_empty());
     }
 }

@@ -245,7 +245,7 @@ pub fn authorize(
     };
     let spec = review_spec(&subject, field, attributes);
     let key = spec.to_string();
-    match cache.get(&key, now) {
+    match cache.get(key.as_str(), now) {
         Some(CachedDecision { allowed: true, .. }) => AuthzStep::Allow,
         Some(CachedDecision {
             allowed: false,
