@@ -30,10 +30,18 @@ impl KfauthHttp {
     }
 }
 
-impl Context for KfauthHttp {
-    fn on_done(&mut self) -> bool {
+impl Context for KfauthHttp {}
+
+/// The SDK drops the context when Envoy deletes it (`proxy_on_delete`), right
+/// after the stream ends. Cleaning up here rather than in `on_done` lets the
+/// build drop the `proxy_on_done` export: one VM entry fewer per request.
+impl Drop for KfauthHttp {
+    fn drop(&mut self) {
         // A request that ends while held for keys no longer wants waking.
-        if let Some(state) = self.state.borrow_mut().as_mut() {
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            return;
+        };
+        if let Some(state) = state.as_mut() {
             state
                 .waiters
                 .retain(|waiter| waiter.context_id != self.context_id);
@@ -46,7 +54,6 @@ impl Context for KfauthHttp {
                 pending.waiters.retain(|id| *id != self.context_id);
             }
         }
-        true
     }
 }
 

@@ -4,7 +4,8 @@
 //! The proxy-wasm Rust SDK exports every `proxy_on_*` callback, and Envoy calls
 //! each one a module exports: for every request `on_response_headers`,
 //! `on_response_body` (per chunk), `on_request_body` (per chunk) and `on_log`,
-//! each a VM entry that does nothing for kfauth. Envoy skips a callback the
+//! each a VM entry that does nothing for kfauth, and `on_done`, whose work
+//! kfauth does when the context is deleted (`Drop`), one VM entry later. Envoy skips a callback the
 //! module does not export, so dropping them removes those entries. Nothing else
 //! in the module changes (exports are referenced by no other section); running
 //! it twice is harmless.
@@ -12,8 +13,8 @@
 use std::process::ExitCode;
 
 /// What Envoy must still be able to call: the ABI marker, memory, VM and plugin
-/// start, per-request context, request headers, end of stream, HTTP callout
-/// answers and the root tick. A new callback in `src/host/` must be added here.
+/// start, per-request context creation and deletion, request headers, HTTP
+/// callout answers and the root tick. A new callback in `src/host/` must be added here.
 const KEPT: &[&str] = &[
     "memory",
     "_initialize",
@@ -23,7 +24,6 @@ const KEPT: &[&str] = &[
     "proxy_on_configure",
     "proxy_on_context_create",
     "proxy_on_request_headers",
-    "proxy_on_done",
     "proxy_on_delete",
     "proxy_on_http_call_response",
     "proxy_on_tick",
@@ -157,7 +157,11 @@ mod tests {
         let mut module = b"\0asm\x01\0\0\0".to_vec();
         module.extend([1, 4, 1, 0x60, 0, 0]); // type section: () -> ()
         module.extend([3, 2, 1, 0]); // function section: one function of type 0
-        let names: Vec<&str> = KEPT.iter().copied().chain(["proxy_on_log"]).collect();
+        let names: Vec<&str> = KEPT
+            .iter()
+            .copied()
+            .chain(["proxy_on_log", "proxy_on_done"])
+            .collect();
         let mut exports = vec![names.len() as u8];
         for name in names {
             exports.push(name.len() as u8);
@@ -174,10 +178,13 @@ mod tests {
     #[test]
     fn keeps_only_the_listed_exports_and_every_other_section() {
         let (rewritten, dropped) = rewrite(&module()).unwrap();
-        assert_eq!(dropped, vec!["proxy_on_log".to_string()]);
+        assert_eq!(
+            dropped,
+            vec!["proxy_on_log".to_string(), "proxy_on_done".to_string()]
+        );
         let text = String::from_utf8_lossy(&rewritten);
-        assert!(text.contains("proxy_on_tick") && text.contains("proxy_on_done"));
-        assert!(!text.contains("proxy_on_log"));
+        assert!(text.contains("proxy_on_tick") && text.contains("proxy_on_delete"));
+        assert!(!text.contains("proxy_on_log") && !text.contains("proxy_on_done"));
         assert!(rewritten.ends_with(&[10, 4, 1, 2, 0, 0x0b]));
         // Idempotent.
         assert_eq!(rewrite(&rewritten).unwrap().0, rewritten);
