@@ -3,8 +3,8 @@
 //!
 //! Configurations: no auth filter; Envoy's native `jwt_authn` as Istio configures
 //! it (inline JWKS, claim_to_headers, no JWT cache); kfauth with an equivalent
-//! config; on request, kfauth with every path skipped (the cost of being a Wasm
-//! filter at all). Workloads: (a) one RS256 token reused; (b) 1,000 tokens,
+//! config; on request, kfauth with every path skipped (kfauth's floor) and a Wasm
+//! filter that does nothing (Envoy's own cost of any Wasm filter). Workloads: (a) one RS256 token reused; (b) 1,000 tokens,
 //! Zipf-distributed; (c) every request a token no cache holds. The upstream is a
 //! direct response, so the filter is what is measured. Runs are interleaved and repeated; the
 //! median of each is reported. Results drift with the machine's load: read the
@@ -37,6 +37,9 @@ enum Variant {
     Kfauth,
     /// kfauth with `skipPaths: ["^/"]`: only the identity-header strip runs.
     KfauthFloor,
+    /// A Wasm filter that does nothing (`EMPTY_FILTER_WAT`): what Envoy itself
+    /// charges for any Wasm HTTP filter.
+    WasmEmpty,
 }
 
 impl Variant {
@@ -47,6 +50,7 @@ impl Variant {
             Variant::NativeJwtAuthnCached => "native jwt_authn + jwt_cache_config (1000)",
             Variant::Kfauth => "kfauth",
             Variant::KfauthFloor => "kfauth, every path skipped (Wasm floor)",
+            Variant::WasmEmpty => "a Wasm filter that does nothing",
         }
     }
 
@@ -58,6 +62,7 @@ impl Variant {
             Variant::NativeJwtAuthnCached => "native-cached",
             Variant::Kfauth => "kfauth",
             Variant::KfauthFloor => "kfauth-floor",
+            Variant::WasmEmpty => "wasm-empty",
         }
     }
 }
@@ -123,28 +128,59 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
             if variant == Variant::KfauthFloor {
                 plugin["skipPaths"] = json!(["^/"]);
             }
-            let config = json!({
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": {
-                    "name": "kfauth",
-                    "root_id": "kfauth",
-                    "fail_open": false,
-                    "vm_config": {
-                        "vm_id": "kfauth",
-                        "runtime": "envoy.wasm.runtime.v8",
-                        "code": {"local": {"filename": wasm_path().display().to_string()}},
-                    },
-                    "configuration": {
-                        "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": plugin.to_string(),
-                    },
-                },
-            });
-            format!(
-                "          - name: envoy.filters.http.wasm\n            typed_config: {config}\n"
-            )
+            wasm_filter_yaml(&wasm_path(), &plugin.to_string())
         }
+        Variant::WasmEmpty => wasm_filter_yaml(&empty_filter_path(), ""),
     }
+}
+
+/// Envoy's Wasm HTTP filter running `module` with `configuration`.
+fn wasm_filter_yaml(module: &Path, configuration: &str) -> String {
+    let config = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": "kfauth",
+            "root_id": "kfauth",
+            "fail_open": false,
+            "vm_config": {
+                "vm_id": "kfauth",
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": {"local": {"filename": module.display().to_string()}},
+            },
+            "configuration": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": configuration,
+            },
+        },
+    });
+    format!("          - name: envoy.filters.http.wasm\n            typed_config: {config}\n")
+}
+
+/// The least a Proxy-Wasm HTTP filter can be (ABI 0.2.1): it accepts any
+/// configuration, and lets every request through without reading anything.
+/// Envoy still creates a context per request, calls `on_request_headers`, and
+/// deletes the context: the part of kfauth's cost no Wasm filter can avoid.
+const EMPTY_FILTER_WAT: &str = r#"(module
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $next))
+    (global.set $next (i32.add (global.get $next) (local.get $size)))
+    (local.get $at))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_delete") (param i32)))"#;
+
+fn empty_filter_path() -> PathBuf {
+    let path = repo_root().join("target/bench/empty-filter.wasm");
+    let module = wat::parse_str(EMPTY_FILTER_WAT).expect("the empty filter's WAT is valid");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, module).unwrap();
+    path
 }
 
 fn envoy_yaml(variant: Variant, jwks: &str, port: u16, admin_port: u16) -> String {
@@ -491,6 +527,7 @@ fn main() {
         Variant::NativeJwtAuthnCached,
         Variant::Kfauth,
         Variant::KfauthFloor,
+        Variant::WasmEmpty,
     ]
     .into_iter()
     .filter(|variant| {
