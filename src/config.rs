@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde::Deserialize;
 
 use crate::duration::parse_duration;
@@ -724,16 +724,27 @@ mod tests {
             )),
             "skipPaths[0]"
         );
-        // The regex syntax the module is built with: Perl classes and case
-        // folding, no Unicode property classes (README, `skipPaths`). Checked
-        // natively and in wasm, where the workspace's features cannot unify.
+        // The regex dialect (regex-lite; README, `skipPaths`): Perl classes
+        // and case folding are ASCII-only, Unicode property classes and class
+        // set operations are refused at load with the field named.
         let skip = |pattern: &str| {
             parse(serde_json::json!({"jwtRules": [rule()], "skipPaths": ["^/ok", pattern]}))
         };
         assert!(skip(r"^/v\d+/\w+\s?\b").is_ok());
         let folded = skip(r"(?i)^/DEX/").unwrap();
         assert!(folded.skip_paths[1].is_match("/dex/auth"));
-        assert_eq!(field_of(skip(r"^/\p{Greek}")), "skipPaths[1]");
+        let ascii = skip(r"(?i)^/\w+/Ä$").unwrap();
+        assert!(ascii.skip_paths[1].is_match("/Notebooks/Ä"));
+        assert!(!ascii.skip_paths[1].is_match("/é/Ä"));
+        assert!(!ascii.skip_paths[1].is_match("/a/ä"));
+        assert!(skip("^/caf[é]/").unwrap().skip_paths[1].is_match("/café/"));
+        let greek = skip(r"^/\p{Greek}").unwrap_err();
+        assert_eq!(greek.field, "skipPaths[1]");
+        assert!(greek
+            .message
+            .contains("Unicode character classes are not supported"));
+        assert_eq!(field_of(skip(r"^/\pL")), "skipPaths[1]");
+        assert_eq!(field_of(skip(r"^/[a-z&&[^q]]")), "skipPaths[1]");
         assert_eq!(
             field_of(parse(
                 serde_json::json!({"jwtRules": [rule()], "clockSkew": "soon"})

@@ -4,7 +4,7 @@
 //! oauth2-proxy session cookie alone can be bigger. On the chosen paths, gRPC
 //! requests lose their cookies (all, or the named ones) before going upstream.
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde::Deserialize;
 
 use crate::config::ConfigError;

@@ -38,12 +38,12 @@ fn path_regex(pattern: &str) -> String {
         return ".*".into();
     }
     if let Some(prefix) = pattern.strip_suffix('*') {
-        return format!("^{}", regex::escape(prefix.trim_end_matches('*')));
+        return format!("^{}", regex_lite::escape(prefix.trim_end_matches('*')));
     }
     if let Some(suffix) = pattern.strip_prefix('*') {
-        return format!("{}$", regex::escape(suffix));
+        return format!("{}$", regex_lite::escape(suffix));
     }
-    format!("^{}$", regex::escape(pattern))
+    format!("^{}$", regex_lite::escape(pattern))
 }
 
 fn is_require_jwt(spec: &Value) -> Option<Vec<String>> {
