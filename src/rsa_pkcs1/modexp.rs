@@ -2,9 +2,10 @@
 //!
 //! Wasm has a 64-bit multiply but no 64×64→128-bit product, and general bignum code either
 //! emulates the wide product or carries after every limb product. Here limbs are 28 bits
-//! wide (26 for moduli above about 7,000 bits), each held in a `u64`: a limb product is
-//! below 2^56 (2^52), so a whole column of products adds up in a `u64` without carrying,
-//! and the inner loops are one multiply and one add. Carries are propagated once per pass.
+//! wide (26 for moduli above about 7,000 bits), held in `u32`, and columns are `u64`: a
+//! limb product is below 2^56 (2^52), so a whole column of products adds up without
+//! carrying, and the inner loops only multiply and add, two rows of the schoolbook product
+//! per pass. Carries are propagated once per pass.
 //!
 //! Montgomery multiplication (Montgomery 1985; the "separated operand scanning" order of
 //! Koç, Acar and Kaliski 1996): the product is formed in full, then reduced one limb at a
