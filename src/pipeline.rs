@@ -104,11 +104,10 @@ fn authenticate(
         return Ok(None);
     };
     let keys = caches.keys;
+    let digest = caches.verified.digest(&found.value);
     let remembered = caches
         .verified
-        .get(&found.value, now, config.clock_skew, |rule| {
-            keys.generation(rule)
-        })
+        .get(digest, now, config.clock_skew, |rule| keys.generation(rule))
         .filter(|hit| matches!(keys.state(config, hit.rule, now), KeyState::Ready(_)));
     let verified = match remembered {
         Some(hit) => hit,
@@ -116,7 +115,7 @@ fn authenticate(
             let verified = Rc::new(verify_token(config, keys, &found.value, now, may_wait)?);
             caches
                 .verified
-                .remember(&found.value, Rc::clone(&verified), now, config.clock_skew);
+                .remember(digest, Rc::clone(&verified), now, config.clock_skew);
             verified
         }
     };
@@ -610,7 +609,7 @@ mod tests {
         ));
         assert!(
             verified
-                .get(&token, NOW, config.clock_skew, |_| 0)
+                .get(verified.digest(&token), NOW, config.clock_skew, |_| 0)
                 .is_some(),
             "remembered"
         );
@@ -632,7 +631,7 @@ mod tests {
             Outcome::Deny(_)
         ));
         assert!(verified
-            .get(&forged, NOW, config.clock_skew, |_| 0)
+            .get(verified.digest(&forged), NOW, config.clock_skew, |_| 0)
             .is_none());
     }
 }

@@ -42,6 +42,10 @@ pub struct VerifiedToken {
     pub key_generation: u64,
 }
 
+/// A token's keyed digest under one cache's key ([`TokenCache::digest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenDigest(u128);
+
 /// A bounded memo of verified tokens; interior mutability keeps the pipeline's
 /// view of it shared (`&`).
 pub struct TokenCache {
@@ -61,24 +65,26 @@ impl TokenCache {
         }
     }
 
-    fn digest(&self, token: &str) -> u128 {
+    /// The key a token is remembered under; computed once per request, for the
+    /// lookup and, on a miss, the insertion.
+    pub fn digest(&self, token: &str) -> TokenDigest {
         let (k0, k1) = self.digest_key;
         let mut hasher = SipHasher24::new_with_keys(k0, k1);
         hasher.write(token.as_bytes());
-        hasher.finish128().as_u128()
+        TokenDigest(hasher.finish128().as_u128())
     }
 
-    /// The remembered result for `token`, if still valid at `now` and for the
-    /// rule's current key generation.
+    /// The remembered result for the token of `digest`, if still valid at `now`
+    /// and for the rule's current key generation.
     pub fn get(
         &self,
-        token: &str,
+        digest: TokenDigest,
         now: Duration,
         clock_skew: Duration,
         generation_of: impl Fn(usize) -> u64,
     ) -> Option<Rc<VerifiedToken>> {
         let entries = self.entries.try_borrow().ok()?;
-        let found = entries.get(&self.digest(token), now)?;
+        let found = entries.get(&digest.0, now)?;
         if found.key_generation != generation_of(found.rule) {
             return None;
         }
@@ -92,7 +98,7 @@ impl TokenCache {
     /// Remembers a token that passed every check, until its `exp` (plus skew).
     pub fn remember(
         &self,
-        token: &str,
+        digest: TokenDigest,
         verified: Rc<VerifiedToken>,
         now: Duration,
         clock_skew: Duration,
@@ -103,7 +109,7 @@ impl TokenCache {
             .saturating_add(clock_skew);
         let ttl = until.saturating_sub(now);
         if let Ok(mut entries) = self.entries.try_borrow_mut() {
-            entries.insert(self.digest(token), verified, ttl, now);
+            entries.insert(digest.0, verified, ttl, now);
         }
     }
 }
@@ -137,40 +143,70 @@ mod tests {
     #[test]
     fn remembers_until_expiry_plus_skew() {
         let cache = TokenCache::new(10);
-        cache.remember("t", verified(NOW.as_secs() + 100, 1), NOW, SKEW);
-        assert!(cache.get("t", NOW, SKEW, |_| 1).is_some());
+        cache.remember(
+            cache.digest("t"),
+            verified(NOW.as_secs() + 100, 1),
+            NOW,
+            SKEW,
+        );
+        assert!(cache.get(cache.digest("t"), NOW, SKEW, |_| 1).is_some());
         assert!(cache
-            .get("t", NOW + Duration::from_secs(159), SKEW, |_| 1)
+            .get(
+                cache.digest("t"),
+                NOW + Duration::from_secs(159),
+                SKEW,
+                |_| 1
+            )
             .is_some());
         assert!(cache
-            .get("t", NOW + Duration::from_secs(161), SKEW, |_| 1)
+            .get(
+                cache.digest("t"),
+                NOW + Duration::from_secs(161),
+                SKEW,
+                |_| 1
+            )
             .is_none());
-        assert!(cache.get("other", NOW, SKEW, |_| 1).is_none());
+        assert!(cache.get(cache.digest("other"), NOW, SKEW, |_| 1).is_none());
     }
 
     #[test]
     fn a_new_key_set_voids_entries() {
         let cache = TokenCache::new(10);
-        cache.remember("t", verified(NOW.as_secs() + 100, 1), NOW, SKEW);
-        assert!(cache.get("t", NOW, SKEW, |_| 2).is_none());
+        cache.remember(
+            cache.digest("t"),
+            verified(NOW.as_secs() + 100, 1),
+            NOW,
+            SKEW,
+        );
+        assert!(cache.get(cache.digest("t"), NOW, SKEW, |_| 2).is_none());
     }
 
     #[test]
     fn tokens_differing_in_one_byte_do_not_share_an_entry() {
         let cache = TokenCache::new(10);
         let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
-        cache.remember(token, verified(NOW.as_secs() + 100, 0), NOW, SKEW);
-        assert!(cache.get(token, NOW, SKEW, |_| 0).is_some());
+        cache.remember(
+            cache.digest(token),
+            verified(NOW.as_secs() + 100, 0),
+            NOW,
+            SKEW,
+        );
+        assert!(cache.get(cache.digest(token), NOW, SKEW, |_| 0).is_some());
         for at in 0..token.len() {
             let mut other = token.as_bytes().to_vec();
             other[at] ^= 1;
             let other = String::from_utf8(other).unwrap();
-            assert!(cache.get(&other, NOW, SKEW, |_| 0).is_none(), "{other}");
+            assert!(
+                cache.get(cache.digest(&other), NOW, SKEW, |_| 0).is_none(),
+                "{other}"
+            );
         }
         assert!(cache
-            .get(&token[..token.len() - 1], NOW, SKEW, |_| 0)
+            .get(cache.digest(&token[..token.len() - 1]), NOW, SKEW, |_| 0)
             .is_none());
-        assert!(cache.get(&format!("{token}A"), NOW, SKEW, |_| 0).is_none());
+        assert!(cache
+            .get(cache.digest(&format!("{token}A")), NOW, SKEW, |_| 0)
+            .is_none());
     }
 
     #[test]
@@ -185,12 +221,17 @@ mod tests {
     fn is_bounded() {
         let cache = TokenCache::new(2);
         for token in ["a", "b", "c"] {
-            cache.remember(token, verified(NOW.as_secs() + 100, 0), NOW, SKEW);
+            cache.remember(
+                cache.digest(token),
+                verified(NOW.as_secs() + 100, 0),
+                NOW,
+                SKEW,
+            );
         }
-        assert!(cache.get("a", NOW, SKEW, |_| 0).is_none());
-        assert!(cache.get("c", NOW, SKEW, |_| 0).is_some());
+        assert!(cache.get(cache.digest("a"), NOW, SKEW, |_| 0).is_none());
+        assert!(cache.get(cache.digest("c"), NOW, SKEW, |_| 0).is_some());
         let off = TokenCache::new(0);
-        off.remember("a", verified(NOW.as_secs() + 100, 0), NOW, SKEW);
-        assert!(off.get("a", NOW, SKEW, |_| 0).is_none());
+        off.remember(off.digest("a"), verified(NOW.as_secs() + 100, 0), NOW, SKEW);
+        assert!(off.get(off.digest("a"), NOW, SKEW, |_| 0).is_none());
     }
 }

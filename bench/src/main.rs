@@ -4,8 +4,9 @@
 //! Configurations: no auth filter; Envoy's native `jwt_authn` as Istio configures
 //! it (inline JWKS, claim_to_headers, no JWT cache); kfauth with an equivalent
 //! config; on request, kfauth with every path skipped (kfauth's floor) and a Wasm
-//! filter that does nothing (Envoy's own cost of any Wasm filter). Workloads: (a) one RS256 token reused; (b) 1,000 tokens,
-//! Zipf-distributed; (c) every request a token no cache holds. The upstream is a
+//! filter that does nothing (Envoy's own cost of any Wasm filter). Workloads: (a)
+//! one RS256 token reused; (b) 1,000 tokens, Zipf-distributed; (c) every request a
+//! token no cache holds. The upstream is a
 //! direct response, so the filter is what is measured. Runs are interleaved and repeated; the
 //! median of each is reported. Results drift with the machine's load: read the
 //! ratios, not the absolute figures.
