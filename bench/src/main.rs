@@ -3,8 +3,10 @@
 //!
 //! Configurations: no auth filter; Envoy's native `jwt_authn` as Istio configures
 //! it (inline JWKS, claim_to_headers, no JWT cache); kfauth with an equivalent
-//! config; on request, kfauth with every path skipped (kfauth's floor) and a Wasm
-//! filter that does nothing (Envoy's own cost of any Wasm filter). Workloads: (a)
+//! config; on request, kfauth with every path skipped (kfauth's floor), kfauth
+//! changing no header, a Wasm filter that does nothing (Envoy's own cost of any
+//! Wasm filter), and probes: that empty filter making one kind of host call eight
+//! times per request (the cost of one call, by difference). Workloads: (a)
 //! one RS256 token reused; (b) 1,000 tokens, Zipf-distributed; (c) every request a
 //! token no cache holds. The upstream is a
 //! direct response, so the filter is what is measured. Runs are interleaved and repeated; the
@@ -38,9 +40,89 @@ enum Variant {
     Kfauth,
     /// kfauth with `skipPaths: ["^/"]`: only the identity-header strip runs.
     KfauthFloor,
-    /// A Wasm filter that does nothing (`EMPTY_FILTER_WAT`): what Envoy itself
+    /// kfauth verifying the token but changing no header (the token forwarded,
+    /// no claim mapped): what its header edits cost, by difference.
+    KfauthNoEdits,
+    /// A Wasm filter that does nothing (`empty_filter_wat`): what Envoy itself
     /// charges for any Wasm HTTP filter.
     WasmEmpty,
+    /// The empty filter plus one kind of host call made `PROBE_CALLS` times per
+    /// request: what that call costs (compare with `WasmEmpty`).
+    Probe(Probe),
+}
+
+/// Host calls (and one VM entry) whose cost the probe variants measure.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Probe {
+    /// `proxy_get_current_time_nanoseconds`.
+    Clock,
+    /// `proxy_get_header_map_pairs`: the host copies every request header into
+    /// memory it asks the module for (`proxy_on_memory_allocate`, a VM entry).
+    HeaderPairs,
+    /// `proxy_get_header_map_value("authorization")`, also through the allocator.
+    HeaderValue,
+    /// `proxy_replace_header_map_value` of one header.
+    ReplaceHeader,
+    /// `proxy_add_header_map_value` of one header.
+    AddHeader,
+    /// `proxy_remove_header_map_value` of a header the request lacks.
+    RemoveAbsentHeader,
+    /// `proxy_increment_metric` of one counter.
+    IncrementMetric,
+    /// Two more per-request VM entries: `proxy_on_done` and `proxy_on_log`
+    /// exported (empty), so Envoy calls them.
+    TwoMoreEntries,
+    /// No call: about 1 MB of functions nothing calls, for what code size
+    /// alone costs in Envoy's memory (compare peak RSS with `WasmEmpty`).
+    DeadCode,
+}
+
+/// Calls per request in a probe: the cost of one is (probe − empty) / this.
+const PROBE_CALLS: usize = 8;
+
+impl Probe {
+    const ALL: [Probe; 9] = [
+        Probe::Clock,
+        Probe::HeaderPairs,
+        Probe::HeaderValue,
+        Probe::ReplaceHeader,
+        Probe::AddHeader,
+        Probe::RemoveAbsentHeader,
+        Probe::IncrementMetric,
+        Probe::TwoMoreEntries,
+        Probe::DeadCode,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            Probe::Clock => "probe-clock",
+            Probe::HeaderPairs => "probe-header-pairs",
+            Probe::HeaderValue => "probe-header-value",
+            Probe::ReplaceHeader => "probe-replace-header",
+            Probe::AddHeader => "probe-add-header",
+            Probe::RemoveAbsentHeader => "probe-remove-absent-header",
+            Probe::IncrementMetric => "probe-increment-metric",
+            Probe::TwoMoreEntries => "probe-two-more-entries",
+            Probe::DeadCode => "probe-dead-code",
+        }
+    }
+
+    /// The WAT statement making the call once (its result dropped), or `None`
+    /// for the probe that adds exports instead.
+    fn call(self) -> Option<&'static str> {
+        // Memory layout of the probe module: 16 result pointer, 20 result size,
+        // 64 "authorization", 96 "x-kfauth-probe", 8192 what the allocator hands out.
+        Some(match self {
+            Probe::Clock => "(drop (call $clock (i32.const 16)))",
+            Probe::HeaderPairs => "(drop (call $pairs (i32.const 0) (i32.const 16) (i32.const 20)))",
+            Probe::HeaderValue => "(drop (call $get (i32.const 0) (i32.const 64) (i32.const 13) (i32.const 16) (i32.const 20)))",
+            Probe::ReplaceHeader => "(drop (call $replace (i32.const 0) (i32.const 96) (i32.const 14) (i32.const 64) (i32.const 5)))",
+            Probe::AddHeader => "(drop (call $add (i32.const 0) (i32.const 96) (i32.const 14) (i32.const 64) (i32.const 5)))",
+            Probe::RemoveAbsentHeader => "(drop (call $remove (i32.const 0) (i32.const 96) (i32.const 14)))",
+            Probe::IncrementMetric => "(drop (call $increment (global.get $metric) (i64.const 1)))",
+            Probe::TwoMoreEntries | Probe::DeadCode => return None,
+        })
+    }
 }
 
 impl Variant {
@@ -51,7 +133,21 @@ impl Variant {
             Variant::NativeJwtAuthnCached => "native jwt_authn + jwt_cache_config (1000)",
             Variant::Kfauth => "kfauth",
             Variant::KfauthFloor => "kfauth, every path skipped (Wasm floor)",
+            Variant::KfauthNoEdits => {
+                "kfauth, no header changed (token forwarded, no claim mapped)"
+            }
             Variant::WasmEmpty => "a Wasm filter that does nothing",
+            Variant::Probe(Probe::Clock) => "empty filter + 8 clock reads",
+            Variant::Probe(Probe::HeaderPairs) => "empty filter + 8 header-map reads",
+            Variant::Probe(Probe::HeaderValue) => "empty filter + 8 one-header reads",
+            Variant::Probe(Probe::ReplaceHeader) => "empty filter + 8 header replaces",
+            Variant::Probe(Probe::AddHeader) => "empty filter + 8 header adds",
+            Variant::Probe(Probe::RemoveAbsentHeader) => {
+                "empty filter + 8 removes of an absent header"
+            }
+            Variant::Probe(Probe::IncrementMetric) => "empty filter + 8 counter increments",
+            Variant::Probe(Probe::TwoMoreEntries) => "empty filter + on_done and on_log exported",
+            Variant::Probe(Probe::DeadCode) => "empty filter + 1 MB of code never called",
         }
     }
 
@@ -63,7 +159,9 @@ impl Variant {
             Variant::NativeJwtAuthnCached => "native-cached",
             Variant::Kfauth => "kfauth",
             Variant::KfauthFloor => "kfauth-floor",
+            Variant::KfauthNoEdits => "kfauth-no-edits",
             Variant::WasmEmpty => "wasm-empty",
+            Variant::Probe(probe) => probe.key(),
         }
     }
 }
@@ -113,7 +211,7 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
                 "          - name: envoy.filters.http.jwt_authn\n            typed_config: {config}\n"
             )
         }
-        Variant::Kfauth | Variant::KfauthFloor => {
+        Variant::Kfauth | Variant::KfauthFloor | Variant::KfauthNoEdits => {
             let mut plugin = json!({
                 "jwtRules": [{
                     "issuer": ISSUER,
@@ -129,9 +227,15 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
             if variant == Variant::KfauthFloor {
                 plugin["skipPaths"] = json!(["^/"]);
             }
+            if variant == Variant::KfauthNoEdits {
+                let rule = &mut plugin["jwtRules"][0];
+                rule["forwardOriginalToken"] = json!(true);
+                rule["outputClaimToHeaders"] = json!([]);
+            }
             wasm_filter_yaml(&wasm_path(), &plugin.to_string())
         }
-        Variant::WasmEmpty => wasm_filter_yaml(&empty_filter_path(), ""),
+        Variant::WasmEmpty => wasm_filter_yaml(&empty_filter_path(None), ""),
+        Variant::Probe(probe) => wasm_filter_yaml(&empty_filter_path(Some(probe)), ""),
     }
 }
 
@@ -161,24 +265,75 @@ fn wasm_filter_yaml(module: &Path, configuration: &str) -> String {
 /// configuration, and lets every request through without reading anything.
 /// Envoy still creates a context per request, calls `on_request_headers`, and
 /// deletes the context: the part of kfauth's cost no Wasm filter can avoid.
-const EMPTY_FILTER_WAT: &str = r#"(module
-  (memory (export "memory") 1)
-  (global $next (mut i32) (i32.const 1024))
+/// With a `probe`, `on_request_headers` also makes that host call
+/// `PROBE_CALLS` times (or the module exports two more callbacks).
+fn empty_filter_wat(probe: Option<Probe>) -> String {
+    let calls = probe
+        .and_then(Probe::call)
+        .map(|call| [call; PROBE_CALLS].join(" "))
+        .unwrap_or_default();
+    let more = match probe {
+        Some(Probe::TwoMoreEntries) => {
+            r#"(func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_log") (param i32))"#
+                .to_string()
+        }
+        Some(Probe::DeadCode) => dead_code_wat(),
+        _ => String::new(),
+    };
+    format!(
+        r#"(module
+  (import "env" "proxy_get_current_time_nanoseconds" (func $clock (param i32) (result i32)))
+  (import "env" "proxy_get_header_map_pairs" (func $pairs (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_replace_header_map_value" (func $replace (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_remove_header_map_value" (func $remove (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 64) "authorization")
+  (data (i32.const 96) "x-kfauth-probe")
+  (data (i32.const 128) "kfauth.probe")
+  (global $metric (mut i32) (i32.const 0))
   (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
-    (local $at i32)
-    (local.set $at (global.get $next))
-    (global.set $next (i32.add (global.get $next) (local.get $size)))
-    (local.get $at))
+  ;; Every answer lands at the same place: a probe reads nothing back.
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32) (i32.const 8192))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $define (i32.const 0) (i32.const 128) (i32.const 12) (i32.const 200)))
+    (global.set $metric (i32.load (i32.const 200)))
+    (i32.const 1))
   (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
-  (func (export "proxy_on_delete") (param i32)))"#;
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) {calls} (i32.const 0))
+  (func (export "proxy_on_delete") (param i32))
+  {more})"#
+    )
+}
 
-fn empty_filter_path() -> PathBuf {
-    let path = repo_root().join("target/bench/empty-filter.wasm");
-    let module = wat::parse_str(EMPTY_FILTER_WAT).expect("the empty filter's WAT is valid");
+/// 200 functions of 400 multiply-adds each (about 1 MB of Wasm), which nothing
+/// calls.
+fn dead_code_wat() -> String {
+    (0..200)
+        .map(|function| {
+            let steps: String = (0..400)
+                .map(|step| {
+                    format!(
+                        "(local.set $x (i64.add (i64.mul (local.get $x) (i64.const {})) (i64.const {})))",
+                        3 + step + function,
+                        step * 7 + 1
+                    )
+                })
+                .collect();
+            format!("(func $unused{function} (param $x i64) (result i64) {steps} (local.get $x))\n")
+        })
+        .collect()
+}
+
+fn empty_filter_path(probe: Option<Probe>) -> PathBuf {
+    let name = probe.map_or("empty-filter", Probe::key);
+    let path = repo_root().join(format!("target/bench/{name}.wasm"));
+    let module = wat::parse_str(empty_filter_wat(probe)).expect("the empty filter's WAT is valid");
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(&path, module).unwrap();
     path
@@ -464,6 +619,40 @@ fn run_wrk(port: u16, pid: u32, workload: &Workload, seconds: u32, connections: 
     }
 }
 
+/// What one host call (or VM entry) costs, from the probes' Envoy CPU per
+/// request less the empty filter's, when both were measured.
+fn print_probe_costs(variants: &[Variant], cpu_medians: &[f64]) {
+    let Some(empty) = variants
+        .iter()
+        .position(|variant| *variant == Variant::WasmEmpty)
+        .and_then(|v| cpu_medians.get(v))
+    else {
+        return;
+    };
+    let probes: Vec<(Probe, f64)> = variants
+        .iter()
+        .zip(cpu_medians)
+        .filter_map(|(variant, cpu)| match variant {
+            Variant::Probe(probe) => Some((*probe, *cpu)),
+            _ => None,
+        })
+        .collect();
+    if probes.is_empty() {
+        return;
+    }
+    println!("| host call | Envoy CPU µs per call (probe − empty filter) / calls |");
+    println!("| --- | ---: |");
+    for (probe, cpu) in probes {
+        let calls = match probe {
+            Probe::TwoMoreEntries => 2,
+            Probe::DeadCode => continue,
+            _ => PROBE_CALLS,
+        };
+        println!("| {} | {:.2} |", probe.key(), (cpu - empty) / calls as f64);
+    }
+    println!();
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
@@ -528,13 +717,15 @@ fn main() {
         Variant::NativeJwtAuthnCached,
         Variant::Kfauth,
         Variant::KfauthFloor,
+        Variant::KfauthNoEdits,
         Variant::WasmEmpty,
     ]
     .into_iter()
+    .chain(Probe::ALL.map(Variant::Probe))
     .filter(|variant| {
-        wanted_variants
-            .split(',')
-            .any(|key| key.trim() == variant.key())
+        wanted_variants.split(',').map(str::trim).any(|key| {
+            key == variant.key() || (key == "probes" && matches!(variant, Variant::Probe(_)))
+        })
     })
     .collect();
     let position = |wanted: Variant| variants.iter().position(|variant| *variant == wanted);
@@ -589,6 +780,7 @@ fn main() {
         println!("| configuration | requests/s | p50 ms | p99 ms | Envoy CPU µs/request |");
         println!("| --- | ---: | ---: | ---: | ---: |");
         let mut medians = Vec::new();
+        let mut cpu_medians = Vec::new();
         for (v, variant) in variants.iter().enumerate() {
             let measures = &results[w][v];
             let rps = median(measures.iter().map(|m| m.requests_per_second).collect());
@@ -600,8 +792,10 @@ fn main() {
                 variant.label()
             );
             medians.push(rps);
+            cpu_medians.push(cpu);
         }
         println!();
+        print_probe_costs(&variants, &cpu_medians);
         let Some(kfauth) = position(Variant::Kfauth).and_then(|v| medians.get(v)) else {
             continue;
         };
