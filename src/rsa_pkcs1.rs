@@ -1,4 +1,5 @@
-//! RSASSA-PKCS1-v1_5 signature verification (RFC 8017 §8.2.2) for RS256, RS384 and RS512.
+//! RSA signature verification (RFC 8017): RSASSA-PKCS1-v1_5 (§8.2.2) for RS256, RS384 and
+//! RS512, and RSASSA-PSS (§8.1.2, `pss`) for PS256, PS384 and PS512.
 //!
 //! Every input here is public (key, message, signature), so the exponentiation is
 //! variable-time: one Montgomery squaring per exponent bit and one multiplication per set
@@ -9,6 +10,7 @@
 //! DigestInfo parsing forgeries of lenient verifiers.
 
 mod modexp;
+mod pss;
 
 use modexp::Modulus;
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -51,10 +53,31 @@ impl RsaHash {
     }
 
     fn digest(self, message: &[u8]) -> Vec<u8> {
+        self.digest_of(&[message])
+    }
+
+    /// The hash of the concatenation of `parts`.
+    fn digest_of(self, parts: &[&[u8]]) -> Vec<u8> {
+        fn chain<D: Digest>(parts: &[&[u8]]) -> Vec<u8> {
+            let mut hasher = D::new();
+            for part in parts {
+                hasher.update(part);
+            }
+            hasher.finalize().to_vec()
+        }
         match self {
-            RsaHash::Sha256 => Sha256::digest(message).to_vec(),
-            RsaHash::Sha384 => Sha384::digest(message).to_vec(),
-            RsaHash::Sha512 => Sha512::digest(message).to_vec(),
+            RsaHash::Sha256 => chain::<Sha256>(parts),
+            RsaHash::Sha384 => chain::<Sha384>(parts),
+            RsaHash::Sha512 => chain::<Sha512>(parts),
+        }
+    }
+
+    /// Output length in bytes (RFC 8017's hLen).
+    fn output_len(self) -> usize {
+        match self {
+            RsaHash::Sha256 => 32,
+            RsaHash::Sha384 => 48,
+            RsaHash::Sha512 => 64,
         }
     }
 }
@@ -145,6 +168,24 @@ impl RsaVerifyingKey {
             Some(em) => em == expected,
             None => false,
         }
+    }
+
+    /// RFC 8017 §8.1.2: true only if `signature` is exactly k bytes, its integer s is below
+    /// n, and s^e mod n, as emLen = ⌈(modBits − 1) / 8⌉ bytes, is an EMSA-PSS encoding of
+    /// `hash(message)` with MGF1 of the same hash and a salt as long as the hash.
+    pub fn verify_pss(&self, hash: RsaHash, message: &[u8], signature: &[u8]) -> bool {
+        let Some(block) = self.public_op(signature) else {
+            return false;
+        };
+        // I2OSP(m, emLen): when modBits − 1 is a multiple of 8, emLen is k − 1 and the
+        // k-byte block must start with a zero byte.
+        let em_bits = self.bits.saturating_sub(1);
+        let em_len = em_bits.div_ceil(8);
+        let (high, em) = block.split_at(block.len().saturating_sub(em_len));
+        if high.iter().any(|&byte| byte != 0) {
+            return false;
+        }
+        pss::emsa_pss_verify(hash, &hash.digest(message), em, em_bits)
     }
 
     /// RSAVP1 (§5.2.2) with I2OSP to k bytes: s^e mod n, or None if the signature is not
@@ -356,6 +397,159 @@ mod tests {
             .unwrap();
             let (input, sig) = token.rsplit_once('.').unwrap();
             (input.to_string(), URL_SAFE_NO_PAD.decode(sig).unwrap())
+        }
+    }
+
+    impl TestKey {
+        /// jwt-simple's verdict on `signing_input.signature` as a JWS of `hash`'s PS alg.
+        fn jwt_simple_accepts_pss(&self, hash: RsaHash, signing_input: &str, sig: &[u8]) -> bool {
+            let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
+            let options = Some(VerificationOptions {
+                artificial_time: Some(Duration::from_secs(1_800_000_000)),
+                ..Default::default()
+            });
+            let (n, e) = (&self.n, &self.e);
+            match hash {
+                RsaHash::Sha256 => PS256PublicKey::from_components(n, e)
+                    .unwrap()
+                    .verify_token::<Value>(&token, options)
+                    .is_ok(),
+                RsaHash::Sha384 => PS384PublicKey::from_components(n, e)
+                    .unwrap()
+                    .verify_token::<Value>(&token, options)
+                    .is_ok(),
+                RsaHash::Sha512 => PS512PublicKey::from_components(n, e)
+                    .unwrap()
+                    .verify_token::<Value>(&token, options)
+                    .is_ok(),
+            }
+        }
+
+        /// A PS token signed by jwt-simple (random salt): (signing input, signature).
+        fn jwt_simple_sign_pss(&self, hash: RsaHash, claims: &Value) -> (String, Vec<u8>) {
+            let claims = JWTClaims {
+                issued_at: None,
+                expires_at: None,
+                invalid_before: None,
+                issuer: None,
+                subject: None,
+                audiences: None,
+                jwt_id: None,
+                nonce: None,
+                custom: claims.clone(),
+            };
+            let token = match hash {
+                RsaHash::Sha256 => PS256KeyPair::from_pem(&self.pem).unwrap().sign(claims),
+                RsaHash::Sha384 => PS384KeyPair::from_pem(&self.pem).unwrap().sign(claims),
+                RsaHash::Sha512 => PS512KeyPair::from_pem(&self.pem).unwrap().sign(claims),
+            }
+            .unwrap();
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            (input.to_string(), URL_SAFE_NO_PAD.decode(sig).unwrap())
+        }
+
+        /// A PSS signature over `message` with this salt, made here (RFC 8017 §8.1.1).
+        fn sign_pss(&self, hash: RsaHash, message: &[u8], salt: &[u8]) -> Vec<u8> {
+            let bits = self.ours().modulus_bits();
+            let em = pss::tests::emsa_pss_encode(hash, &hash.digest(message), salt, bits - 1);
+            let mut block = vec![0u8; self.k() - em.len()];
+            block.extend_from_slice(&em);
+            self.raw_sign(&block)
+        }
+    }
+
+    /// Both verifiers give the same PSS verdict, and it is `expected`.
+    fn assert_agree_pss(
+        key: &TestKey,
+        hash: RsaHash,
+        input: &str,
+        sig: &[u8],
+        expected: bool,
+        what: &str,
+    ) {
+        let ours = key.ours().verify_pss(hash, input.as_bytes(), sig);
+        let theirs = key.jwt_simple_accepts_pss(hash, input, sig);
+        assert_eq!(
+            (ours, theirs),
+            (expected, expected),
+            "{what}: {}-bit PSS {hash:?} (ours, jwt-simple)",
+            key.ours().modulus_bits(),
+        );
+    }
+
+    fn pss_signing_input(hash: RsaHash, claims: &Value) -> String {
+        let alg = match hash {
+            RsaHash::Sha256 => "PS256",
+            RsaHash::Sha384 => "PS384",
+            RsaHash::Sha512 => "PS512",
+        };
+        let header = json!({"alg": alg, "typ": "JWT"}).to_string();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
+    }
+
+    #[test]
+    fn pss_agrees_with_jwt_simple_on_its_own_tokens_and_their_tampered_forms() {
+        let keys = keys_for_jwt_simple();
+        for (ki, key) in keys.iter().enumerate() {
+            let other = &keys[(ki + 1) % keys.len()];
+            for hash in HASHES {
+                for i in 0..tokens_per_key().div_ceil(2) {
+                    let claims = json!({"sub": format!("user-{i}"), "groups": ["a", "b"], "i": i});
+                    let (input, sig) = key.jwt_simple_sign_pss(hash, &claims);
+                    assert_agree_pss(key, hash, &input, &sig, true, "valid");
+
+                    let tampered = pss_signing_input(hash, &json!({"sub": "admin", "i": i}));
+                    assert_agree_pss(key, hash, &tampered, &sig, false, "tampered payload");
+
+                    let k = sig.len();
+                    for (at, bit) in [(0, 0x80), (0, 0x01), (k / 2, 0x10), (k - 1, 0x01)] {
+                        let mut flipped = sig.clone();
+                        flipped[at] ^= bit;
+                        assert_agree_pss(key, hash, &input, &flipped, false, "flipped bit");
+                    }
+
+                    let (_, other_sig) = other.jwt_simple_sign_pss(hash, &claims);
+                    assert_agree_pss(key, hash, &input, &other_sig, false, "another key's");
+
+                    assert_agree_pss(key, hash, &input, &sig[..k - 1], false, "one byte short");
+                    let mut long = vec![0];
+                    long.extend_from_slice(&sig);
+                    assert_agree_pss(key, hash, &input, &long, false, "leading zero added");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pss_and_pkcs1_v1_5_signatures_do_not_stand_for_each_other() {
+        let key = TestKey::from_pem(K2048);
+        for hash in HASHES {
+            let claims = json!({"sub": "alice"});
+            let (input, pss) = key.jwt_simple_sign_pss(hash, &claims);
+            assert!(!key.ours().verify(hash, input.as_bytes(), &pss));
+            let (input, pkcs1) = key.jwt_simple_sign(hash, &claims);
+            assert_agree_pss(&key, hash, &input, &pkcs1, false, "a PKCS#1 v1.5 signature");
+        }
+    }
+
+    #[test]
+    fn pss_signatures_made_here_agree_with_jwt_simple_on_the_salt_length() {
+        for pem in [K2048, K3072] {
+            let key = TestKey::from_pem(pem);
+            for hash in HASHES {
+                let input = pss_signing_input(hash, &json!({"sub": "alice"}));
+                let h_len = hash.output_len();
+                for (salt_len, expected) in [(h_len, true), (0, false), (h_len + 1, false)] {
+                    let salt: Vec<u8> = (0..salt_len).map(|i| i as u8 ^ 0x5a).collect();
+                    let sig = key.sign_pss(hash, input.as_bytes(), &salt);
+                    let what = format!("salt of {salt_len} bytes");
+                    assert_agree_pss(&key, hash, &input, &sig, expected, &what);
+                }
+            }
         }
     }
 
