@@ -92,17 +92,14 @@ impl VerifyingKey {
     /// Checks the signature of a compact JWS, and nothing else: the time claims
     /// are checked by the caller, the same way whichever code checked the signature.
     pub fn verify_signature(&self, token: &str) -> Result<(), jwt_simple::Error> {
-        let rsa = |hash: RsaHash, key: &RsaVerifyingKey, pss: bool| {
+        type RsaCheck = fn(&RsaVerifyingKey, RsaHash, &[u8], &[u8]) -> bool;
+        let (pkcs1, pss): (RsaCheck, RsaCheck) =
+            (RsaVerifyingKey::verify, RsaVerifyingKey::verify_pss);
+        let rsa = |hash: RsaHash, key: &RsaVerifyingKey, check: RsaCheck| {
             let valid = token.rsplit_once('.').is_some_and(|(signed, signature)| {
                 base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(signature)
-                    .is_ok_and(|signature| {
-                        if pss {
-                            key.verify_pss(hash, signed.as_bytes(), &signature)
-                        } else {
-                            key.verify(hash, signed.as_bytes(), &signature)
-                        }
-                    })
+                    .is_ok_and(|signature| check(key, hash, signed.as_bytes(), &signature))
             });
             if valid {
                 Ok(())
@@ -120,12 +117,12 @@ impl VerifyingKey {
             ..VerificationOptions::default()
         });
         let claims = match self {
-            VerifyingKey::Rs256(key) => return rsa(RsaHash::Sha256, key, false),
-            VerifyingKey::Rs384(key) => return rsa(RsaHash::Sha384, key, false),
-            VerifyingKey::Rs512(key) => return rsa(RsaHash::Sha512, key, false),
-            VerifyingKey::Ps256(key) => return rsa(RsaHash::Sha256, key, true),
-            VerifyingKey::Ps384(key) => return rsa(RsaHash::Sha384, key, true),
-            VerifyingKey::Ps512(key) => return rsa(RsaHash::Sha512, key, true),
+            VerifyingKey::Rs256(key) => return rsa(RsaHash::Sha256, key, pkcs1),
+            VerifyingKey::Rs384(key) => return rsa(RsaHash::Sha384, key, pkcs1),
+            VerifyingKey::Rs512(key) => return rsa(RsaHash::Sha512, key, pkcs1),
+            VerifyingKey::Ps256(key) => return rsa(RsaHash::Sha256, key, pss),
+            VerifyingKey::Ps384(key) => return rsa(RsaHash::Sha384, key, pss),
+            VerifyingKey::Ps512(key) => return rsa(RsaHash::Sha512, key, pss),
             VerifyingKey::Es256(key) => key.verify_token(token, options),
             VerifyingKey::Es384(key) => key.verify_token(token, options),
             VerifyingKey::EdDsa(key) => key.verify_token(token, options),

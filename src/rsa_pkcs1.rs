@@ -352,96 +352,67 @@ mod tests {
             self.raw_sign(&em)
         }
 
-        /// jwt-simple's verdict on `signing_input.signature` as a JWS of `hash`'s RS alg.
-        fn jwt_simple_accepts(&self, hash: RsaHash, signing_input: &str, sig: &[u8]) -> bool {
+        /// jwt-simple's verdict on `signing_input.signature` as a JWS of `scheme` and `hash`.
+        fn jwt_simple_accepts(
+            &self,
+            scheme: Scheme,
+            hash: RsaHash,
+            signing_input: &str,
+            sig: &[u8],
+        ) -> bool {
+            fn accepts(key: impl RSAPublicKeyLike, token: &str) -> bool {
+                let options = Some(VerificationOptions {
+                    artificial_time: Some(Duration::from_secs(1_800_000_000)),
+                    ..Default::default()
+                });
+                key.verify_token::<Value>(token, options).is_ok()
+            }
             let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
-            let options = Some(VerificationOptions {
-                artificial_time: Some(Duration::from_secs(1_800_000_000)),
-                ..Default::default()
-            });
             let (n, e) = (&self.n, &self.e);
-            match hash {
-                RsaHash::Sha256 => RS256PublicKey::from_components(n, e)
-                    .unwrap()
-                    .verify_token::<Value>(&token, options)
-                    .is_ok(),
-                RsaHash::Sha384 => RS384PublicKey::from_components(n, e)
-                    .unwrap()
-                    .verify_token::<Value>(&token, options)
-                    .is_ok(),
-                RsaHash::Sha512 => RS512PublicKey::from_components(n, e)
-                    .unwrap()
-                    .verify_token::<Value>(&token, options)
-                    .is_ok(),
+            match (scheme, hash) {
+                (Scheme::Pkcs1, RsaHash::Sha256) => {
+                    accepts(RS256PublicKey::from_components(n, e).unwrap(), &token)
+                }
+                (Scheme::Pkcs1, RsaHash::Sha384) => {
+                    accepts(RS384PublicKey::from_components(n, e).unwrap(), &token)
+                }
+                (Scheme::Pkcs1, RsaHash::Sha512) => {
+                    accepts(RS512PublicKey::from_components(n, e).unwrap(), &token)
+                }
+                (Scheme::Pss, RsaHash::Sha256) => {
+                    accepts(PS256PublicKey::from_components(n, e).unwrap(), &token)
+                }
+                (Scheme::Pss, RsaHash::Sha384) => {
+                    accepts(PS384PublicKey::from_components(n, e).unwrap(), &token)
+                }
+                (Scheme::Pss, RsaHash::Sha512) => {
+                    accepts(PS512PublicKey::from_components(n, e).unwrap(), &token)
+                }
             }
         }
 
-        /// A token signed by jwt-simple: (signing input, signature).
-        fn jwt_simple_sign(&self, hash: RsaHash, claims: &Value) -> (String, Vec<u8>) {
-            let claims = JWTClaims {
-                issued_at: None,
-                expires_at: None,
-                invalid_before: None,
-                issuer: None,
-                subject: None,
-                audiences: None,
-                jwt_id: None,
-                nonce: None,
-                custom: claims.clone(),
-            };
-            let token = match hash {
-                RsaHash::Sha256 => RS256KeyPair::from_pem(&self.pem).unwrap().sign(claims),
-                RsaHash::Sha384 => RS384KeyPair::from_pem(&self.pem).unwrap().sign(claims),
-                RsaHash::Sha512 => RS512KeyPair::from_pem(&self.pem).unwrap().sign(claims),
-            }
-            .unwrap();
-            let (input, sig) = token.rsplit_once('.').unwrap();
-            (input.to_string(), URL_SAFE_NO_PAD.decode(sig).unwrap())
-        }
-    }
-
-    impl TestKey {
-        /// jwt-simple's verdict on `signing_input.signature` as a JWS of `hash`'s PS alg.
-        fn jwt_simple_accepts_pss(&self, hash: RsaHash, signing_input: &str, sig: &[u8]) -> bool {
-            let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
-            let options = Some(VerificationOptions {
-                artificial_time: Some(Duration::from_secs(1_800_000_000)),
-                ..Default::default()
-            });
-            let (n, e) = (&self.n, &self.e);
-            match hash {
-                RsaHash::Sha256 => PS256PublicKey::from_components(n, e)
-                    .unwrap()
-                    .verify_token::<Value>(&token, options)
-                    .is_ok(),
-                RsaHash::Sha384 => PS384PublicKey::from_components(n, e)
-                    .unwrap()
-                    .verify_token::<Value>(&token, options)
-                    .is_ok(),
-                RsaHash::Sha512 => PS512PublicKey::from_components(n, e)
-                    .unwrap()
-                    .verify_token::<Value>(&token, options)
-                    .is_ok(),
-            }
-        }
-
-        /// A PS token signed by jwt-simple (random salt): (signing input, signature).
-        fn jwt_simple_sign_pss(&self, hash: RsaHash, claims: &Value) -> (String, Vec<u8>) {
-            let claims = JWTClaims {
-                issued_at: None,
-                expires_at: None,
-                invalid_before: None,
-                issuer: None,
-                subject: None,
-                audiences: None,
-                jwt_id: None,
-                nonce: None,
-                custom: claims.clone(),
-            };
-            let token = match hash {
-                RsaHash::Sha256 => PS256KeyPair::from_pem(&self.pem).unwrap().sign(claims),
-                RsaHash::Sha384 => PS384KeyPair::from_pem(&self.pem).unwrap().sign(claims),
-                RsaHash::Sha512 => PS512KeyPair::from_pem(&self.pem).unwrap().sign(claims),
+        /// A token signed by jwt-simple (PSS with a random salt): (signing input, signature).
+        fn jwt_simple_sign(
+            &self,
+            scheme: Scheme,
+            hash: RsaHash,
+            claims: &Value,
+        ) -> (String, Vec<u8>) {
+            let claims = crate::testutil::claims_of(claims);
+            let pem = &self.pem;
+            let token = match (scheme, hash) {
+                (Scheme::Pkcs1, RsaHash::Sha256) => {
+                    RS256KeyPair::from_pem(pem).unwrap().sign(claims)
+                }
+                (Scheme::Pkcs1, RsaHash::Sha384) => {
+                    RS384KeyPair::from_pem(pem).unwrap().sign(claims)
+                }
+                (Scheme::Pkcs1, RsaHash::Sha512) => {
+                    RS512KeyPair::from_pem(pem).unwrap().sign(claims)
+                }
+                (Scheme::Pss, RsaHash::Sha256) => PS256KeyPair::from_pem(pem).unwrap().sign(claims),
+                (Scheme::Pss, RsaHash::Sha384) => PS384KeyPair::from_pem(pem).unwrap().sign(claims),
+                (Scheme::Pss, RsaHash::Sha512) => PS512KeyPair::from_pem(pem).unwrap().sign(claims),
             }
             .unwrap();
             let (input, sig) = token.rsplit_once('.').unwrap();
@@ -458,39 +429,6 @@ mod tests {
         }
     }
 
-    /// Both verifiers give the same PSS verdict, and it is `expected`.
-    fn assert_agree_pss(
-        key: &TestKey,
-        hash: RsaHash,
-        input: &str,
-        sig: &[u8],
-        expected: bool,
-        what: &str,
-    ) {
-        let ours = key.ours().verify_pss(hash, input.as_bytes(), sig);
-        let theirs = key.jwt_simple_accepts_pss(hash, input, sig);
-        assert_eq!(
-            (ours, theirs),
-            (expected, expected),
-            "{what}: {}-bit PSS {hash:?} (ours, jwt-simple)",
-            key.ours().modulus_bits(),
-        );
-    }
-
-    fn pss_signing_input(hash: RsaHash, claims: &Value) -> String {
-        let alg = match hash {
-            RsaHash::Sha256 => "PS256",
-            RsaHash::Sha384 => "PS384",
-            RsaHash::Sha512 => "PS512",
-        };
-        let header = json!({"alg": alg, "typ": "JWT"}).to_string();
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        )
-    }
-
     #[test]
     fn pss_agrees_with_jwt_simple_on_its_own_tokens_and_their_tampered_forms() {
         let keys = keys_for_jwt_simple();
@@ -499,26 +437,67 @@ mod tests {
             for hash in HASHES {
                 for i in 0..tokens_per_key().div_ceil(2) {
                     let claims = json!({"sub": format!("user-{i}"), "groups": ["a", "b"], "i": i});
-                    let (input, sig) = key.jwt_simple_sign_pss(hash, &claims);
-                    assert_agree_pss(key, hash, &input, &sig, true, "valid");
+                    let (input, sig) = key.jwt_simple_sign(Scheme::Pss, hash, &claims);
+                    assert_agree(Scheme::Pss, key, hash, &input, &sig, true, "valid");
 
-                    let tampered = pss_signing_input(hash, &json!({"sub": "admin", "i": i}));
-                    assert_agree_pss(key, hash, &tampered, &sig, false, "tampered payload");
+                    let tampered =
+                        signing_input(Scheme::Pss, hash, &json!({"sub": "admin", "i": i}));
+                    assert_agree(
+                        Scheme::Pss,
+                        key,
+                        hash,
+                        &tampered,
+                        &sig,
+                        false,
+                        "tampered payload",
+                    );
 
                     let k = sig.len();
                     for (at, bit) in [(0, 0x80), (0, 0x01), (k / 2, 0x10), (k - 1, 0x01)] {
                         let mut flipped = sig.clone();
                         flipped[at] ^= bit;
-                        assert_agree_pss(key, hash, &input, &flipped, false, "flipped bit");
+                        assert_agree(
+                            Scheme::Pss,
+                            key,
+                            hash,
+                            &input,
+                            &flipped,
+                            false,
+                            "flipped bit",
+                        );
                     }
 
-                    let (_, other_sig) = other.jwt_simple_sign_pss(hash, &claims);
-                    assert_agree_pss(key, hash, &input, &other_sig, false, "another key's");
+                    let (_, other_sig) = other.jwt_simple_sign(Scheme::Pss, hash, &claims);
+                    assert_agree(
+                        Scheme::Pss,
+                        key,
+                        hash,
+                        &input,
+                        &other_sig,
+                        false,
+                        "another key's",
+                    );
 
-                    assert_agree_pss(key, hash, &input, &sig[..k - 1], false, "one byte short");
+                    assert_agree(
+                        Scheme::Pss,
+                        key,
+                        hash,
+                        &input,
+                        &sig[..k - 1],
+                        false,
+                        "one byte short",
+                    );
                     let mut long = vec![0];
                     long.extend_from_slice(&sig);
-                    assert_agree_pss(key, hash, &input, &long, false, "leading zero added");
+                    assert_agree(
+                        Scheme::Pss,
+                        key,
+                        hash,
+                        &input,
+                        &long,
+                        false,
+                        "leading zero added",
+                    );
                 }
             }
         }
@@ -529,10 +508,18 @@ mod tests {
         let key = TestKey::from_pem(K2048);
         for hash in HASHES {
             let claims = json!({"sub": "alice"});
-            let (input, pss) = key.jwt_simple_sign_pss(hash, &claims);
+            let (input, pss) = key.jwt_simple_sign(Scheme::Pss, hash, &claims);
             assert!(!key.ours().verify(hash, input.as_bytes(), &pss));
-            let (input, pkcs1) = key.jwt_simple_sign(hash, &claims);
-            assert_agree_pss(&key, hash, &input, &pkcs1, false, "a PKCS#1 v1.5 signature");
+            let (input, pkcs1) = key.jwt_simple_sign(Scheme::Pkcs1, hash, &claims);
+            assert_agree(
+                Scheme::Pss,
+                &key,
+                hash,
+                &input,
+                &pkcs1,
+                false,
+                "a PKCS#1 v1.5 signature",
+            );
         }
     }
 
@@ -541,29 +528,41 @@ mod tests {
         for pem in [K2048, K3072] {
             let key = TestKey::from_pem(pem);
             for hash in HASHES {
-                let input = pss_signing_input(hash, &json!({"sub": "alice"}));
+                let input = signing_input(Scheme::Pss, hash, &json!({"sub": "alice"}));
                 let h_len = hash.output_len();
                 for (salt_len, expected) in [(h_len, true), (0, false), (h_len + 1, false)] {
                     let salt: Vec<u8> = (0..salt_len).map(|i| i as u8 ^ 0x5a).collect();
                     let sig = key.sign_pss(hash, input.as_bytes(), &salt);
                     let what = format!("salt of {salt_len} bytes");
-                    assert_agree_pss(&key, hash, &input, &sig, expected, &what);
+                    assert_agree(Scheme::Pss, &key, hash, &input, &sig, expected, &what);
                 }
             }
         }
     }
 
-    fn alg(hash: RsaHash) -> &'static str {
-        match hash {
-            RsaHash::Sha256 => "RS256",
-            RsaHash::Sha384 => "RS384",
-            RsaHash::Sha512 => "RS512",
-        }
+    /// RSASSA-PKCS1-v1_5 (RS*) or RSASSA-PSS (PS*).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Scheme {
+        Pkcs1,
+        Pss,
     }
 
-    /// A JWS signing input with the header jwt-simple expects for `hash`.
-    fn signing_input(hash: RsaHash, claims: &Value) -> String {
-        let header = json!({"alg": alg(hash), "typ": "JWT"}).to_string();
+    fn alg(scheme: Scheme, hash: RsaHash) -> String {
+        let prefix = match scheme {
+            Scheme::Pkcs1 => "RS",
+            Scheme::Pss => "PS",
+        };
+        let bits = match hash {
+            RsaHash::Sha256 => 256,
+            RsaHash::Sha384 => 384,
+            RsaHash::Sha512 => 512,
+        };
+        format!("{prefix}{bits}")
+    }
+
+    /// A JWS signing input with the header jwt-simple expects for `scheme` and `hash`.
+    fn signing_input(scheme: Scheme, hash: RsaHash, claims: &Value) -> String {
+        let header = json!({"alg": alg(scheme, hash), "typ": "JWT"}).to_string();
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header),
@@ -573,6 +572,7 @@ mod tests {
 
     /// Both verifiers give the same verdict, and it is `expected`.
     fn assert_agree(
+        scheme: Scheme,
         key: &TestKey,
         hash: RsaHash,
         input: &str,
@@ -580,14 +580,17 @@ mod tests {
         expected: bool,
         what: &str,
     ) {
-        let ours = key.ours().verify(hash, input.as_bytes(), sig);
-        let theirs = key.jwt_simple_accepts(hash, input, sig);
+        let ours = match scheme {
+            Scheme::Pkcs1 => key.ours().verify(hash, input.as_bytes(), sig),
+            Scheme::Pss => key.ours().verify_pss(hash, input.as_bytes(), sig),
+        };
+        let theirs = key.jwt_simple_accepts(scheme, hash, input, sig);
         assert_eq!(
             (ours, theirs),
             (expected, expected),
             "{what}: {}-bit {} (ours, jwt-simple)",
             key.ours().modulus_bits(),
-            alg(hash)
+            alg(scheme, hash)
         );
     }
 
@@ -622,22 +625,41 @@ mod tests {
             for hash in HASHES {
                 for i in 0..tokens_per_key() {
                     let claims = json!({"sub": format!("user-{i}"), "groups": ["a", "b"], "i": i});
-                    let (input, sig) = key.jwt_simple_sign(hash, &claims);
-                    assert_agree(key, hash, &input, &sig, true, "valid");
+                    let (input, sig) = key.jwt_simple_sign(Scheme::Pkcs1, hash, &claims);
+                    assert_agree(Scheme::Pkcs1, key, hash, &input, &sig, true, "valid");
 
-                    let tampered = signing_input(hash, &json!({"sub": "admin", "i": i}));
-                    assert_agree(key, hash, &tampered, &sig, false, "tampered payload");
+                    let tampered =
+                        signing_input(Scheme::Pkcs1, hash, &json!({"sub": "admin", "i": i}));
+                    assert_agree(
+                        Scheme::Pkcs1,
+                        key,
+                        hash,
+                        &tampered,
+                        &sig,
+                        false,
+                        "tampered payload",
+                    );
 
                     let k = sig.len();
                     for (at, bit) in [(0, 0x80), (0, 0x01), (k / 2, 0x10), (k - 1, 0x01)] {
                         let mut flipped = sig.clone();
                         flipped[at] ^= bit;
-                        assert_agree(key, hash, &input, &flipped, false, "flipped signature bit");
+                        assert_agree(
+                            Scheme::Pkcs1,
+                            key,
+                            hash,
+                            &input,
+                            &flipped,
+                            false,
+                            "flipped signature bit",
+                        );
                     }
 
-                    let (other_input, other_sig) = other.jwt_simple_sign(hash, &claims);
+                    let (other_input, other_sig) =
+                        other.jwt_simple_sign(Scheme::Pkcs1, hash, &claims);
                     assert_eq!(other_input, input);
                     assert_agree(
+                        Scheme::Pkcs1,
                         key,
                         hash,
                         &input,
@@ -646,13 +668,37 @@ mod tests {
                         "another key's signature",
                     );
 
-                    assert_agree(key, hash, &input, &sig[..k - 1], false, "one byte short");
+                    assert_agree(
+                        Scheme::Pkcs1,
+                        key,
+                        hash,
+                        &input,
+                        &sig[..k - 1],
+                        false,
+                        "one byte short",
+                    );
                     let mut long = sig.clone();
                     long.push(0);
-                    assert_agree(key, hash, &input, &long, false, "one byte long");
+                    assert_agree(
+                        Scheme::Pkcs1,
+                        key,
+                        hash,
+                        &input,
+                        &long,
+                        false,
+                        "one byte long",
+                    );
                     let mut long = vec![0];
                     long.extend_from_slice(&sig);
-                    assert_agree(key, hash, &input, &long, false, "leading zero byte added");
+                    assert_agree(
+                        Scheme::Pkcs1,
+                        key,
+                        hash,
+                        &input,
+                        &long,
+                        false,
+                        "leading zero byte added",
+                    );
                 }
             }
         }
@@ -669,10 +715,18 @@ mod tests {
         for key in keys.iter().take(limit) {
             for signed_with in HASHES {
                 for verified_as in HASHES {
-                    let input = signing_input(verified_as, &json!({"sub": "alice"}));
+                    let input = signing_input(Scheme::Pkcs1, verified_as, &json!({"sub": "alice"}));
                     let sig = key.sign(signed_with, input.as_bytes());
                     let expected = signed_with == verified_as;
-                    assert_agree(key, verified_as, &input, &sig, expected, "hash choice");
+                    assert_agree(
+                        Scheme::Pkcs1,
+                        key,
+                        verified_as,
+                        &input,
+                        &sig,
+                        expected,
+                        "hash choice",
+                    );
                 }
             }
         }
@@ -683,7 +737,7 @@ mod tests {
         for pem in [K2048, K3072, K4096] {
             let key = TestKey::from_pem(pem);
             let k = key.k();
-            let input = signing_input(RsaHash::Sha256, &json!({"sub": "alice"}));
+            let input = signing_input(Scheme::Pkcs1, RsaHash::Sha256, &json!({"sub": "alice"}));
             let int = |x: u8| {
                 let mut s = vec![0u8; k];
                 s[k - 1] = x;
@@ -705,10 +759,26 @@ mod tests {
                 ("empty", Vec::new()),
             ];
             for (what, sig) in cases {
-                assert_agree(&key, RsaHash::Sha256, &input, &sig, false, what);
+                assert_agree(
+                    Scheme::Pkcs1,
+                    &key,
+                    RsaHash::Sha256,
+                    &input,
+                    &sig,
+                    false,
+                    what,
+                );
             }
             let valid = key.sign(RsaHash::Sha256, input.as_bytes());
-            assert_agree(&key, RsaHash::Sha256, &input, &valid, true, "valid");
+            assert_agree(
+                Scheme::Pkcs1,
+                &key,
+                RsaHash::Sha256,
+                &input,
+                &valid,
+                true,
+                "valid",
+            );
         }
     }
 
@@ -716,6 +786,7 @@ mod tests {
     fn a_valid_signature_with_leading_zero_bytes_is_accepted_at_k_bytes_only() {
         let key = TestKey::from_pem(K2048);
         let input = signing_input(
+            Scheme::Pkcs1,
             RsaHash::Sha256,
             &json!({"leading zero": LEADING_ZERO_INDEX}),
         );
@@ -725,6 +796,7 @@ mod tests {
             "the fixed message must give a signature below 2^(8k-8)"
         );
         assert_agree(
+            Scheme::Pkcs1,
             &key,
             RsaHash::Sha256,
             &input,
@@ -733,6 +805,7 @@ mod tests {
             "leading zero, k bytes",
         );
         assert_agree(
+            Scheme::Pkcs1,
             &key,
             RsaHash::Sha256,
             &input,
@@ -757,7 +830,7 @@ mod tests {
         for key in &keys {
             let k = key.k();
             for hash in HASHES {
-                let input = signing_input(hash, &json!({"sub": "alice"}));
+                let input = signing_input(Scheme::Pkcs1, hash, &json!({"sub": "alice"}));
                 let digest = hash.digest(input.as_bytes());
                 let prefix = hash.digest_info_prefix();
                 let good = emsa_pkcs1_v1_5(hash, &digest, k).unwrap();
@@ -814,10 +887,18 @@ mod tests {
                     assert_eq!(em.len(), k, "{what}");
                     assert_ne!(em, good, "{what}");
                     let sig = key.raw_sign(&em);
-                    assert_agree(key, hash, &input, &sig, false, what);
+                    assert_agree(Scheme::Pkcs1, key, hash, &input, &sig, false, what);
                 }
                 let sig = key.raw_sign(&good);
-                assert_agree(key, hash, &input, &sig, true, "the exact encoding");
+                assert_agree(
+                    Scheme::Pkcs1,
+                    key,
+                    hash,
+                    &input,
+                    &sig,
+                    true,
+                    "the exact encoding",
+                );
             }
         }
     }
@@ -854,7 +935,7 @@ mod tests {
             assert!(
                 key.verify(hash, KAT_MESSAGE, sig),
                 "{bits}-bit {}",
-                alg(hash)
+                alg(Scheme::Pkcs1, hash)
             );
             assert!(!key.verify(hash, b"another message", sig));
             for other in HASHES.into_iter().filter(|&h| h != hash) {

@@ -123,7 +123,7 @@ pub fn standard_claims() -> Value {
     })
 }
 
-fn claims_of(claims: &Value) -> JWTClaims<serde_json::Map<String, Value>> {
+pub(crate) fn claims_of(claims: &Value) -> JWTClaims<serde_json::Map<String, Value>> {
     JWTClaims {
         issued_at: None,
         expires_at: None,

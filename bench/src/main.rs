@@ -281,6 +281,13 @@ fn empty_filter_wat(probe: Option<Probe>) -> String {
         Some(Probe::DeadCode) => dead_code_wat(),
         _ => String::new(),
     };
+    // Only the counter probe defines a counter: the empty filter's callbacks stay empty.
+    let define = if probe == Some(Probe::IncrementMetric) {
+        "(drop (call $define (i32.const 0) (i32.const 128) (i32.const 12) (i32.const 200)))
+    (global.set $metric (i32.load (i32.const 200)))"
+    } else {
+        ""
+    };
     format!(
         r#"(module
   (import "env" "proxy_get_current_time_nanoseconds" (func $clock (param i32) (result i32)))
@@ -300,10 +307,7 @@ fn empty_filter_wat(probe: Option<Probe>) -> String {
   ;; Every answer lands at the same place: a probe reads nothing back.
   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32) (i32.const 8192))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32)
-    (drop (call $define (i32.const 0) (i32.const 128) (i32.const 12) (i32.const 200)))
-    (global.set $metric (i32.load (i32.const 200)))
-    (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) {define} (i32.const 1))
   (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) {calls} (i32.const 0))
   (func (export "proxy_on_delete") (param i32))
