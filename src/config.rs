@@ -373,7 +373,8 @@ fn validate(
         }
     }
     if let Some(raw_authorization) = raw.authorization {
-        let authorization = crate::authz::config::validate(raw_authorization, env)?;
+        let authorization =
+            crate::authz::config::validate(raw_authorization, env, &mut config.warnings)?;
         if authorization.user_claim.is_none()
             && config
                 .rules

@@ -142,12 +142,20 @@ fn authenticate(
                 detail: Some(why.clone()),
             })))
         }
-        Some(None) => {
-            return Err(Box::new(Outcome::TokenReview {
-                rule: rule_index,
-                token: found.value,
-            }))
-        }
+        Some(None) => match config.authorization.as_ref().and_then(|authz| {
+            let env = authz.apiserver.missing_credential()?;
+            Some(crate::authz::unavailable(authz, env))
+        }) {
+            // No credential to send a review with: `failureMode` answers.
+            Some(Some(denial)) => return Err(Box::new(Outcome::Deny(denial))),
+            Some(None) => None,
+            None => {
+                return Err(Box::new(Outcome::TokenReview {
+                    rule: rule_index,
+                    token: found.value,
+                }))
+            }
+        },
     };
 
     edits.set.extend(verified.headers.iter().cloned());
@@ -579,6 +587,54 @@ mod tests {
                 reason: Reason::TokenRevoked,
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn without_a_credential_token_reviews_follow_the_failure_mode() {
+        let jwks = json!({"keys": [rsa_jwk("rsa-1", None)]}).to_string();
+        let parse = |failure_mode: &str| {
+            Config::parse_with_env(
+                json!({"jwtRules": [{"issuer": DEX, "jwks": jwks, "tokenReview": {},
+                       "outputClaimToHeaders": [{"header": "kubeflow-userid", "claim": "sub"}]}],
+                       "authorization": {"apiserver": {"tokenEnv": "UNSET"}, "failureMode": failure_mode}})
+                .to_string()
+                .as_bytes(),
+                &|_| None,
+            )
+            .unwrap()
+        };
+        let token = sign("RS256", Some("rsa-1"), &standard_claims());
+        let view = request("/", &[("authorization", &bearer(&token))]);
+        let run = |config: &Config| {
+            let keys = KeyStore::new(config, 1);
+            decide(
+                config,
+                &Caches {
+                    keys: &keys,
+                    verified: &TokenCache::new(10),
+                    decisions: &DecisionCache::new(10),
+                    tokens: &TokenReviewCache::new(10),
+                },
+                &view,
+                NOW,
+                true,
+            )
+        };
+        let Outcome::Deny(denial) = run(&parse("deny")) else {
+            panic!("a TokenReview was asked for without a credential")
+        };
+        assert_eq!(denial.reason, Reason::AuthorizerUnavailable);
+        assert_eq!(
+            denial.detail.as_deref(),
+            Some("no API server credential: `UNSET` is not set")
+        );
+        assert!(matches!(
+            run(&parse("allow")),
+            Outcome::Allow {
+                identity: Some(Identity { reviewed: None, .. }),
+                ..
+            }
         ));
     }
 

@@ -47,9 +47,15 @@
 //! `failure_mode_allow_passes_when_the_api_server_is_unavailable`: the same
 //! failures let the request through to the upstream; a real denial still 403s.
 //!
-//! `an_unset_token_variable_refuses_the_configuration`: `tokenEnv` naming a
-//! variable absent from the VM environment → Envoy refuses the configuration,
-//! the log naming `authorization.apiserver.tokenEnv`.
+//! `an_unset_token_variable_keeps_authentication_and_answers_reviews_unavailable`:
+//! `tokenEnv` naming a variable absent from the VM environment (a WasmPlugin
+//! applied before the gateway rolled out with its token) → the configuration
+//! loads with one warning line per VM naming `authorization.apiserver.tokenEnv`;
+//! valid tokens pass with their identity, bad ones get 401; a guarded route
+//! and a `tokenReview` token get 503 `authorizer_unavailable` with a `detail`
+//! naming the variable, no review reaches the API server, the gauge
+//! `kfauth.authz.credential_missing` is 1 (0 with the variable set) and
+//! `kfauth.authz.error` counts the refusals.
 
 // End-to-end against a real Envoy: native only (the testkit is not built for wasm).
 #![cfg(not(target_arch = "wasm32"))]
@@ -72,7 +78,7 @@ use kfauth_testkit::apiserver::fixtures::{
 };
 use kfauth_testkit::apiserver::{validate_sar_request, ApiMode, API_SERVER_SNI};
 use kfauth_testkit::plugin_config::with_rules;
-use kfauth_testkit::{expect, scenarios, Gateway};
+use kfauth_testkit::{expect, scenarios};
 use serde_json::{json, Value};
 
 fn rbac_config() -> Value {
@@ -680,15 +686,80 @@ fn failure_mode_allow_passes_when_the_api_server_is_unavailable() {
 }
 
 #[test]
-fn an_unset_token_variable_refuses_the_configuration() {
-    assert!(
-        std::env::var_os(TOKEN_ENV).is_none(),
-        "{TOKEN_ENV} must not be set for this test"
+fn an_unset_token_variable_keeps_authentication_and_answers_reviews_unavailable() {
+    // The WasmPlugin was applied before the gateway Deployment rolled out
+    // with the token: the filter must load and keep authenticating.
+    const UNSET: &str = "KFAUTH_TOKEN_NOT_ROLLED_OUT";
+    assert!(std::env::var_os(UNSET).is_none(), "{UNSET} must not be set");
+    let mut config = with_rules(
+        vec![dex_rule(), sa_rule(json!({"tokenReview": {}}))],
+        json!({"authorization": authorization(vec![kserve_rule()], "1s", json!({}))}),
     );
-    let log = Gateway::start_expect_rejected(unavailable_config("deny"));
+    config["authorization"]["apiserver"]["tokenEnv"] = json!(UNSET);
+    let setup = Authz::start(config, 1);
+    let warning =
+        format!("authorization.apiserver.tokenEnv: environment variable `{UNSET}` is not set");
+    let warned = || {
+        setup
+            .envoy
+            .wasm_logs()
+            .iter()
+            .filter(|line| line.contains(&warning))
+            .count()
+    };
+    let at_load = warned();
     assert!(
-        log.contains("authorization.apiserver.tokenEnv"),
-        "the log names the field: {}",
-        kfauth_testkit::envoy::log_excerpt(&log)
+        at_load >= 1,
+        "one warning per VM at load: {}",
+        kfauth_testkit::envoy::log_excerpt(&setup.envoy.logs())
+    );
+
+    // Authentication is untouched: a valid token passes with its identity,
+    // a bad one is 401, no token on a guarded route is 401.
+    let token = user_token(USER, &["team-a"]);
+    let plain = Req::new("GET", "kubeflow.example.com", "/jupyter/");
+    let seen = expect::allowed(&setup.send(&plain.clone().bearer(&token)));
+    assert_eq!(seen.header("kubeflow-userid"), Some(USER));
+    expect::rejected(
+        &setup.send(&plain.clone().bearer("not.a.token")),
+        "token_malformed",
+    );
+    expect::token_missing(&setup.send(&Req::kserve("iris", USER_NAMESPACE)));
+
+    // What needs a review gets failureMode's answer (deny: 503), saying why.
+    let unavailable = |response: &kfauth_testkit::HttpResponse| {
+        assert_eq!(response.status, 503, "{:?}", response.body);
+        assert!(response.header("retry-after").is_some());
+        assert_eq!(
+            response.json(),
+            json!({"code": 503, "reason": "authorizer_unavailable",
+                   "detail": format!("no API server credential: `{UNSET}` is not set")})
+        );
+    };
+    unavailable(&setup.send(&Req::kserve("iris", USER_NAMESPACE).bearer(&token)));
+    // A service-account token of a `tokenReview` rule needs a TokenReview.
+    unavailable(
+        &setup.send(
+            &plain
+                .clone()
+                .bearer(&sa_token(USER_NAMESPACE, EDITOR_SERVICE_ACCOUNT)),
+        ),
+    );
+
+    assert_eq!(setup.api.sar_count(), 0, "no review without a credential");
+    assert_eq!(setup.api.token_review_count(), 0);
+    let stats = setup.envoy.stats();
+    assert_eq!(stats.get("kfauth.authz.credential_missing"), Some(1));
+    assert_eq!(stats.counter("kfauth.authz.error"), 2);
+    assert_eq!(stats.counter("kfauth.jwt.denied.authorizer_unavailable"), 2);
+    assert_eq!(warned(), at_load, "requests add no warning lines");
+}
+
+#[test]
+fn a_present_token_variable_reports_no_missing_credential() {
+    let setup = Authz::start(unavailable_config("deny"), 1);
+    assert_eq!(
+        setup.envoy.stats().get("kfauth.authz.credential_missing"),
+        Some(0)
     );
 }

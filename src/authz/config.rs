@@ -93,10 +93,48 @@ struct RawNonResourceAttributes {
 pub struct ApiServer {
     pub cluster: String,
     pub authority: String,
-    /// The bearer token sent with each review; `None` for an authenticating
-    /// local proxy (e.g. a `kubectl proxy` sidecar).
-    pub token: Option<String>,
+    pub credential: Credential,
     pub timeout: Duration,
+}
+
+/// What kfauth shows the API server with each review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// No `tokenEnv`: nothing is sent (an authenticating local proxy such as
+    /// a `kubectl proxy` sidecar).
+    Anonymous,
+    /// The token read from variable `env`, sent as `Authorization: Bearer`.
+    Bearer { env: String, token: String },
+    /// `tokenEnv` names a variable the VM does not have (the gateway's
+    /// Deployment has not rolled out with it yet). Authentication goes on;
+    /// requests that need a review get `failureMode`'s answer, none is sent.
+    Missing { env: String },
+}
+
+impl ApiServer {
+    /// The variable `tokenEnv` names, when the VM does not have it.
+    pub fn missing_credential(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Missing { env } => Some(env),
+            Credential::Anonymous | Credential::Bearer { .. } => None,
+        }
+    }
+
+    /// The variable `tokenEnv` names, if any.
+    pub fn token_env(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Bearer { env, .. } | Credential::Missing { env } => Some(env),
+            Credential::Anonymous => None,
+        }
+    }
+
+    /// The `authorization` header value of a review, when one is sent.
+    pub fn bearer(&self) -> Option<String> {
+        match &self.credential {
+            Credential::Bearer { token, .. } => Some(format!("Bearer {token}")),
+            Credential::Anonymous | Credential::Missing { .. } => None,
+        }
+    }
 }
 
 /// What to do when the API server cannot answer.
@@ -194,9 +232,25 @@ fn capture_names(patterns: &[Regex]) -> Vec<String> {
 /// Reads the VM environment; `None` when the variable is unset.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// The load-time warning for a missing credential: one loud line, since a
+/// gateway that refuses its whole configuration for it would deny every request.
+fn missing_credential_warning(name: &str, failure_mode: FailureMode) -> String {
+    let answer = match failure_mode {
+        FailureMode::Deny => "get 503 authorizer_unavailable",
+        FailureMode::Allow => "pass unreviewed (failureMode: allow)",
+    };
+    format!(
+        "authorization.apiserver.tokenEnv: environment variable `{name}` is not set in the Wasm VM \
+         (vm_config.environment_variables, or WasmPlugin vmConfig.env and the gateway Deployment's env): \
+         JWT authentication works, but every request that needs a SubjectAccessReview or TokenReview will {answer} \
+         until the gateway restarts with it"
+    )
+}
+
 pub(crate) fn validate(
     raw: RawAuthorization,
     env: EnvLookup<'_>,
+    warnings: &mut Vec<String>,
 ) -> Result<Authorization, ConfigError> {
     let field = "authorization";
     let raw_apiserver = raw.apiserver.unwrap_or(RawApiServer {
@@ -205,17 +259,34 @@ pub(crate) fn validate(
         token_env: None,
         timeout: None,
     });
-    let token = match &raw_apiserver.token_env {
+    let failure_mode = match raw.failure_mode.as_deref() {
+        None | Some("deny") => FailureMode::Deny,
+        Some("allow") => FailureMode::Allow,
+        Some(other) => {
+            return Err(error(
+                format!("{field}.failureMode"),
+                format!("`{other}` is neither `deny` nor `allow`"),
+            ))
+        }
+    };
+    let credential = match &raw_apiserver.token_env {
+        Some(name) if name.is_empty() => {
+            return Err(error(
+                format!("{field}.apiserver.tokenEnv"),
+                "must not be empty",
+            ))
+        }
         Some(name) => match env(name) {
-            Some(value) if !value.trim().is_empty() => Some(value.trim().to_string()),
+            Some(value) if !value.trim().is_empty() => Credential::Bearer {
+                env: name.clone(),
+                token: value.trim().to_string(),
+            },
             _ => {
-                return Err(error(
-                    format!("{field}.apiserver.tokenEnv"),
-                    format!("environment variable `{name}` is not set in the Wasm VM (vm_config.environment_variables, or WasmPlugin vmConfig.env)"),
-                ))
+                warnings.push(missing_credential_warning(name, failure_mode));
+                Credential::Missing { env: name.clone() }
             }
         },
-        None => None,
+        None => Credential::Anonymous,
     };
     let apiserver = ApiServer {
         cluster: raw_apiserver
@@ -224,7 +295,7 @@ pub(crate) fn validate(
         authority: raw_apiserver
             .authority
             .unwrap_or_else(|| DEFAULT_APISERVER_AUTHORITY.to_string()),
-        token,
+        credential,
         timeout: duration(
             &format!("{field}.apiserver.timeout"),
             &raw_apiserver.timeout,
@@ -237,16 +308,6 @@ pub(crate) fn validate(
             "must not be empty",
         ));
     }
-    let failure_mode = match raw.failure_mode.as_deref() {
-        None | Some("deny") => FailureMode::Deny,
-        Some("allow") => FailureMode::Allow,
-        Some(other) => {
-            return Err(error(
-                format!("{field}.failureMode"),
-                format!("`{other}` is neither `deny` nor `allow`"),
-            ))
-        }
-    };
     let cache = raw.cache.unwrap_or(RawCache {
         allowed_ttl: None,
         denied_ttl: None,

@@ -245,6 +245,12 @@ pub fn authorize(
     };
     let spec = review_spec(&subject, field, attributes);
     let key = spec.to_string();
+    if let Some(env) = authz.apiserver.missing_credential() {
+        return match unavailable(authz, env) {
+            None => AuthzStep::Allow,
+            Some(denial) => AuthzStep::Deny(denial),
+        };
+    }
     match cache.get(key.as_str(), now) {
         Some(CachedDecision { allowed: true, .. }) => AuthzStep::Allow,
         Some(CachedDecision {
@@ -259,6 +265,20 @@ pub fn authorize(
             body: review_body(&spec),
             key,
         },
+    }
+}
+
+/// What `failureMode` answers when no review can be sent because the API
+/// server credential (variable `env`) is missing: `None` lets the request
+/// through. Nothing is cached: the gateway's next restart may bring it.
+pub fn unavailable(authz: &Authorization, env: &str) -> Option<Denial> {
+    match authz.failure_mode {
+        FailureMode::Allow => None,
+        FailureMode::Deny => Some(Denial {
+            reason: Reason::AuthorizerUnavailable,
+            token_sent: true,
+            detail: Some(format!("no API server credential: `{env}` is not set")),
+        }),
     }
 }
 

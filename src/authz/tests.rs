@@ -76,7 +76,14 @@ fn review_spec_of(step: &AuthzStep) -> Value {
 fn kserve_predict_becomes_an_inferenceservice_get() {
     let config = config(kserve_and_kfp());
     let authz = config.authorization.as_ref().unwrap();
-    assert_eq!(authz.apiserver.token.as_deref(), Some("secret"));
+    assert_eq!(
+        authz.apiserver.credential,
+        config::Credential::Bearer {
+            env: "APISERVER_TOKEN".into(),
+            token: "secret".into()
+        }
+    );
+    assert_eq!(authz.apiserver.bearer().as_deref(), Some("Bearer secret"));
     let step = authorize(
         authz,
         &config.rules,
@@ -277,6 +284,81 @@ fn an_unusable_answer_follows_the_failure_mode_and_is_not_cached() {
 }
 
 #[test]
+fn a_missing_credential_keeps_the_config_and_follows_the_failure_mode() {
+    // The gateway's Deployment has not rolled out with the token yet: the
+    // configuration is kept (authentication must go on), with one warning.
+    let mut missing = kserve_and_kfp();
+    missing["apiserver"]["tokenEnv"] = "NOT_ROLLED_OUT".into();
+    let config = self::config(missing.clone());
+    let authz = config.authorization.as_ref().unwrap();
+    assert_eq!(
+        authz.apiserver.credential,
+        config::Credential::Missing {
+            env: "NOT_ROLLED_OUT".into()
+        }
+    );
+    assert_eq!(authz.apiserver.missing_credential(), Some("NOT_ROLLED_OUT"));
+    assert_eq!(authz.apiserver.bearer(), None);
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(
+        config.warnings[0].starts_with("authorization.apiserver.tokenEnv:")
+            && config.warnings[0].contains("`NOT_ROLLED_OUT`")
+            && config.warnings[0].contains("503 authorizer_unavailable"),
+        "{:?}",
+        config.warnings
+    );
+    let predict = request("POST", "iris.team-a.example.com", "/v1/models/iris:predict");
+    let cache = DecisionCache::new(10);
+    let step = authorize(authz, &config.rules, &predict, Some(&alice()), &cache, NOW);
+    assert_eq!(
+        step,
+        AuthzStep::Deny(Denial {
+            reason: Reason::AuthorizerUnavailable,
+            token_sent: true,
+            detail: Some("no API server credential: `NOT_ROLLED_OUT` is not set".into()),
+        })
+    );
+    // Unguarded routes and rules still decide as before; no token is still 401.
+    let unguarded = request("GET", "kubeflow.example.com", "/");
+    assert_eq!(
+        authorize(
+            authz,
+            &config.rules,
+            &unguarded,
+            Some(&alice()),
+            &cache,
+            NOW
+        ),
+        AuthzStep::NotGuarded
+    );
+    assert_eq!(
+        authorize(authz, &config.rules, &predict, None, &cache, NOW),
+        AuthzStep::Deny(Denial::new(Reason::TokenMissing, false))
+    );
+
+    missing["failureMode"] = "allow".into();
+    let config = self::config(missing);
+    let authz = config.authorization.as_ref().unwrap();
+    assert!(
+        config.warnings[0].contains("pass unreviewed"),
+        "{:?}",
+        config.warnings
+    );
+    assert_eq!(
+        authorize(authz, &config.rules, &predict, Some(&alice()), &cache, NOW),
+        AuthzStep::Allow
+    );
+    assert!(cache.is_empty(), "nothing is cached without an answer");
+
+    // No tokenEnv at all: nothing is sent, nothing is missing.
+    let config = self::config(json!({"rules": []}));
+    let authz = config.authorization.as_ref().unwrap();
+    assert_eq!(authz.apiserver.credential, config::Credential::Anonymous);
+    assert_eq!(authz.apiserver.missing_credential(), None);
+    assert!(config.warnings.is_empty());
+}
+
+#[test]
 fn configuration_errors_name_the_field() {
     let env = |_: &str| None;
     let parse = |authorization: Value| {
@@ -290,7 +372,7 @@ fn configuration_errors_name_the_field() {
         .field
     };
     assert_eq!(
-        parse(json!({"apiserver": {"tokenEnv": "NOPE"}})),
+        parse(json!({"apiserver": {"tokenEnv": ""}})),
         "authorization.apiserver.tokenEnv"
     );
     assert_eq!(

@@ -25,6 +25,13 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
     };
     let mut failed = false;
     for checked in check_text(&read(path)?).map_err(|problem| format!("{path}: {problem}"))? {
+        failed |= checked.failed();
+        for problem in &checked.spec.errors {
+            println!("{path}: {}: error: {problem}", checked.label);
+        }
+        for warning in &checked.spec.warnings {
+            println!("{path}: {}: warning: {warning}", checked.label);
+        }
         match checked.result {
             Ok(config) => {
                 println!(
@@ -47,7 +54,6 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
                 }
             }
             Err(problems) => {
-                failed = true;
                 for problem in problems {
                     println!("{path}: {}: error: {problem}", checked.label);
                 }

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::manifests::{documents, kind, name};
+use super::wasmplugin_spec::{check_spec, SpecReport};
 use crate::config::{Config, ConfigError};
 
 /// One configuration found in a file, and what the parser says of it.
@@ -12,6 +13,14 @@ use crate::config::{Config, ConfigError};
 pub struct Checked {
     pub label: String,
     pub result: Result<Config, Vec<ConfigError>>,
+    /// A WasmPlugin's `spec` around its pluginConfig (url, sha256, vmConfig).
+    pub spec: SpecReport,
+}
+
+impl Checked {
+    pub fn failed(&self) -> bool {
+        self.result.is_err() || !self.spec.errors.is_empty()
+    }
 }
 
 /// `jwtRules[0].jwks` as JSON-pointer tokens: `["jwtRules", "0", "jwks"]`.
@@ -98,19 +107,25 @@ pub fn check_text(text: &str) -> Result<Vec<Checked>, String> {
     let docs = documents(text)?;
     let mut checked = Vec::new();
     for doc in &docs {
-        let (label, config) = match kind(doc) {
+        let (label, config, spec) = match kind(doc) {
             Some("WasmPlugin") => (
                 format!("WasmPlugin {}", name(doc)),
                 doc.pointer("/spec/pluginConfig")
                     .cloned()
                     .unwrap_or(Value::Null),
+                doc.get("spec"),
             ),
             Some(_) => continue,
-            None => ("pluginConfig".to_string(), doc.clone()),
+            None => ("pluginConfig".to_string(), doc.clone(), None),
         };
+        let result = all_problems(&config);
+        let spec = spec.map_or_else(SpecReport::default, |spec| {
+            check_spec(spec, result.as_ref().ok())
+        });
         checked.push(Checked {
             label,
-            result: all_problems(&config),
+            result,
+            spec,
         });
     }
     if checked.is_empty() {

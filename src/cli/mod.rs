@@ -6,3 +6,4 @@ pub mod check;
 pub mod from_istio;
 pub mod manifests;
 pub mod mint;
+pub mod wasmplugin_spec;

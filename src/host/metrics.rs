@@ -52,8 +52,22 @@ fn bump(metric: Option<u32>) {
     }
 }
 
+/// `kfauth.authz.credential_missing`: 1 while `tokenEnv` names a variable the
+/// VM lacks (every review-needing request then gets `failureMode`'s answer),
+/// so an alert can catch an install whose gateway never got its token.
+fn record_credential_gauge(config: &Config) {
+    let Some(authorization) = &config.authorization else {
+        return;
+    };
+    if let Ok(id) = abi::define_metric(MetricType::Gauge, "kfauth.authz.credential_missing") {
+        let missing = authorization.apiserver.missing_credential().is_some();
+        let _ = abi::record_metric(id, u64::from(missing));
+    }
+}
+
 impl Metrics {
     pub fn define(config: &Config) -> Metrics {
+        record_credential_gauge(config);
         Metrics {
             allowed: counter("kfauth.jwt.allowed"),
             unauthenticated: counter("kfauth.jwt.unauthenticated"),

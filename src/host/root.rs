@@ -126,10 +126,7 @@ impl KfauthRoot {
                 return;
             };
             let apiserver = &authorization.apiserver;
-            let bearer = apiserver
-                .token
-                .as_ref()
-                .map(|token| format!("Bearer {token}"));
+            let bearer = apiserver.bearer();
             for (key, pending) in filter.reviews.iter_mut().filter(|(_, p)| !p.dispatched) {
                 match post_to_apiserver(
                     apiserver,
@@ -162,10 +159,7 @@ impl KfauthRoot {
                 return;
             };
             let apiserver = &authorization.apiserver;
-            let bearer = apiserver
-                .token
-                .as_ref()
-                .map(|token| format!("Bearer {token}"));
+            let bearer = apiserver.bearer();
             let config = &filter.config;
             for (token, pending) in filter
                 .token_reviews
