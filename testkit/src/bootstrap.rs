@@ -156,6 +156,12 @@ pub struct EnvoySettings {
     pub vm_env: Vec<(String, String)>,
     /// Routes tried in order before the catch-all route to `upstream`.
     pub routes: Vec<Route>,
+    /// Whether the kfauth wasm filter is in the chain (`false`: a chain of
+    /// Envoy's own filters only, e.g. Istio's `jwt_authn` + RBAC for comparison).
+    pub kfauth_filter: bool,
+    /// HTTP filters after kfauth and before the router, as raw YAML list
+    /// items (`- name: ...`, indented for `http_filters`), in order.
+    pub http_filters: Vec<String>,
 }
 
 /// Worker threads unless a scenario asks for more: enough to exercise
@@ -176,6 +182,8 @@ impl EnvoySettings {
             concurrency: DEFAULT_CONCURRENCY,
             vm_env: Vec::new(),
             routes: Vec::new(),
+            kfauth_filter: true,
+            http_filters: Vec::new(),
         }
     }
 
@@ -206,6 +214,20 @@ impl EnvoySettings {
         self
     }
 
+    /// Adds an HTTP filter after kfauth (and after the filters added before
+    /// it), before the router; `name` and `typed_config` as in Envoy's
+    /// `HttpFilter` (see [`http_filter_yaml`]).
+    pub fn with_http_filter(mut self, name: &str, typed_config: &Value) -> EnvoySettings {
+        self.http_filters.push(http_filter_yaml(name, typed_config));
+        self
+    }
+
+    /// Leaves the kfauth wasm filter out of the chain.
+    pub fn without_kfauth(mut self) -> EnvoySettings {
+        self.kfauth_filter = false;
+        self
+    }
+
     /// Sets the wasm VM's environment variable `name` to `value`.
     pub fn with_vm_env(mut self, name: &str, value: &str) -> EnvoySettings {
         self.vm_env.push((name.to_string(), value.to_string()));
@@ -221,12 +243,6 @@ fn quoted(text: &str) -> String {
 /// Renders the bootstrap YAML.
 pub fn render_envoy_yaml(settings: &EnvoySettings) -> String {
     let mut yaml = String::new();
-    let plugin_config = serde_json::to_string_pretty(&settings.plugin_config)
-        .unwrap_or_else(|_| settings.plugin_config.to_string());
-    let plugin_config: String = plugin_config
-        .lines()
-        .map(|line| format!("                    {line}\n"))
-        .collect();
     let _ = write!(
         yaml,
         r#"# Envoy with the kfauth wasm filter in front of one upstream.
@@ -259,30 +275,20 @@ static_resources:
 {routes}              - match: {{ prefix: "/" }}
                 route: {{ cluster: upstream }}
           http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: kfauth
-                root_id: kfauth
-                fail_open: false
-                vm_config:
-                  vm_id: kfauth
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {wasm} }} }}
-{vm_env}                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: |
-{plugin_config}          - name: envoy.filters.http.router
+{kfauth}{http_filters}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
 "#,
         admin_port = settings.admin_port,
         listener_port = settings.listener_port,
-        wasm = quoted(&settings.wasm_path),
-        vm_env = render_vm_env(&settings.vm_env),
         routes = render_routes(&settings.routes),
+        kfauth = if settings.kfauth_filter {
+            render_kfauth_filter(settings)
+        } else {
+            String::new()
+        },
+        http_filters = settings.http_filters.concat(),
     );
     render_cluster(
         &mut yaml,
@@ -296,6 +302,44 @@ static_resources:
         yaml.push('\n');
     }
     yaml
+}
+
+/// The kfauth wasm filter as an `http_filters` list item.
+fn render_kfauth_filter(settings: &EnvoySettings) -> String {
+    let plugin_config = serde_json::to_string_pretty(&settings.plugin_config)
+        .unwrap_or_else(|_| settings.plugin_config.to_string());
+    let plugin_config: String = plugin_config
+        .lines()
+        .map(|line| format!("                    {line}\n"))
+        .collect();
+    format!(
+        r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: kfauth
+                root_id: kfauth
+                fail_open: false
+                vm_config:
+                  vm_id: kfauth
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {wasm} }} }}
+{vm_env}                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: |
+{plugin_config}"#,
+        wasm = quoted(&settings.wasm_path),
+        vm_env = render_vm_env(&settings.vm_env),
+    )
+}
+
+/// One `http_filters` list item: `name` with `typed_config` (which carries
+/// its `@type`), written as a JSON flow mapping (valid YAML).
+pub fn http_filter_yaml(name: &str, typed_config: &Value) -> String {
+    format!(
+        "          - name: {}\n            typed_config: {typed_config}\n",
+        quoted(name)
+    )
 }
 
 /// The routes before the catch-all one (nothing when there are none).
@@ -475,6 +519,29 @@ mod tests {
         let yaml = render_envoy_yaml(&settings);
         assert!(yaml.contains(
             "              routes:\n              - match: { prefix: \"/ml_metadata\", grpc: {} }\n                route: { cluster: \"grpc\" }\n              - match: { prefix: \"/\" }\n                route: { cluster: upstream }\n"
+        ));
+    }
+
+    #[test]
+    fn extra_http_filters_go_between_kfauth_and_the_router() {
+        let rbac = json!({"@type": "type.googleapis.com/x.RBAC", "rules": {"action": "DENY"}});
+        let settings = EnvoySettings::for_test(config(), 1)
+            .with_http_filter("envoy.filters.http.jwt_authn", &json!({"@type": "t.J"}))
+            .with_http_filter("envoy.filters.http.rbac", &rbac);
+        let yaml = render_envoy_yaml(&settings);
+        let wasm = yaml.find("- name: envoy.filters.http.wasm").unwrap();
+        let jwt = yaml
+            .find("          - name: \"envoy.filters.http.jwt_authn\"\n            typed_config: {\"@type\":\"t.J\"}\n")
+            .unwrap();
+        let rbac_at = yaml.find("- name: \"envoy.filters.http.rbac\"").unwrap();
+        let router = yaml.find("- name: envoy.filters.http.router").unwrap();
+        assert!(wasm < jwt && jwt < rbac_at && rbac_at < router, "{yaml}");
+        assert_eq!(embedded_plugin_config(&yaml), Some(config()));
+
+        let native = render_envoy_yaml(&settings.without_kfauth());
+        assert!(!native.contains("envoy.filters.http.wasm"), "{native}");
+        assert!(native.contains(
+            "          http_filters:\n          - name: \"envoy.filters.http.jwt_authn\""
         ));
     }
 

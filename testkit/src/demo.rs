@@ -47,6 +47,8 @@ pub fn envoy_settings() -> EnvoySettings {
         concurrency: crate::bootstrap::DEFAULT_CONCURRENCY,
         vm_env: Vec::new(),
         routes: Vec::new(),
+        kfauth_filter: true,
+        http_filters: Vec::new(),
     }
 }
 

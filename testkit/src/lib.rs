@@ -14,6 +14,7 @@
 //! | [`bootstrap`] | the Envoy bootstrap YAML (tests and `envoy/envoy.yaml`) |
 //! | [`envoy`] | running Envoy, waiting for it, reading its log |
 //! | [`gateway`] | Envoy + echo upstream, what most scenarios start |
+//! | [`istio`] | Istio's `jwt_authn` and RBAC filter configs for RequestAuthentication and AuthorizationPolicy |
 //! | [`client`] | the HTTP client and its responses |
 //! | [`expect`] | assertions for kfauth's response contract |
 //! | [`plugin_config`] | pluginConfig building blocks for scenarios |
@@ -31,6 +32,7 @@ pub mod expect;
 pub mod forge;
 pub mod gateway;
 pub mod idp;
+pub mod istio;
 pub mod jwks_server;
 pub mod plugin_config;
 pub mod scenarios;
