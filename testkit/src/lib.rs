@@ -20,6 +20,7 @@
 //! | [`plugin_config`] | pluginConfig building blocks for scenarios |
 //! | [`scenarios`] | running a group of scenarios against one setup |
 //! | [`stats`] | Envoy's statistics, looked up by kfauth's metric names |
+//! | [`kustomize`] | rendering `wasmplugin/` Kustomizations with `kubectl kustomize` |
 //! | [`demo`] | the `make run` demo: ports, pluginConfig, token endpoint |
 
 pub mod apiserver;
@@ -34,6 +35,7 @@ pub mod gateway;
 pub mod idp;
 pub mod istio;
 pub mod jwks_server;
+pub mod kustomize;
 pub mod plugin_config;
 pub mod scenarios;
 pub mod serve;
