@@ -262,6 +262,47 @@ fn base_objects() -> Vec<Value> {
         .collect()
 }
 
+fn objects_of(relative: &str) -> Vec<Value> {
+    kustomization_at(relative)
+        .resources
+        .into_iter()
+        .map(|(_, doc)| doc)
+        .collect()
+}
+
+/// RFC 7386 merge: objects merge member by member, anything else replaces.
+/// What kustomize's strategic merge does to a CRD object, which has no merge keys.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}
+
+/// The base WasmPlugin with ../components/authorization's patch merged in.
+fn authorization_wasmplugin() -> Value {
+    let component = kustomization_at("components/authorization");
+    let mut plugin = find(&base_objects(), "WasmPlugin", "kfauth").clone();
+    let patches: Vec<&Patch> = component
+        .patches
+        .iter()
+        .filter(|patch| patch.target["kind"] == "WasmPlugin" && patch.target["name"] == "kfauth")
+        .collect();
+    let [patch] = patches.as_slice() else {
+        panic!("the authorization component patches the WasmPlugin once");
+    };
+    merge_patch(&mut plugin, &patch.documents[0]);
+    plugin
+}
+
 /// The base WasmPlugin with the Azure overlay's patches applied.
 fn azure_wasmplugin() -> Value {
     let azure = kustomization_at("overlays/azure");
@@ -710,9 +751,10 @@ fn manifests_parse_and_match_istios_crds() {
 
 #[test]
 fn plugin_configs_are_accepted_by_kfauth() {
-    let base = base_objects();
-    let plugin = find(&base, "WasmPlugin", "kfauth");
-    let config = parse_plugin_config(plugin).unwrap_or_else(|e| panic!("base: {e}"));
+    let credential = objects_of("components/authorization/credential");
+    let plugin = &authorization_wasmplugin();
+    let config = parse_plugin_config(plugin).unwrap_or_else(|e| panic!("authorization: {e}"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 
     // Without the gateway's token in the environment the configuration still
     // loads (authentication goes on), its reviews answered as unavailable.
@@ -751,13 +793,13 @@ fn plugin_configs_are_accepted_by_kfauth() {
         .iter()
         .any(|r| r.is_match("/ml_metadata.MetadataStoreService/GetArtifacts")));
 
-    // The API server: the token from the environment, TLS by the base's DestinationRule.
+    // The API server: the token from the environment, TLS by the component's DestinationRule.
     let authz = config.authorization.as_ref().expect("authorization");
     assert_eq!(
         authz.apiserver.bearer().as_deref(),
         Some("Bearer test-token")
     );
-    let apiserver_rule = find(&base, "DestinationRule", "kfauth-apiserver");
+    let apiserver_rule = find(&credential, "DestinationRule", "kfauth-apiserver");
     assert_eq!(
         authz.apiserver.cluster,
         outbound(443, str_at(apiserver_rule, "/spec/host"))
@@ -860,6 +902,10 @@ fn plugin_configs_are_accepted_by_kfauth() {
 
     // The Azure overlay: its rule's JWKS cluster is the one its ServiceEntry creates.
     let azure = parse_plugin_config(&azure_wasmplugin()).unwrap_or_else(|e| panic!("Azure: {e}"));
+    assert!(
+        azure.authorization.is_none(),
+        "the Azure overlay is over the JWT-only base"
+    );
     assert_eq!(azure.rules.len(), config.rules.len() + 1);
     let rule = azure.rules.last().unwrap();
     assert!(
@@ -962,8 +1008,8 @@ fn plugin_config_is_kubeflows_request_authentications() {
 
 #[test]
 fn the_gateway_may_review_and_gets_its_token() {
-    let base = base_objects();
-    let rbac_yaml = base
+    let credential = objects_of("components/authorization/credential");
+    let rbac_yaml = credential
         .iter()
         .filter(|o| {
             o["apiVersion"]
@@ -1002,7 +1048,7 @@ fn the_gateway_may_review_and_gets_its_token() {
 
     // The token: a service-account token Secret of the same account, put into
     // the gateway's environment under the name the plugin reads.
-    let secret = find(&base, "Secret", "kfauth-apiserver-token");
+    let secret = find(&credential, "Secret", "kfauth-apiserver-token");
     assert_eq!(
         str_at(secret, "/type"),
         "kubernetes.io/service-account-token"
@@ -1015,7 +1061,7 @@ fn the_gateway_may_review_and_gets_its_token() {
         ),
         GATEWAY_SERVICE_ACCOUNT
     );
-    let plugin = find(&base, "WasmPlugin", "kfauth");
+    let plugin = &authorization_wasmplugin();
     assert_eq!(
         plugin["spec"]["vmConfig"]["env"],
         json!([{"name": TOKEN_ENV, "valueFrom": "HOST"}])
@@ -1027,10 +1073,15 @@ fn the_gateway_may_review_and_gets_its_token() {
         ),
         TOKEN_ENV
     );
-    let component = kustomization_at("components/gateway-token");
+    let component = kustomization_at("components/authorization");
     assert_eq!(component.kind, "Component");
-    let [patch] = component.patches.as_slice() else {
-        panic!("one patch: the gateway Deployment");
+    let deployment_patches: Vec<&Patch> = component
+        .patches
+        .iter()
+        .filter(|patch| patch.target["kind"] == "Deployment")
+        .collect();
+    let [patch] = deployment_patches.as_slice() else {
+        panic!("one Deployment patch: the gateway's");
     };
     assert_eq!(
         patch.target,
@@ -1042,9 +1093,13 @@ fn the_gateway_may_review_and_gets_its_token() {
         container["env"],
         json!([{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": "kfauth-apiserver-token", "key": "token"}}}])
     );
-    // The Kubeflow component brings both.
+    // The Kubeflow component brings the base, authorization and the local gateway.
     let kubeflow = kustomization_at("components/kubeflow");
-    for dir in ["base", "components/gateway-token"] {
+    for dir in [
+        "base",
+        "components/authorization",
+        "components/local-gateway",
+    ] {
         let expected = std::fs::canonicalize(wasmplugin_dir().join(dir)).unwrap();
         assert!(
             kubeflow
@@ -1098,8 +1153,15 @@ fn kubeflow_component_deletes_exactly_what_kfauth_replaces() {
     let component = kustomization_at("components/kubeflow");
     assert_eq!(component.kind, "Component");
     assert_eq!(deletions(&component), replaced());
+    // The local gateway's component deletes what Kubeflow's m2m-auth overlay adds.
+    let local = kustomization_at("components/local-gateway");
+    let local_replaced: BTreeSet<(String, String, String)> = LOCAL_REPLACED
+        .iter()
+        .map(|(k, ns, n)| (k.to_string(), ns.to_string(), n.to_string()))
+        .collect();
+    assert_eq!(deletions(&local), local_replaced);
     for k in all_kustomizations() {
-        if k.dir != component.dir {
+        if k.dir != component.dir && k.dir != local.dir {
             assert!(
                 deletions(&k).is_empty(),
                 "{} deletes something",
@@ -1152,6 +1214,20 @@ fn kubeflow_component_deletes_exactly_what_kfauth_replaces() {
         kept,
         ["AuthorizationPolicy istio-system/istio-ingressgateway-oauth2-proxy"]
     );
+
+    // On the cluster-local gateway: every RequestAuthentication and require-JWT
+    // policy of the m2m-auth overlay; its ALLOW policy is patched, not deleted.
+    let mut m2m = Vec::new();
+    for file in M2M_AUTH_FILES {
+        let path = shared_data_file(&format!("{M2M_AUTH}/{file}")).expect("m2m-auth overlay");
+        m2m.extend(read_documents(&path));
+    }
+    let expected: BTreeSet<_> = m2m
+        .iter()
+        .filter(|o| o["kind"] == "RequestAuthentication" || require_jwt(o))
+        .map(key)
+        .collect();
+    assert_eq!(expected, deletions(&local));
 }
 
 // ---------------------------------------------------------------------------
@@ -1205,7 +1281,40 @@ fn as_set(objects: &[Value]) -> BTreeSet<String> {
     objects.iter().map(|o| o.to_string()).collect()
 }
 
-/// Kubeflow's auth policies and a gateway Deployment, for the component to work on.
+/// A minimal gateway Deployment: its `istio-proxy` container with one env entry.
+fn gateway_deployment(name: &str, service_account: &str) -> String {
+    format!(
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: istio-system}}\n\
+         spec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n\
+         \x20   spec:\n      serviceAccountName: {service_account}\n      containers:\n      - name: istio-proxy\n        image: auto\n        env:\n        - {{name: ISTIO_META_ROUTER_MODE, value: standard}}\n"
+    )
+}
+
+/// Kubeflow's m2m-auth overlay of the cluster-local gateway, as kustomize
+/// renders it: its RequestAuthentication, its DENY policy and the ALLOW
+/// policy its patch makes require a request principal.
+const M2M_AUTH: &str = "kubeflow-manifests/common/istio/cluster-local-gateway/overlays/m2m-auth";
+const M2M_AUTH_FILES: [&str; 3] = [
+    "cluster-local-gateway-requestauthentication.yaml",
+    "cluster-local-gateway-authorizationpolicy-deny.yaml",
+    "cluster-local-gateway-authorizationpolicy-patch.yaml",
+];
+/// What the local-gateway component deletes: (kind, namespace, name).
+const LOCAL_REPLACED: [(&str, &str, &str); 2] = [
+    (
+        "AuthorizationPolicy",
+        "istio-system",
+        "cluster-local-gateway-require-jwt",
+    ),
+    (
+        "RequestAuthentication",
+        "istio-system",
+        "cluster-local-gateway-jwt",
+    ),
+];
+
+/// Kubeflow's auth policies of both gateways and their Deployments, for the
+/// Kubeflow component to work on.
 fn kubeflow_stand_in() -> String {
     let policies = match shared_data_file(KUBEFLOW_AUTH_POLICIES) {
         Some(path) => std::fs::read_to_string(path).unwrap(),
@@ -1223,11 +1332,102 @@ fn kubeflow_stand_in() -> String {
             text
         }
     };
+    let mut local = String::new();
+    for file in M2M_AUTH_FILES {
+        match shared_data_file(&format!("{M2M_AUTH}/{file}")) {
+            Some(path) => {
+                local.push_str("---\n");
+                local.push_str(&std::fs::read_to_string(path).unwrap());
+                local.push('\n');
+            }
+            None => {
+                let (kind, name) = match file {
+                    "cluster-local-gateway-requestauthentication.yaml" => {
+                        ("RequestAuthentication", "cluster-local-gateway-jwt")
+                    }
+                    "cluster-local-gateway-authorizationpolicy-deny.yaml" => {
+                        ("AuthorizationPolicy", "cluster-local-gateway-require-jwt")
+                    }
+                    _ => ("AuthorizationPolicy", "cluster-local-gateway"),
+                };
+                local.push_str(&format!(
+                    "---\napiVersion: security.istio.io/v1\nkind: {kind}\nmetadata: {{name: {name}, namespace: istio-system}}\n\
+                     spec: {{selector: {{matchLabels: {{app: cluster-local-gateway}}}}, rules: [{{from: [{{source: {{requestPrincipals: ['*']}}}}]}}]}}\n"
+                ));
+            }
+        }
+    }
     format!(
-        "{policies}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: istio-ingressgateway, namespace: istio-system}}\n\
-         spec:\n  selector: {{matchLabels: {{app: istio-ingressgateway}}}}\n  template:\n    metadata: {{labels: {{app: istio-ingressgateway}}}}\n\
-         \x20   spec:\n      serviceAccountName: {GATEWAY_SERVICE_ACCOUNT}\n      containers:\n      - name: istio-proxy\n        image: auto\n        env:\n        - {{name: ISTIO_META_ROUTER_MODE, value: standard}}\n"
+        "{policies}\n{local}{}{}",
+        gateway_deployment("istio-ingressgateway", GATEWAY_SERVICE_ACCOUNT),
+        gateway_deployment(
+            "cluster-local-gateway",
+            "cluster-local-gateway-service-account"
+        ),
     )
+}
+
+/// Renders a Kustomization written into a new temporary directory (with
+/// `files` beside it); `{kfauth}` in any text is the path from there to this
+/// repository.
+fn kustomize_temp(name: &str, kustomization: &str, files: &[(&str, String)]) -> Vec<Value> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("wasmplugin-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kfauth = relative_path(
+        &std::fs::canonicalize(&dir).unwrap(),
+        &std::fs::canonicalize(repo_root()).unwrap(),
+    );
+    let kfauth = kfauth.display().to_string();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        kustomization.replace("{kfauth}", &kfauth),
+    )
+    .unwrap();
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text.replace("{kfauth}", &kfauth)).unwrap();
+    }
+    let rendered = kustomize(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    rendered
+}
+
+fn container_env<'a>(objects: &'a [Value], deployment: &str) -> &'a Value {
+    &find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]["env"]
+}
+
+#[test]
+fn the_base_is_authentication_only() {
+    // Applying it needs nothing from the cluster and nothing rolled out first.
+    let k = kustomization_at("base");
+    assert_eq!(k.kind, "Kustomization");
+    assert!(k.patches.is_empty(), "the base patches nothing");
+    assert!(k.directories.is_empty(), "the base includes nothing");
+    let objects = base_objects();
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert_eq!(kinds, ["WasmPlugin"], "no Secret, RBAC or DestinationRule");
+    let plugin = find(&objects, "WasmPlugin", "kfauth");
+    assert!(plugin["spec"].get("vmConfig").is_none(), "no vmConfig.env");
+    assert!(plugin["spec"]["pluginConfig"]
+        .get("authorization")
+        .is_none());
+    assert_eq!(
+        plugin["metadata"]["labels"]["app.kubernetes.io/part-of"],
+        "kfauth"
+    );
+    // Without any environment it loads with nothing missing.
+    let config = Config::parse(&plugin_config_bytes(plugin)).unwrap();
+    assert!(config.authorization.is_none());
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    // Its image is a placeholder `kfauth check` refuses, naming the fields.
+    let report = kfauth::cli::wasmplugin_spec::check_spec(&plugin["spec"], Some(&config));
+    let fields: Vec<&str> = report
+        .errors
+        .iter()
+        .map(|e| e.split(':').next().unwrap())
+        .collect();
+    assert_eq!(fields, ["spec.url", "spec.sha256"], "{:?}", report.errors);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
 }
 
 #[test]
@@ -1245,10 +1445,38 @@ fn kustomizations_render_with_kubectl() {
         );
     }
 
-    // The base renders to exactly its resources.
+    // The base renders to exactly its resources: one WasmPlugin.
     let base = kustomize(&wasmplugin_dir().join("base"));
     check_rendered("kubectl kustomize wasmplugin/base", &base);
     assert_eq!(as_set(&base), as_set(&base_objects()));
+
+    // The credential alone (what a running cluster applies first).
+    let credential = kustomize(&wasmplugin_dir().join("components/authorization/credential"));
+    check_rendered("the credential", &credential);
+    assert_eq!(
+        as_set(&credential),
+        as_set(&objects_of("components/authorization/credential"))
+    );
+
+    // Base + authorization: the credential and the WasmPlugin as this test
+    // merges the component's patch; no Deployment to patch there.
+    let authorization = kustomize(&wasmplugin_dir().join("overlays/authorization"));
+    check_rendered(
+        "kubectl kustomize wasmplugin/overlays/authorization",
+        &authorization,
+    );
+    assert_eq!(
+        find(&authorization, "WasmPlugin", "kfauth"),
+        &authorization_wasmplugin()
+    );
+    assert_eq!(authorization.len(), credential.len() + 1);
+    for object in &credential {
+        assert!(
+            authorization.contains(object),
+            "{} is missing",
+            label(object)
+        );
+    }
 
     // The Azure overlay: the base, its ServiceEntry and DestinationRule, and the
     // WasmPlugin patched as this test patches it.
@@ -1257,44 +1485,174 @@ fn kustomizations_render_with_kubectl() {
     assert_eq!(find(&azure, "WasmPlugin", "kfauth"), &azure_wasmplugin());
     assert_eq!(azure.len(), base.len() + 2);
 
-    // The Kubeflow component, through a temporary overlay.
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("wasmplugin-kubeflow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("kubeflow.yaml"), kubeflow_stand_in()).unwrap();
-    let component = relative_path(
-        &std::fs::canonicalize(&dir).unwrap(),
-        &std::fs::canonicalize(wasmplugin_dir().join("components/kubeflow")).unwrap(),
+    // The Kubeflow component over Kubeflow's policies and both gateways.
+    let rendered = kustomize_temp(
+        "kubeflow",
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- kubeflow.yaml\n\
+         components:\n- {kfauth}/wasmplugin/components/kubeflow\n",
+        &[("kubeflow.yaml", kubeflow_stand_in())],
     );
-    std::fs::write(
-        dir.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- kubeflow.yaml\ncomponents:\n- {}\n",
-            component.display()
-        ),
-    )
-    .unwrap();
-    let rendered = kustomize(&dir);
-    std::fs::remove_dir_all(&dir).unwrap();
     check_rendered("the Kubeflow component", &rendered);
     let labels: BTreeSet<String> = rendered.iter().map(label).collect();
-    for (kind, namespace, name) in REPLACED {
+    for (kind, namespace, name) in REPLACED.iter().chain(LOCAL_REPLACED.iter()) {
         assert!(
             !labels.contains(&format!("{kind} {namespace}/{name}")),
             "{kind} {name} is still there"
         );
     }
     assert!(labels.contains("AuthorizationPolicy istio-system/istio-ingressgateway-oauth2-proxy"));
-    for object in &base {
+    // Without a request principal the m2m ALLOW policy would let only health
+    // checks through: it is allow-all again, as in Kubeflow's base.
+    assert_eq!(
+        find(&rendered, "AuthorizationPolicy", "cluster-local-gateway")["spec"]["rules"],
+        json!([{}])
+    );
+    assert_eq!(
+        find(&rendered, "WasmPlugin", "kfauth"),
+        &authorization_wasmplugin()
+    );
+    for object in &credential {
         assert!(rendered.contains(object), "{} is missing", label(object));
     }
-    let deployment = find(&rendered, "Deployment", "istio-ingressgateway");
-    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
-    assert_eq!(
-        env,
-        &json!([
-            {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": "kfauth-apiserver-token", "key": "token"}}},
-            {"name": "ISTIO_META_ROUTER_MODE", "value": "standard"}
-        ])
+    for (deployment, secret) in [
+        ("istio-ingressgateway", "kfauth-apiserver-token"),
+        (
+            "cluster-local-gateway",
+            "kfauth-local-gateway-apiserver-token",
+        ),
+    ] {
+        assert_eq!(
+            container_env(&rendered, deployment),
+            &json!([
+                {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}},
+                {"name": "ISTIO_META_ROUTER_MODE", "value": "standard"}
+            ]),
+            "{deployment}"
+        );
+        let secret = find(&rendered, "Secret", secret);
+        let account = &find(&rendered, "Deployment", deployment)["spec"]["template"]["spec"]
+            ["serviceAccountName"];
+        assert_eq!(
+            &secret["metadata"]["annotations"]["kubernetes.io/service-account.name"],
+            account
+        );
+    }
+    let plugins: Vec<&Value> = rendered
+        .iter()
+        .filter(|o| o["kind"] == "WasmPlugin")
+        .collect();
+    assert_eq!(plugins.len(), 2, "one per gateway");
+    for plugin in plugins {
+        let config =
+            parse_plugin_config(plugin).unwrap_or_else(|e| panic!("{}: {e}", label(plugin)));
+        assert!(config.authorization.is_some(), "{}", label(plugin));
+        assert_eq!(
+            plugin["metadata"]["labels"]["app.kubernetes.io/part-of"],
+            "kfauth",
+            "{}: the image patch selects it",
+            label(plugin)
+        );
+    }
+}
+
+/// The fenced block of README.md whose first line is `first_line`, without it.
+fn readme_block(first_line: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find(&format!("```yaml\n{first_line}\n"))
+        .unwrap_or_else(|| panic!("README has no yaml block starting {first_line:?}"));
+    let body = &readme[start + "```yaml\n".len()..];
+    body[..body.find("```").unwrap()].to_string()
+}
+
+#[test]
+fn the_readme_install_overlay_renders_and_passes_check() {
+    let test = "the_readme_install_overlay_renders_and_passes_check";
+    if !kubectl_present() {
+        report_skipped(test, "kubectl not found (rendering with kubectl kustomize)");
+        return;
+    }
+    // README "Install on a running Kubeflow", steps 2, 3 and 5, as written:
+    // my-kfauth/ beside the kfauth checkout (here a link to this repository).
+    let kustomization = readme_block("# my-kfauth/kustomization.yaml");
+    let image = readme_block("# my-kfauth/kfauth-image.yaml");
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("readme-install-{}", std::process::id()));
+    let overlay = root.join("my-kfauth");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::os::unix::fs::symlink(repo_root(), root.join("kfauth")).unwrap();
+    std::fs::write(overlay.join("kfauth-image.yaml"), &image).unwrap();
+    let operations: Vec<Value> = serde_yaml_ng::from_str(&image).unwrap();
+    let (url, sha256) = (&operations[0]["value"], &operations[1]["value"]);
+
+    let step5 = kustomization.replace(
+        "- ../kfauth/wasmplugin/base",
+        "- ../kfauth/wasmplugin/overlays/authorization",
     );
+    assert_ne!(
+        step5, kustomization,
+        "step 5 swaps the base for overlays/authorization"
+    );
+    for (step, text, plugins) in [(4, &kustomization, 1), (5, &step5, 1)] {
+        std::fs::write(overlay.join("kustomization.yaml"), text).unwrap();
+        let rendered = kustomize(&overlay);
+        check_rendered(&format!("README step {step}"), &rendered);
+        let found: Vec<&Value> = rendered
+            .iter()
+            .filter(|o| o["kind"] == "WasmPlugin")
+            .collect();
+        assert_eq!(found.len(), plugins);
+        for plugin in found {
+            assert_eq!(&plugin["spec"]["url"], url, "step {step}");
+            assert_eq!(&plugin["spec"]["sha256"], sha256, "step {step}");
+        }
+        let kinds: BTreeSet<&str> = rendered.iter().filter_map(|o| o["kind"].as_str()).collect();
+        if step == 4 {
+            assert_eq!(kinds, BTreeSet::from(["WasmPlugin"]));
+        } else {
+            assert!(
+                kinds.contains("Secret") && !kinds.contains("Deployment"),
+                "{kinds:?}"
+            );
+        }
+        // `kfauth check` on what kubectl rendered: 0, warning only of the
+        // token's rollout order once authorization is in.
+        let file = root.join(format!("step{step}.rendered.yaml"));
+        std::fs::write(
+            &file,
+            rendered
+                .iter()
+                .map(|o| serde_yaml_ng::to_string(o).unwrap())
+                .collect::<Vec<_>>()
+                .join("---\n"),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kfauth"))
+            .arg("check")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "step {step}: {said}");
+        assert!(!said.contains("error"), "step {step}: {said}");
+        assert_eq!(
+            said.contains("warning: pluginConfig.authorization.apiserver.tokenEnv"),
+            step == 5,
+            "step {step}: {said}"
+        );
+    }
+    // As shipped, without the image patch, check refuses the placeholders.
+    let out = Command::new(env!("CARGO_BIN_EXE_kfauth"))
+        .arg("check")
+        .arg(wasmplugin_dir().join("base/wasmplugin.yaml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("error: spec.url: `oci://registry.invalid/kfauth:0.1.0` is a placeholder"),
+        "{said}"
+    );
+    assert!(said.contains("error: spec.sha256: "), "{said}");
+    std::fs::remove_dir_all(&root).unwrap();
 }

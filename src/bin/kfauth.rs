@@ -26,16 +26,10 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
     let mut failed = false;
     for checked in check_text(&read(path)?).map_err(|problem| format!("{path}: {problem}"))? {
         failed |= checked.failed();
-        for problem in &checked.spec.errors {
-            println!("{path}: {}: error: {problem}", checked.label);
-        }
-        for warning in &checked.spec.warnings {
-            println!("{path}: {}: warning: {warning}", checked.label);
-        }
-        match checked.result {
+        match &checked.result {
             Ok(config) => {
                 println!(
-                    "{path}: {}: ok ({} jwt rule(s){}{})",
+                    "{path}: {}: pluginConfig ok ({} jwt rule(s){}{})",
                     checked.label,
                     config.rules.len(),
                     if config.authorization.is_some() {
@@ -58,6 +52,12 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
                     println!("{path}: {}: error: {problem}", checked.label);
                 }
             }
+        }
+        for problem in &checked.spec.errors {
+            println!("{path}: {}: error: {problem}", checked.label);
+        }
+        for warning in &checked.spec.warnings {
+            println!("{path}: {}: warning: {warning}", checked.label);
         }
     }
     Ok(if failed {
