@@ -9,38 +9,56 @@
 //! is), plus the few CEL rules that matter here and structural checks of the
 //! ServiceEntry and DestinationRules, checked by hand.
 //!
-//! `plugin_configs_are_accepted_by_kfauth`: each WasmPlugin's `pluginConfig`,
-//! and the base one after the Azure overlay's JSON patch, is accepted by
-//! `Config::parse_with_env` (and refused without `KFAUTH_APISERVER_TOKEN`); the
-//! callout clusters it names are the ones the manifests create (Dex,
-//! cluster-jwks-proxy, the API server with its TLS DestinationRule, Azure AD
-//! with its ServiceEntry and DestinationRule); the KServe rule turns
-//! inference requests, and only them, into a valid SubjectAccessReview that
-//! Kubeflow's real roles answer (when `../shared/data` is there).
+//! `the_base_is_authentication_only`: `wasmplugin/base` is one WasmPlugin and
+//! nothing else (no Secret, RBAC, DestinationRule or patch), without
+//! `vmConfig.env` or `authorization`; it loads with no environment and no
+//! warning; its placeholder url and sha256 are what `kfauth check` refuses.
+//!
+//! `plugin_configs_are_accepted_by_kfauth`: the base WasmPlugin with
+//! `components/authorization`'s patch merged in is accepted by
+//! `Config::parse_with_env` (and, without `KFAUTH_APISERVER_TOKEN`, loads with
+//! the credential missing); the callout clusters it names are the ones the
+//! manifests create (Dex, cluster-jwks-proxy, the API server with its TLS
+//! DestinationRule, Azure AD with its ServiceEntry and DestinationRule); the
+//! KServe rule turns inference requests, and only them, into a valid
+//! SubjectAccessReview that Kubeflow's real roles answer (when
+//! `../shared/data` is there).
 //!
 //! `plugin_config_is_kubeflows_request_authentications`: `jwtRules`,
 //! `requireJwt` and `skipPaths` are what `kfauth from-istio` makes of
 //! Kubeflow's rendered `dex-jwt`, `m2m-token-issuer` and require-jwt policy,
 //! and `skipPaths` exempts what the policy's `notPaths` exempt.
 //!
-//! `the_gateway_may_review_and_gets_its_token`: the ClusterRole and binding
-//! let the gateway's service account create SubjectAccessReviews and
-//! TokenReviews and nothing else (the testkit's RBAC authorizer); the token
-//! Secret, the Deployment patch, `vmConfig.env` and `tokenEnv` name the same
-//! things.
+//! `the_gateway_may_review_and_gets_its_token`: the credential's ClusterRole
+//! and binding let the gateway's service account create SubjectAccessReviews
+//! and TokenReviews and nothing else (the testkit's RBAC authorizer); the
+//! token Secret, the Deployment patch, `vmConfig.env` and `tokenEnv` name the
+//! same things; the Kubeflow component includes base, authorization and the
+//! local gateway.
 //!
 //! `kubeflow_component_deletes_exactly_what_kfauth_replaces`: its `$patch:
 //! delete` patches remove `dex-jwt`, `m2m-token-issuer` and
-//! `istio-ingressgateway-require-jwt`, target exactly what they delete, and
-//! (with `../shared/data`) are every RequestAuthentication and require-JWT
-//! policy of Kubeflow's rendered auth policies, leaving the oauth2-proxy one.
+//! `istio-ingressgateway-require-jwt`, the local gateway's remove m2m-auth's
+//! `cluster-local-gateway-jwt` and `cluster-local-gateway-require-jwt`; each
+//! targets exactly what it deletes, and (with `../shared/data`) they are every
+//! RequestAuthentication and require-JWT policy of Kubeflow's rendered auth
+//! policies and of the m2m-auth overlay, leaving the oauth2-proxy one.
 //!
 //! `kustomizations_render_with_kubectl` (skipped by name without `kubectl`):
-//! `kubectl kustomize` of the base, the Azure overlay, and a temporary overlay
-//! using the Kubeflow component over Kubeflow's policies and a gateway
-//! Deployment; every rendered document is checked as above, the Azure
-//! pluginConfig equals the one patched here, and the component's output has
-//! the Deployment patched and the three objects gone.
+//! `kubectl kustomize` of the base, the credential, `overlays/authorization`,
+//! the Azure overlay, and a temporary overlay using the Kubeflow component
+//! over Kubeflow's policies and both gateway Deployments with README's image
+//! patch; every rendered document is validated as above; the patched
+//! WasmPlugins equal the ones merged here, both carry the image, both
+//! Deployments get their own token, the replaced objects are gone and the
+//! local gateway's ALLOW policy allows all again.
+//!
+//! `the_readme_install_overlay_renders_and_passes_check` (skipped by name
+//! without `kubectl`): README's `my-kfauth` overlay, as written, renders for
+//! step 4 (one WasmPlugin) and step 5 (with the credential, no Deployment),
+//! carries the image, and `kfauth check` of the rendered output exits 0
+//! (warning of the token's rollout order only in step 5); the shipped base
+//! exits 1 naming `spec.url` and `spec.sha256`.
 
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(
@@ -1485,13 +1503,17 @@ fn kustomizations_render_with_kubectl() {
     assert_eq!(find(&azure, "WasmPlugin", "kfauth"), &azure_wasmplugin());
     assert_eq!(azure.len(), base.len() + 2);
 
-    // The Kubeflow component over Kubeflow's policies and both gateways.
+    // The Kubeflow component over Kubeflow's policies and both gateways, with
+    // README's image patch selecting the plugins by label ("New installs").
+    let image = readme_block("# my-kfauth/kfauth-image.yaml");
     let rendered = kustomize_temp(
         "kubeflow",
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- kubeflow.yaml\n\
-         components:\n- {kfauth}/wasmplugin/components/kubeflow\n",
-        &[("kubeflow.yaml", kubeflow_stand_in())],
+         components:\n- {kfauth}/wasmplugin/components/kubeflow\npatches:\n- path: kfauth-image.yaml\n\
+         \x20 target:\n    group: extensions.istio.io\n    kind: WasmPlugin\n    labelSelector: app.kubernetes.io/part-of=kfauth\n",
+        &[("kubeflow.yaml", kubeflow_stand_in()), ("kfauth-image.yaml", image.clone())],
     );
+    let operations: Vec<Value> = serde_yaml_ng::from_str(&image).unwrap();
     check_rendered("the Kubeflow component", &rendered);
     let labels: BTreeSet<String> = rendered.iter().map(label).collect();
     for (kind, namespace, name) in REPLACED.iter().chain(LOCAL_REPLACED.iter()) {
@@ -1507,10 +1529,9 @@ fn kustomizations_render_with_kubectl() {
         find(&rendered, "AuthorizationPolicy", "cluster-local-gateway")["spec"]["rules"],
         json!([{}])
     );
-    assert_eq!(
-        find(&rendered, "WasmPlugin", "kfauth"),
-        &authorization_wasmplugin()
-    );
+    let mut expected = authorization_wasmplugin();
+    apply_json_patch(&mut expected, &operations).unwrap();
+    assert_eq!(find(&rendered, "WasmPlugin", "kfauth"), &expected);
     for object in &credential {
         assert!(rendered.contains(object), "{} is missing", label(object));
     }
@@ -1543,6 +1564,18 @@ fn kustomizations_render_with_kubectl() {
         .collect();
     assert_eq!(plugins.len(), 2, "one per gateway");
     for plugin in plugins {
+        assert_eq!(
+            plugin["spec"]["url"],
+            operations[0]["value"],
+            "{}",
+            label(plugin)
+        );
+        assert_eq!(
+            plugin["spec"]["sha256"],
+            operations[1]["value"],
+            "{}",
+            label(plugin)
+        );
         let config =
             parse_plugin_config(plugin).unwrap_or_else(|e| panic!("{}: {e}", label(plugin)));
         assert!(config.authorization.is_some(), "{}", label(plugin));
