@@ -69,7 +69,7 @@
 )]
 
 use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -83,7 +83,7 @@ use kfauth_testkit::apiserver::conformance::{
 };
 use kfauth_testkit::apiserver::openapi::Schemas;
 use kfauth_testkit::apiserver::{validate_sar_request, AccessRequest, Rbac};
-use serde::Deserialize;
+use kfauth_testkit::kustomize::{build, kubectl_present, relative_path, yaml_documents};
 use serde_json::{json, Value};
 
 const TOKEN_ENV: &str = "KFAUTH_APISERVER_TOKEN";
@@ -115,12 +115,7 @@ fn wasmplugin_dir() -> PathBuf {
 }
 
 fn documents(text: &str, origin: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|document| {
-            Value::deserialize(document).unwrap_or_else(|e| panic!("{origin}: not YAML: {e}"))
-        })
-        .filter(|value| !value.is_null())
-        .collect()
+    yaml_documents(text, origin).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn read_documents(path: &Path) -> Vec<Value> {
@@ -1251,40 +1246,8 @@ fn kubeflow_component_deletes_exactly_what_kfauth_replaces() {
 // ---------------------------------------------------------------------------
 // Rendering with kubectl
 
-fn kubectl_present() -> bool {
-    Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|output| output.status.success())
-}
-
 fn kustomize(dir: &Path) -> Vec<Value> {
-    let output = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    documents(
-        &String::from_utf8(output.stdout).unwrap(),
-        &dir.display().to_string(),
-    )
-}
-
-/// `to` relative to the directory `from` (kustomize wants relative paths).
-fn relative_path(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component> = from.components().collect();
-    let to: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut path: PathBuf =
-        std::iter::repeat_n(Component::ParentDir, from.len() - common).collect();
-    path.extend(&to[common..]);
-    path
+    build(dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn check_rendered(origin: &str, objects: &[Value]) {
