@@ -73,11 +73,11 @@ use kfauth_testkit::apiserver::fixtures::{
     BOB, EDITOR_SERVICE_ACCOUNT, TEAM_B_NAMESPACE, USER, USER_NAMESPACE,
 };
 use kfauth_testkit::apiserver::validate_sar_request;
-use kfauth_testkit::bootstrap::{istio_cluster_name, repo_root};
+use kfauth_testkit::bootstrap::repo_root;
 use kfauth_testkit::idp::standard_claims;
-use kfauth_testkit::jwks_server::discovery_document;
+use kfauth_testkit::kubeflow_keys::{KubeflowKeys, DEX_DISCOVERY_PATH, DEX_ISSUER};
 use kfauth_testkit::kustomize::{build_overlay, find, kubectl_present, read_yaml};
-use kfauth_testkit::{expect, scenarios, Alg, Cluster, Idp, JwksMode, JwksServer};
+use kfauth_testkit::{expect, scenarios, Alg, Idp};
 use serde_json::{json, Value};
 
 /// Kubeflow's overlay this Component replaces, relative to the shared data.
@@ -88,10 +88,6 @@ const KNATIVE_GATEWAY_PATCHES: &str =
 const PLUGIN: &str = "kfauth-local-gateway";
 const GATEWAY: &str = "cluster-local-gateway";
 const TOKEN_SECRET: &str = "kfauth-local-gateway-apiserver-token";
-const JWKS_PROXY_HOST: &str = "cluster-jwks-proxy.istio-system.svc.cluster.local";
-const JWKS_PROXY_PATH: &str = "/openid/v1/jwks";
-const DEX_ISSUER: &str = "http://dex.auth.svc.cluster.local:5556/dex";
-const DEX_HOST: &str = "dex.auth.svc.cluster.local";
 
 // ---------------------------------------------------------------------------
 // Rendering
@@ -367,45 +363,13 @@ fn the_component_replaces_m2m_auth() {
 struct Setup {
     // Field order matters: Envoy goes down before the servers it calls.
     authz: Authz,
-    jwks_proxy: JwksServer,
-    dex: JwksServer,
+    keys: KubeflowKeys,
 }
 
 fn start(plugin_config: Value) -> Setup {
-    let jwks_proxy = JwksServer::start_with(
-        "127.0.0.1:0",
-        JWKS_PROXY_PATH,
-        JwksMode::Serve(Idp::shared_second().jwks_json()),
-    );
-    let dex = JwksServer::start_with(
-        "127.0.0.1:0",
-        "/dex/keys",
-        JwksMode::Serve(Idp::shared().jwks_json()),
-    );
-    dex.route(
-        "/dex/.well-known/openid-configuration",
-        JwksMode::Serve(discovery_document(
-            DEX_ISSUER,
-            &format!("{DEX_ISSUER}/keys"),
-        )),
-    );
-    let (proxy_port, dex_port) = (jwks_proxy.port(), dex.port());
-    let authz = Authz::start_with(plugin_config, 2, |settings| {
-        settings
-            .with_cluster(Cluster::loopback(
-                &istio_cluster_name(JWKS_PROXY_HOST, 80),
-                proxy_port,
-            ))
-            .with_cluster(Cluster::loopback(
-                &istio_cluster_name(DEX_HOST, 5556),
-                dex_port,
-            ))
-    });
-    Setup {
-        authz,
-        jwks_proxy,
-        dex,
-    }
+    let keys = KubeflowKeys::start();
+    let authz = Authz::start_with(plugin_config, 2, |settings| keys.route(settings));
+    Setup { authz, keys }
 }
 
 fn editor() -> String {
@@ -507,7 +471,10 @@ fn a_service_account_calls_a_model_of_its_own_namespace(setup: &Setup) {
             },
         })
     );
-    assert!(setup.jwks_proxy.hits() >= 1, "keys from cluster-jwks-proxy");
+    assert!(
+        setup.keys.jwks_proxy.hits() >= 1,
+        "keys from cluster-jwks-proxy"
+    );
 }
 
 fn every_host_form_and_path_is_reviewed_in_the_hosts_namespace(setup: &Setup) {
@@ -586,7 +553,7 @@ fn a_dex_user_forwarded_by_the_ingress_gateway_is_reviewed_as_themselves(setup: 
             .send(&predict(&host(TEAM_B_NAMESPACE)).bearer(&bob)),
     );
     assert_eq!(seen.header("kubeflow-userid"), Some(BOB));
-    assert!(setup.dex.hits_at("/dex/.well-known/openid-configuration") >= 1);
+    assert!(setup.keys.dex.hits_at(DEX_DISCOVERY_PATH) >= 1);
 }
 
 fn a_call_without_a_token_is_refused(setup: &Setup) {

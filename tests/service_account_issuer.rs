@@ -32,28 +32,23 @@
 )]
 
 use kfauth_testkit::apiserver::conformance::shared_data_file;
-use kfauth_testkit::bootstrap::istio_cluster_name;
 use kfauth_testkit::idp::{now, standard_claims};
-use kfauth_testkit::jwks_server::discovery_document;
+use kfauth_testkit::kubeflow_keys::{
+    KubeflowKeys, DEX_DISCOVERY_PATH, DEX_ISSUER, JWKS_PROXY_HOST, JWKS_PROXY_PATH,
+};
 use kfauth_testkit::plugin_config::request_authentication_rules;
-use kfauth_testkit::{expect, scenarios, Alg, Cluster, Gateway, HttpResponse, Idp};
-use kfauth_testkit::{JwksMode, JwksServer};
+use kfauth_testkit::{expect, scenarios, Alg, Gateway, HttpResponse, Idp};
 use serde_json::{json, Value};
 
 const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const SA_ISSUER_SHORT: &str = "https://kubernetes.default.svc";
-const JWKS_PROXY_HOST: &str = "cluster-jwks-proxy.istio-system.svc.cluster.local";
-const JWKS_PROXY_PATH: &str = "/openid/v1/jwks";
-const DEX_ISSUER: &str = "http://dex.auth.svc.cluster.local:5556/dex";
-const DEX_HOST: &str = "dex.auth.svc.cluster.local";
 /// The overlay's RequestAuthentications, relative to the shared data.
 const M2M_MANIFEST: &str = "kubeflow-manifests/rendered/m2m-dex-and-kind.auth-policies.yaml";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:kubeflow-user-example-com:default-editor";
 
 struct Setup {
     gateway: Gateway,
-    jwks_proxy: JwksServer,
-    dex: JwksServer,
+    keys: KubeflowKeys,
 }
 
 /// The Istio rules of the overlay, field for field.
@@ -82,41 +77,11 @@ fn plugin_config() -> Value {
 }
 
 fn start() -> Setup {
-    let jwks_proxy = JwksServer::start_with(
-        "127.0.0.1:0",
-        JWKS_PROXY_PATH,
-        JwksMode::Serve(Idp::shared_second().jwks_json()),
-    );
-    let dex = JwksServer::start_with(
-        "127.0.0.1:0",
-        "/dex/keys",
-        JwksMode::Serve(Idp::shared().jwks_json()),
-    );
-    dex.route(
-        "/dex/.well-known/openid-configuration",
-        JwksMode::Serve(discovery_document(
-            DEX_ISSUER,
-            &format!("{DEX_ISSUER}/keys"),
-        )),
-    );
-    let (proxy_port, dex_port) = (jwks_proxy.port(), dex.port());
+    let keys = KubeflowKeys::start();
     let gateway = Gateway::start_with(plugin_config(), |settings| {
-        settings
-            .with_cluster(Cluster::loopback(
-                &istio_cluster_name(JWKS_PROXY_HOST, 80),
-                proxy_port,
-            ))
-            .with_cluster(Cluster::loopback(
-                &istio_cluster_name(DEX_HOST, 5556),
-                dex_port,
-            ))
-            .with_concurrency(4)
+        keys.route(settings).with_concurrency(4)
     });
-    Setup {
-        gateway,
-        jwks_proxy,
-        dex,
-    }
+    Setup { gateway, keys }
 }
 
 /// A projected service-account token's claims, as the API server issues them.
@@ -167,7 +132,7 @@ fn a_service_account_token_becomes_kubeflow_userid(setup: &Setup) {
         "forwardOriginalToken keeps the token for the backends"
     );
     assert!(
-        setup.jwks_proxy.hits() >= 1,
+        setup.keys.jwks_proxy.hits() >= 1,
         "keys came from the cluster-jwks-proxy"
     );
 }
@@ -187,8 +152,8 @@ fn a_dex_token_passes_with_discovered_keys(setup: &Setup) {
     let seen = expect::allowed(&send(setup, &Idp::shared().sign(Alg::ES256, &claims), &[]));
     assert_eq!(seen.header("kubeflow-userid"), Some("user@example.com"));
     assert_eq!(seen.header("kubeflow-groups"), Some("team-a,team-b"));
-    assert!(setup.dex.hits_at("/dex/.well-known/openid-configuration") >= 1);
-    assert!(setup.dex.hits() >= 1);
+    assert!(setup.keys.dex.hits_at(DEX_DISCOVERY_PATH) >= 1);
+    assert!(setup.keys.dex.hits() >= 1);
 }
 
 fn an_expired_service_account_token_is_rejected(setup: &Setup) {

@@ -35,6 +35,7 @@ pub mod gateway;
 pub mod idp;
 pub mod istio;
 pub mod jwks_server;
+pub mod kubeflow_keys;
 pub mod kustomize;
 pub mod plugin_config;
 pub mod scenarios;
