@@ -21,7 +21,8 @@ help:
 	@echo "make build  build $(WASM)"
 	@echo "make bench  requests/s of kfauth next to Envoy's native jwt_authn"
 	@echo "make soak   10 minutes at a fixed rate through a key rotation and an IdP outage (SOAK_SECONDS, SOAK_RATE)"
-	@echo "make image  the OCI image for Istio's WasmPlugin (needs Docker); make push IMAGE=..." 
+	@echo "make image  the OCI image layout for Istio's WasmPlugin in $(IMAGE_DIR), no Docker needed; prints the spec.sha256 values"
+	@echo "make push   IMAGE=REGISTRY/kfauth:TAG: push that image with skopeo; prints its digest"
 
 # keep-exports drops the SDK's callbacks kfauth does not implement, so Envoy
 # does not enter the VM for them on every request (tools/keep-exports).
@@ -92,7 +93,7 @@ unit-wasm: targets wasm-bindgen
 	  cargo test -p kfauth --lib --target wasm32-unknown-unknown
 
 # End-to-end: the built module in a real Envoy, on loopback.
-e2e: build envoy
+e2e: build envoy image-tools
 	cargo test -p kfauth-testkit
 	cargo test -p kfauth --test '*'
 
@@ -103,15 +104,37 @@ bench: tools build
 soak: build envoy
 	cargo run --quiet --release -p kfauth-bench --bin soak
 
-# The OCI image Istio pulls (needs Docker; not part of `make test`).
+# The image Istio's WasmPlugin pulls (url: oci://...), written by tools/oci-image
+# as an OCI image layout in $(IMAGE_DIR), without a container engine: the
+# "compat" Wasm image, one tar+gzip layer holding plugin.wasm (see the tool's
+# doc comment for the Istio source it follows). Reproducible: the same module
+# gives the same manifest digest. It prints the manifest digest (spec.sha256
+# for oci:// urls) and the module's sha256 (spec.sha256 for https:// urls).
 IMAGE ?= ghcr.io/kfauth/kfauth:0.1.0
+IMAGE_DIR := target/image/kfauth
+KFAUTH_VERSION = $(shell awk -F'"' '/^version = / {print $$2; exit}' Cargo.toml)
 image: build
-	docker build -t $(IMAGE) .
-	@echo "built $(IMAGE); after 'make push', put the hex after @sha256: of the printed digest in the WasmPlugin's spec.sha256"
+	cargo run --quiet --release -p oci-image -- --image-version $(KFAUTH_VERSION) $(WASM) $(IMAGE_DIR)
 
+# Pushes the layout as it is (skopeo copies blobs and manifest unchanged, so the
+# registry's digest is the one `make image` printed, unless the registry refuses
+# OCI manifests and skopeo converts it: then the printed digest is the one to use).
+# PUSH_FLAGS: more skopeo copy flags, e.g. --dest-tls-verify=false for a plain-HTTP
+# registry, --dest-creds USER:PASSWORD.
+PUSH_FLAGS ?=
 push: image
-	docker push $(IMAGE)
-	@echo "WasmPlugin spec.sha256 = the hex part of: $$(docker inspect --format '{{index .RepoDigests 0}}' $(IMAGE))"
+	@command -v skopeo >/dev/null || { echo "make push needs skopeo: apt-get install skopeo (or make image-tools)"; exit 1; }
+	skopeo copy $(PUSH_FLAGS) --digestfile $(IMAGE_DIR).digest oci:$(IMAGE_DIR):$(KFAUTH_VERSION) docker://$(IMAGE)
+	@echo "pushed $(IMAGE)@$$(cat $(IMAGE_DIR).digest)"
+	@echo "WasmPlugin: url: oci://$(IMAGE)  sha256: $$(cut -d: -f2 $(IMAGE_DIR).digest)"
+
+# What the image test (tests/oci_image.rs) runs: skopeo and a distribution
+# registry (Debian's docker-registry), installed when missing (CI runs as root
+# on Debian bookworm).
+.PHONY: image-tools
+image-tools:
+	@command -v skopeo >/dev/null && command -v docker-registry >/dev/null || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y skopeo docker-registry; }
 
 clean:
 	cargo clean
