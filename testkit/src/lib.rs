@@ -14,11 +14,13 @@
 //! | [`bootstrap`] | the Envoy bootstrap YAML (tests and `envoy/envoy.yaml`) |
 //! | [`envoy`] | running Envoy, waiting for it, reading its log |
 //! | [`gateway`] | Envoy + echo upstream, what most scenarios start |
+//! | [`istio`] | Istio's `jwt_authn` and RBAC filter configs for RequestAuthentication and AuthorizationPolicy |
 //! | [`client`] | the HTTP client and its responses |
 //! | [`expect`] | assertions for kfauth's response contract |
 //! | [`plugin_config`] | pluginConfig building blocks for scenarios |
 //! | [`scenarios`] | running a group of scenarios against one setup |
 //! | [`stats`] | Envoy's statistics, looked up by kfauth's metric names |
+//! | [`kustomize`] | rendering `wasmplugin/` Kustomizations with `kubectl kustomize` |
 //! | [`demo`] | the `make run` demo: ports, pluginConfig, token endpoint |
 
 pub mod apiserver;
@@ -32,7 +34,10 @@ pub mod expect;
 pub mod forge;
 pub mod gateway;
 pub mod idp;
+pub mod istio;
 pub mod jwks_server;
+pub mod kubeflow_keys;
+pub mod kustomize;
 pub mod plugin_config;
 pub mod scenarios;
 pub mod serve;
