@@ -109,7 +109,7 @@ fn check_sha256(sha256: Option<&str>, scheme: Option<&str>, report: &mut SpecRep
     if let Some(problem) = problem {
         let which = match scheme {
             Some("oci") => "the manifest digest `make image` prints for oci://",
-            _ => "the module's sha256 `make image` prints for https:// and file://",
+            _ => "the module's sha256 `make image` prints for https:// (file:// urls are not checked by Istio)",
         };
         report.errors.push(format!(
             "spec.sha256: `{sha256}` {problem}; set it to {which}"
