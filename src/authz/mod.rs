@@ -243,14 +243,14 @@ pub fn authorize(
         Ok(found) => found,
         Err(missing) => return forbidden(format!("the request has no {missing}")),
     };
-    let spec = review_spec(&subject, field, attributes);
-    let key = spec.to_string();
     if let Some(env) = authz.apiserver.missing_credential() {
         return match unavailable(authz, env) {
             None => AuthzStep::Allow,
             Some(denial) => AuthzStep::Deny(denial),
         };
     }
+    let spec = review_spec(&subject, field, attributes);
+    let key = spec.to_string();
     match cache.get(key.as_str(), now) {
         Some(CachedDecision { allowed: true, .. }) => AuthzStep::Allow,
         Some(CachedDecision {
