@@ -41,12 +41,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kfauth_testkit::apiserver::conformance::report_skipped;
-use kfauth_testkit::bootstrap::{repo_root, wasm_path, Cluster, EnvoySettings};
+use kfauth_testkit::bootstrap::{repo_root, wasm_path, Cluster, EnvoySettings, RemoteCode};
 use kfauth_testkit::client::{self, HttpResponse};
-use kfauth_testkit::envoy_yaml::{with_remote_code, YamlEnvoy};
 use kfauth_testkit::plugin_config::{claims, inline_rule, with_rules, ISSUER};
 use kfauth_testkit::serve::{HttpServer, Reply};
-use kfauth_testkit::{expect, Alg, EchoServer, Gateway, Idp};
+use kfauth_testkit::{expect, Alg, EchoServer, Envoy, Gateway, Idp};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -488,33 +487,33 @@ fn envoy_fetches_the_module_by_url_and_refuses_it_with_another_sha256() {
         .with_cluster(Cluster::loopback("wasm_http", server.port()));
     let uri = server.url("/kfauth.wasm");
 
+    let remote = |sha256: &str| RemoteCode {
+        uri: uri.clone(),
+        cluster: "wasm_http".into(),
+        sha256: sha256.into(),
+    };
+
     // The sha256 `make image` printed for https:// urls.
-    let envoy = YamlEnvoy::start(
-        &with_remote_code(&settings, &uri, "wasm_http", &printed.module),
-        2,
-        &[],
-    );
+    let envoy = Envoy::start(&settings.clone().with_remote_code(remote(&printed.module)));
     assert!(downloads.load(Ordering::SeqCst) >= 1);
     kfauth_answers(|path, headers| envoy.get(path, headers));
     drop(envoy);
 
     // The manifest digest instead (the oci:// value): Envoy downloads the
     // module, finds another sha256, gives up after its retry, and the filter,
-    // failing closed, answers 503 itself; kfauth never runs.
+    // failing closed, answers 503 itself (the listener never serves below
+    // 500); kfauth never runs.
     let before = downloads.load(Ordering::SeqCst);
-    let envoy = YamlEnvoy::start(
-        &with_remote_code(&settings, &uri, "wasm_http", &printed.manifest),
-        1,
-        &["--component-log-level", "config:debug"],
+    let logs = Envoy::start_expect_rejected(
+        &settings
+            .with_concurrency(1)
+            .with_args(&["--component-log-level", "config:debug"])
+            .with_remote_code(remote(&printed.manifest)),
     );
     assert!(
         downloads.load(Ordering::SeqCst) > before,
         "Envoy did not download the module"
     );
-    let response = envoy.get("/", &[("authorization", "Bearer not-a-token")]);
-    assert_eq!(response.status, 503, "{}", response.body);
-    assert!(!response.body.contains("reason"), "{}", response.body);
-    let logs = envoy.logs();
     for line in [
         format!("fetch remote data [uri = {uri}]: data is invalid"),
         "Plugin kfauth failed to load".to_string(),

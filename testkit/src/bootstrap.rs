@@ -140,6 +140,12 @@ pub struct EnvoySettings {
     pub upstream_port: u16,
     /// Path of kfauth.wasm, absolute or relative to Envoy's working directory.
     pub wasm_path: String,
+    /// Where the VM's code comes from instead of `wasm_path`: fetched by
+    /// Envoy over HTTP and checked against a sha256 (`code.remote`).
+    pub remote_code: Option<RemoteCode>,
+    /// More command-line arguments for Envoy (e.g. `--component-log-level`).
+    /// Not part of the YAML.
+    pub extra_args: Vec<String>,
     /// The pluginConfig, passed to the filter as JSON.
     pub plugin_config: Value,
     /// Clusters besides `upstream` (JWKS endpoints, API server, ...).
@@ -176,6 +182,8 @@ impl EnvoySettings {
             admin_port: 0,
             upstream_port,
             wasm_path: wasm_path().display().to_string(),
+            remote_code: None,
+            extra_args: Vec::new(),
             plugin_config,
             clusters: Vec::new(),
             raw_clusters: Vec::new(),
@@ -232,6 +240,45 @@ impl EnvoySettings {
     pub fn with_vm_env(mut self, name: &str, value: &str) -> EnvoySettings {
         self.vm_env.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// Loads the module from `code` (a cluster the settings must also name)
+    /// instead of the local file.
+    pub fn with_remote_code(mut self, code: RemoteCode) -> EnvoySettings {
+        self.remote_code = Some(code);
+        self
+    }
+
+    /// Adds command-line arguments for Envoy.
+    pub fn with_args(mut self, args: &[&str]) -> EnvoySettings {
+        self.extra_args
+            .extend(args.iter().map(|arg| arg.to_string()));
+        self
+    }
+}
+
+/// A module Envoy fetches itself (`config.core.v3.RemoteDataSource`): `uri`
+/// through `cluster`, refused unless its sha256 is `sha256` (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCode {
+    pub uri: String,
+    pub cluster: String,
+    pub sha256: String,
+}
+
+/// The `vm_config.code` flow mapping: the local file, or the remote source.
+fn render_code(settings: &EnvoySettings) -> String {
+    match &settings.remote_code {
+        None => format!(
+            "{{ local: {{ filename: {} }} }}",
+            quoted(&settings.wasm_path)
+        ),
+        Some(remote) => format!(
+            "{{ remote: {{ http_uri: {{ uri: {}, cluster: {}, timeout: 10s }}, sha256: {} }} }}",
+            quoted(&remote.uri),
+            quoted(&remote.cluster),
+            quoted(&remote.sha256),
+        ),
     }
 }
 
@@ -323,12 +370,12 @@ fn render_kfauth_filter(settings: &EnvoySettings) -> String {
                 vm_config:
                   vm_id: kfauth
                   runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {wasm} }} }}
+                  code: {code}
 {vm_env}                configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: |
 {plugin_config}"#,
-        wasm = quoted(&settings.wasm_path),
+        code = render_code(settings),
         vm_env = render_vm_env(&settings.vm_env),
     )
 }
@@ -465,6 +512,22 @@ mod tests {
     fn the_plugin_config_reaches_the_filter_verbatim() {
         let yaml = render_envoy_yaml(&EnvoySettings::for_test(config(), 1234));
         assert_eq!(embedded_plugin_config(&yaml), Some(config()));
+    }
+
+    #[test]
+    fn a_remote_module_replaces_the_local_file() {
+        let settings = EnvoySettings::for_test(config(), 1234)
+            .with_cluster(Cluster::loopback("wasm_http", 2))
+            .with_remote_code(RemoteCode {
+                uri: "http://127.0.0.1:2/kfauth.wasm".into(),
+                cluster: "wasm_http".into(),
+                sha256: "ab".into(),
+            });
+        let yaml = render_envoy_yaml(&settings);
+        assert!(yaml.contains(
+            r#"code: { remote: { http_uri: { uri: "http://127.0.0.1:2/kfauth.wasm", cluster: "wasm_http", timeout: 10s }, sha256: "ab" } }"#
+        ));
+        assert!(!yaml.contains("local: {"));
     }
 
     #[test]

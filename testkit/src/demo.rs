@@ -41,6 +41,8 @@ pub fn envoy_settings() -> EnvoySettings {
         admin_port: ADMIN_PORT,
         upstream_port: UPSTREAM_PORT,
         wasm_path: WASM_RELATIVE_PATH.to_string(),
+        remote_code: None,
+        extra_args: Vec::new(),
         plugin_config: plugin_config(),
         clusters: vec![Cluster::istio_loopback(IDP_PORT)],
         raw_clusters: Vec::new(),

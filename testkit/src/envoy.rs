@@ -112,6 +112,7 @@ impl Envoy {
         // or after a kill holds what happened.
         args.push("--file-flush-interval-msec".into());
         args.push("100".into());
+        args.extend(settings.extra_args.iter().cloned());
         let child = Command::new(envoy_bin())
             .args(&args)
             .current_dir(repo_root())

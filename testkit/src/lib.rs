@@ -29,7 +29,6 @@ pub mod client;
 pub mod demo;
 pub mod echo;
 pub mod envoy;
-pub mod envoy_yaml;
 pub mod expect;
 pub mod forge;
 pub mod gateway;
