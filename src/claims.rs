@@ -21,11 +21,10 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
 
 /// A claim as a header value: strings as they are, numbers and booleans as JSON,
 /// arrays joined with `,` (what Kubeflow's `kubeflow-groups` readers expect),
-/// objects as compact JSON. `null`, an empty array, and anything that would put
-/// a control character into a header give no value.
+/// objects as compact JSON. `null`, an empty array, and a value that
+/// [`is_safe_header_value`] refuses give no value.
 pub fn header_value(value: &Value) -> Option<String> {
-    // A header value may not carry CR, LF or NUL (RFC 9110 section 5.5).
-    rendered(value).filter(|text| !text.chars().any(|c| c.is_control() && c != '\t'))
+    rendered(value).filter(|text| is_safe_header_value(text))
 }
 
 /// A claim rendered as [`header_value`] does, without the safety filter;
@@ -51,14 +50,20 @@ pub fn rendered(value: &Value) -> Option<String> {
     })
 }
 
-/// Whether `text` reaches every backend exactly as written in a header:
-/// visible US-ASCII and spaces only (RFC 9110 section 5.5 asks new fields for
-/// VCHAR, SP and HTAB; beyond that, servers differ: WSGI decodes bytes as
-/// Latin-1, others refuse them), no control character (CR, LF, NUL, tab), and
-/// no space at either end (parsers strip optional whitespace, so `"admin "`
-/// would be read as `admin`).
+/// Whether `text` may become an identity header value. Any UTF-8 text may,
+/// written as its UTF-8 bytes (as Envoy's `jwt_authn` writes claims), except:
+/// - a control character, Unicode's `Cc`: C0 (U+0000 to U+001F, so CR, LF,
+///   NUL and tab), DEL (U+007F) and C1 (U+0080 to U+009F). CR, LF and NUL
+///   would split or end the header; Envoy's HTTP/1 codec refuses every C0
+///   but tab and DEL (a 503 for the request); a tab is whitespace a parser may
+///   trim or fold; C1 holds NEL (U+0085), a line break to Unicode-aware
+///   readers (Python's `str.splitlines`), and no name needs any of them;
+/// - whitespace at either end (Unicode `White_Space`: space, NBSP, U+3000...):
+///   HTTP parsers strip a value's surrounding spaces (RFC 9110 section 5.5)
+///   and Unicode-aware code strips the rest, so `"admin "` would be read as
+///   `admin`, a different identity than the one signed.
 pub fn is_safe_header_value(text: &str) -> bool {
-    text.chars().all(|c| c == ' ' || c.is_ascii_graphic()) && text.trim_matches(' ') == text
+    !text.chars().any(char::is_control) && text.trim() == text
 }
 
 /// Parses a JSON object, refusing duplicate member names at any depth. RFC
@@ -214,14 +219,22 @@ mod tests {
         for unsafe_text in [
             "a\r\nb",
             "a\nb",
+            "a\rb",
             "a\u{0}b",
             "a\tb",
+            "a\u{1}b",
+            "a\u{1b}[31m",
+            "a\u{1f}",
             "a\u{7f}",
+            "a\u{80}",
             "a\u{85}",
+            "a\u{9f}",
             " admin",
             "admin\t",
             "admin ",
-            "josé@example.com",
+            "admin\u{a0}",
+            "\u{3000}admin",
+            "admin\u{2028}",
         ] {
             assert!(!is_safe_header_value(unsafe_text), "{unsafe_text:?}");
         }
@@ -231,6 +244,14 @@ mod tests {
             "team-a,team-b",
             r#"{"n":3}"#,
             "",
+            "josé@example.com",
+            "zoë@example.com",
+            "用户@例子.公司",
+            "équipe-a,команда",
+            "alice\u{a0}@example.com",
+            "\u{a1}\u{a0}\u{ff}",
+            "a\u{2028}b",
+            "😀",
         ] {
             assert!(is_safe_header_value(safe), "{safe:?}");
         }
@@ -238,6 +259,12 @@ mod tests {
             super::rendered(&json!("alice\r\nx: y")).as_deref(),
             Some("alice\r\nx: y")
         );
+        // Arrays of non-ASCII strings are joined like any other.
+        assert_eq!(
+            header_value(&json!(["équipe-a", "команда"])).as_deref(),
+            Some("équipe-a,команда")
+        );
+        assert_eq!(header_value(&json!(["a", "b\u{85}"])), None);
     }
 
     #[test]

@@ -35,6 +35,8 @@ struct RawConfig {
     jwt_rules: Vec<RawJwtRule>,
     #[serde(default)]
     require_jwt: bool,
+    #[serde(default = "default_true")]
+    bypass_cors_preflight: bool,
     #[serde(default)]
     skip_paths: Vec<String>,
     clock_skew: Option<String>,
@@ -44,6 +46,10 @@ struct RawConfig {
     authorization: Option<crate::authz::config::RawAuthorization>,
     grpc: Option<crate::cookie_diet::RawGrpc>,
     jwt_cache_size: Option<usize>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +198,11 @@ pub struct Config {
     /// `iss` -> index into `rules`: the rule is chosen by lookup, not by trial.
     pub rule_by_issuer: HashMap<String, usize>,
     pub require_jwt: bool,
+    /// `bypassCorsPreflight`: a CORS preflight ([`RequestView::is_cors_preflight`])
+    /// passes as on a skipped path, as Istio configures Envoy's `jwt_authn`.
+    ///
+    /// [`RequestView::is_cors_preflight`]: crate::request::RequestView::is_cors_preflight
+    pub bypass_cors_preflight: bool,
     pub skip_paths: Vec<Regex>,
     pub clock_skew: Duration,
     pub jwks_refresh_interval: Duration,
@@ -316,6 +327,7 @@ fn validate(
         rules: Vec::new(),
         rule_by_issuer: HashMap::new(),
         require_jwt: raw.require_jwt,
+        bypass_cors_preflight: raw.bypass_cors_preflight,
         skip_paths,
         clock_skew,
         jwks_refresh_interval,
@@ -656,6 +668,19 @@ mod tests {
             vec!["kubeflow-userid", "kubeflow-groups"]
         );
         assert_eq!(config.rule_by_issuer[DEX], 0);
+        assert!(config.bypass_cors_preflight, "Istio's jwt_authn default");
+    }
+
+    #[test]
+    fn cors_preflights_bypass_unless_turned_off() {
+        let off = parse(serde_json::json!({"jwtRules": [rule()], "bypassCorsPreflight": false}));
+        assert!(!off.unwrap().bypass_cors_preflight);
+        assert_eq!(
+            field_of(parse(
+                serde_json::json!({"jwtRules": [rule()], "bypassCorsPreflight": "yes"})
+            )),
+            "bypassCorsPreflight"
+        );
     }
 
     #[test]

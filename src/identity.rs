@@ -57,9 +57,10 @@ fn same_cgi_name(a: &str, b: &str) -> bool {
 }
 
 /// The headers a verified token maps to under `rule`, computed once per token
-/// (the verified-token cache keeps them). A claim that would not reach every
-/// backend exactly as signed (a control character such as CR or LF, non-ASCII
-/// text, a space at either end) refuses the token: `token_malformed`.
+/// (the verified-token cache keeps them). Values are UTF-8 text, written as
+/// their bytes; a mapped value that [`is_safe_header_value`] refuses (a
+/// control character such as CR, LF or tab; whitespace at either end) refuses
+/// the whole token, `token_malformed`, rather than dropping one header.
 pub fn verified_identity_headers(
     rule: &JwtRule,
     claims: &Map<String, Value>,
@@ -178,8 +179,10 @@ mod tests {
             "a@b.c\r\nkubeflow-groups: admins",
             "a@b.c\u{0}",
             "admin ",
+            "admin\u{a0}",
             "a\tb",
-            "josé@example.com",
+            "a\u{85}b",
+            "a\u{7f}b",
         ] {
             let claims = json!({"email": email});
             assert_eq!(
@@ -188,11 +191,32 @@ mod tests {
                 "{email:?}"
             );
         }
+        // One bad group refuses the token too.
+        let claims = json!({"email": "a@b.c", "groups": ["ok", "x\ny"]});
+        assert_eq!(
+            verified_identity_headers(&config.rules[0], claims.as_object().unwrap(), "e30"),
+            Err(Reason::TokenMalformed)
+        );
         let claims = json!({"email": "jose@example.com", "groups": ["a b", "c"]});
         let headers =
             verified_identity_headers(&config.rules[0], claims.as_object().unwrap(), "e30")
                 .unwrap();
         assert_eq!(headers[0].1, "accounts.google.com:jose@example.com");
         assert_eq!(headers[1].1, "a b,c");
+    }
+
+    #[test]
+    fn non_ascii_claims_become_their_utf8_bytes() {
+        let config = config();
+        let claims = json!({"email": "zoë@example.com", "groups": ["équipe-a", "команда", "用户"]});
+        let headers =
+            verified_identity_headers(&config.rules[0], claims.as_object().unwrap(), "e30")
+                .unwrap();
+        assert_eq!(headers[0].1, "accounts.google.com:zoë@example.com");
+        assert_eq!(
+            headers[0].1.as_bytes(),
+            b"accounts.google.com:zo\xc3\xab@example.com"
+        );
+        assert_eq!(headers[1].1, "équipe-a,команда,用户");
     }
 }

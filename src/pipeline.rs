@@ -1,5 +1,5 @@
-//! One request, in order: drop client-sent identity headers; skip paths; find
-//! the token; decode it; choose the rule by `iss`; get the keys; verify; map the
+//! One request, in order: drop client-sent identity headers; skip paths and
+//! CORS preflights; find the token; decode it; choose the rule by `iss`; get the keys; verify; map the
 //! claims to headers; remove the token unless it is forwarded; authorize.
 
 use std::rc::Rc;
@@ -38,12 +38,19 @@ pub fn decide(
 ) -> Outcome {
     let mut edits = strip_client_identity(config, request);
 
-    let path = request.canonical_path();
-    if config
-        .skip_paths
-        .iter()
-        .any(|pattern| pattern.is_match(&path))
-    {
+    // A CORS preflight carries no credentials (the Fetch standard sends none),
+    // so it passes unauthenticated and unauthorized, as Envoy's `jwt_authn`
+    // does with `bypass_cors_preflight` (Istio sets it): a token it carries
+    // anyway is neither verified nor removed, as on a skipped path.
+    let preflight = config.bypass_cors_preflight && request.is_cors_preflight();
+    let skipped_path = || {
+        let path = request.canonical_path();
+        config
+            .skip_paths
+            .iter()
+            .any(|pattern| pattern.is_match(&path))
+    };
+    if preflight || skipped_path() {
         if let Some(grpc) = &config.grpc {
             cookie_diet::apply(grpc, request, &mut edits);
         }
@@ -367,6 +374,91 @@ mod tests {
             run(&closed, &request("/x?r=/dex/", &[])),
             Outcome::Deny(_)
         ));
+    }
+
+    fn preflight(path: &str, headers: &[(&str, &str)]) -> RequestView {
+        let mut view = request(
+            path,
+            &[
+                ("origin", "https://app.example.com"),
+                ("access-control-request-method", "POST"),
+            ],
+        );
+        view.method = "OPTIONS".into();
+        view.headers
+            .extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        view
+    }
+
+    #[test]
+    fn a_cors_preflight_passes_without_authentication_or_authorization() {
+        let mut value = with_claim_headers(all_keys_config());
+        value["requireJwt"] = true.into();
+        value["grpc"] = json!({"cookiePaths": ["^/ml_metadata"]});
+        value["authorization"] = json!({"rules": [{"match": {"paths": ["^/ns/(?P<ns>[^/]+)"]},
+            "resourceAttributes": {"namespace": "{path.ns}", "resource": "runs"}}]});
+        let config =
+            Config::parse_with_env(value.to_string().as_bytes(), &|_| Some("credential".into()))
+                .unwrap();
+        assert!(config.bypass_cors_preflight, "on by default");
+        let spoofed = [("kubeflow-userid", "root"), ("kubeflow_groups", "admins")];
+        // Guarded by an authorization rule, with a token required: passes,
+        // no review, the spoofed identity still removed.
+        assert_eq!(
+            run(&config, &preflight("/ns/team-a/runs", &spoofed)),
+            Outcome::Allow {
+                edits: HeaderEdits {
+                    remove: vec!["kubeflow-userid".into(), "kubeflow_groups".into()],
+                    ..HeaderEdits::default()
+                },
+                identity: None,
+                authorized: false,
+            }
+        );
+        // A token it carries anyway is neither verified nor removed (Envoy's
+        // jwt_authn returns before looking for one).
+        let Outcome::Allow {
+            edits, identity, ..
+        } = run(
+            &config,
+            &preflight("/ns/team-a/runs", &[("authorization", "Bearer garbage")]),
+        )
+        else {
+            panic!("a preflight with a bad token was refused")
+        };
+        assert_eq!((edits, identity), (HeaderEdits::default(), None));
+        // The gRPC cookie diet still applies.
+        let Outcome::Allow { edits, .. } = run(
+            &config,
+            &preflight(
+                "/ml_metadata.MetadataStoreService/GetArtifacts",
+                &[("content-type", "application/grpc"), ("cookie", "a=1")],
+            ),
+        ) else {
+            panic!("denied")
+        };
+        assert_eq!(edits.remove, ["cookie"]);
+
+        // Not a preflight: the method, or either header, missing.
+        let missing = Outcome::Deny(Denial::new(Reason::TokenMissing, false));
+        let mut get = preflight("/ns/team-a/runs", &[]);
+        get.method = "GET".into();
+        let mut no_origin = preflight("/ns/team-a/runs", &[]);
+        no_origin.headers.retain(|(name, _)| name != "origin");
+        let mut no_method = preflight("/ns/team-a/runs", &[]);
+        no_method
+            .headers
+            .retain(|(name, _)| name != "access-control-request-method");
+        for view in [get, no_origin, no_method] {
+            assert_eq!(run(&config, &view), missing, "{view:?}");
+        }
+
+        // Turned off: a preflight is a request like any other.
+        value["bypassCorsPreflight"] = false.into();
+        let strict =
+            Config::parse_with_env(value.to_string().as_bytes(), &|_| Some("credential".into()))
+                .unwrap();
+        assert_eq!(run(&strict, &preflight("/ns/team-a/runs", &[])), missing);
     }
 
     #[test]

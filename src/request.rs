@@ -45,6 +45,16 @@ impl RequestView {
             .map(|(_, value)| value.as_str())
     }
 
+    /// Whether this is a CORS preflight, by the test Envoy's `jwt_authn` makes
+    /// (`isCorsPreflightRequest` in its `filter.cc`): method `OPTIONS`
+    /// (exactly; methods are case-sensitive) and a non-empty `Origin` and
+    /// `Access-Control-Request-Method`. Browsers send preflights without
+    /// credentials (Fetch standard, "CORS-preflight request").
+    pub fn is_cors_preflight(&self) -> bool {
+        let present = |name| self.header(name).is_some_and(|value| !value.is_empty());
+        self.method == "OPTIONS" && present("origin") && present("access-control-request-method")
+    }
+
     /// The path without its query string.
     pub fn path_only(&self) -> &str {
         self.path.split(['?', '#']).next().unwrap_or("")
@@ -157,6 +167,37 @@ mod tests {
         );
         assert_eq!(view("/", "[::1]:8080").canonical_host(), "::1");
         assert_eq!(view("/", "gw").canonical_host(), "gw");
+    }
+
+    #[test]
+    fn cors_preflights_are_told_apart_as_envoy_does() {
+        let view = |method: &str, headers: &[(&str, &str)]| {
+            let mut pairs = vec![(":method".to_string(), method.to_string())];
+            pairs.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+            RequestView::from_pairs(pairs)
+        };
+        let origin = ("Origin", "https://app.example.com");
+        let acrm = ("Access-Control-Request-Method", "POST");
+        assert!(view("OPTIONS", &[origin, acrm]).is_cors_preflight());
+        assert!(view("OPTIONS", &[acrm, ("origin", "null")]).is_cors_preflight());
+        for (method, headers) in [
+            ("OPTIONS", &[origin][..]),
+            ("OPTIONS", &[acrm][..]),
+            ("OPTIONS", &[][..]),
+            ("OPTIONS", &[("origin", ""), acrm][..]),
+            (
+                "OPTIONS",
+                &[origin, ("access-control-request-method", "")][..],
+            ),
+            ("options", &[origin, acrm][..]),
+            ("GET", &[origin, acrm][..]),
+            ("POST", &[origin, acrm][..]),
+        ] {
+            assert!(
+                !view(method, headers).is_cors_preflight(),
+                "{method} {headers:?}"
+            );
+        }
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //!   with `_` for `-` (`kubeflow_userid`, `Kubeflow_Groups`: CGI/WSGI servers
 //!   read them as the same variable) never reach the upstream, with or
 //!   without a token, on a skipped path too;
-//! - a mapped claim holding CR/LF, NUL, a tab, DEL, a C1 control, non-ASCII
-//!   text, or a space at either end → 401 token_malformed (never a split
-//!   header, never an identity a backend reads differently: WSGI decodes
-//!   header bytes as Latin-1, other servers refuse them);
+//! - a mapped claim holding CR/LF, NUL, a tab, DEL, a C1 control, or
+//!   whitespace at either end (a space, NBSP) → 401 token_malformed (never a
+//!   split header, never an identity a backend reads differently once it
+//!   trims the value); non-ASCII text passes as UTF-8 (`unicode_claims.rs`);
 //! - two different tokens (two `Authorization` headers, a header and the
 //!   query parameter, the parameter twice) → 401 token_malformed; the same
 //!   token in the header and the parameter passes and is removed from both;
@@ -125,16 +125,7 @@ fn whitespace_around_a_mapped_claim(g: &Gateway) {
         "admin@example.com ",
         " admin@example.com",
         "admin@example.com\t",
-    ] {
-        rejects(g, &token_for(email), "token_malformed");
-    }
-}
-
-fn non_ascii_in_a_mapped_claim(g: &Gateway) {
-    for email in [
-        "josé@example.com",
-        "alice@exämple.com",
-        "alice\u{a0}@example.com",
+        "admin@example.com\u{a0}",
     ] {
         rejects(g, &token_for(email), "token_malformed");
     }
@@ -223,7 +214,6 @@ fn header_games() {
             spoofed_identity_beside_a_valid_token,
             control_characters_in_a_mapped_claim,
             whitespace_around_a_mapped_claim,
-            non_ascii_in_a_mapped_claim,
             two_authorization_headers,
             header_and_query_parameter_disagree,
             the_same_token_in_header_and_parameter,

@@ -11,8 +11,8 @@
 //!   upstream sees only the verified identity;
 //! - without a token, such a header does not let the request through.
 
-// The upstream is a raw socket here: the testkit's echo server (tiny_http)
-// drops requests whose headers are not UTF-8 before its handler runs.
+// The upstream is a raw socket here (tests/raw_upstream): the testkit's echo
+// server (tiny_http) answers 400 to a header value that is not ASCII.
 
 // End-to-end against a real Envoy: native only (the testkit is not built for wasm).
 #![cfg(not(target_arch = "wasm32"))]
@@ -24,115 +24,24 @@
 )]
 
 mod adversarial_support;
-
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod raw_upstream;
 
 use adversarial_support::*;
 use kfauth_testkit::forge::Signer;
-use kfauth_testkit::{expect, EnvoySettings, Gateway, HttpResponse};
+use kfauth_testkit::{expect, EnvoySettings, Gateway};
+use raw_upstream::{get_raw, values, RawUpstream};
 use serde_json::json;
-
-/// Reads one request head (up to the blank line) from `stream`.
-fn read_head(stream: &mut TcpStream) -> Vec<u8> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    head
-}
-
-/// An upstream that keeps every request head as raw bytes and answers 200.
-fn raw_upstream() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let kept = heads.clone();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let head = read_head(&mut stream);
-            if head.is_empty() {
-                continue;
-            }
-            kept.lock().unwrap().push(head);
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
-    (port, heads)
-}
-
-/// `GET /echo` with raw header lines (bytes, not text), over a fresh connection.
-fn get_raw(g: &Gateway, headers: &[&[u8]]) -> HttpResponse {
-    let addr = format!("127.0.0.1:{}", g.port());
-    let mut stream = TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut request = format!("GET /echo HTTP/1.1\r\nHost: {addr}\r\n").into_bytes();
-    for line in headers {
-        request.extend_from_slice(line);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"Connection: close\r\n\r\n");
-    stream.write_all(&request).unwrap();
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("a whole response");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    HttpResponse {
-        status,
-        headers,
-        body: body.to_string(),
-    }
-}
-
-/// The values of header `name` (lower case) in a raw request head, as bytes.
-fn values(head: &[u8], name: &str) -> Vec<Vec<u8>> {
-    head.split(|b| *b == b'\n')
-        .filter_map(|line| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let colon = line.iter().position(|b| *b == b':')?;
-            let (n, v) = line.split_at(colon);
-            n.eq_ignore_ascii_case(name.as_bytes())
-                .then(|| v[1..].trim_ascii().to_vec())
-        })
-        .collect()
-}
 
 #[test]
 fn header_values_that_are_not_utf8_are_read_not_trapped_on() {
-    let (port, heads) = raw_upstream();
+    let upstream = RawUpstream::start();
     let g = Gateway::start_with(with_rules_required(), |settings| EnvoySettings {
-        upstream_port: port,
+        upstream_port: upstream.port,
         ..settings
     });
     let token = Signer::shared().sign_standard("ES256", &valid());
     let bearer = format!("Authorization: Bearer {token}");
-    let last_head = || {
-        heads
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("a forwarded request")
-    };
+    let last_head = || upstream.last_head();
 
     // A Latin-1 value beside a good token: forwarded as alice, the value's
     // bytes as they came.
@@ -158,9 +67,9 @@ fn header_values_that_are_not_utf8_are_read_not_trapped_on() {
     assert_eq!(values(&head, "kubeflow-groups"), [b"team-a"]);
 
     // No token: the odd header buys nothing.
-    let forwarded = heads.lock().unwrap().len();
+    let forwarded = upstream.count();
     expect::token_missing(&get_raw(&g, &[b"kubeflow-userid: r\xf6ot@example.com"]));
-    assert_eq!(heads.lock().unwrap().len(), forwarded, "nothing forwarded");
+    assert_eq!(upstream.count(), forwarded, "nothing forwarded");
 
     // The worker still answers.
     let response = get_raw(&g, &[bearer.as_bytes()]);

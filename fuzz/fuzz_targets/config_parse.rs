@@ -4,7 +4,8 @@
 //! error names a field (`pluginConfig` for the document itself, else a path
 //! whose first step is a field of the input); an accepted object configuration
 //! keeps what it was given: rules in order with their issuers, audiences, key
-//! sources and claim headers, `requireJwt`, `skipPaths`, `jwtCacheSize`, and
+//! sources and claim headers, `requireJwt`, `bypassCorsPreflight` (default
+//! true), `skipPaths`, `jwtCacheSize`, and
 //! every header it writes among the identity headers it strips.
 #![no_main]
 
@@ -12,9 +13,10 @@ use kfauth::config::{Config, KeySource};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "jwtRules",
     "requireJwt",
+    "bypassCorsPreflight",
     "skipPaths",
     "clockSkew",
     "jwksRefreshInterval",
@@ -73,6 +75,13 @@ fn check_kept(data: &[u8], config: &Config) {
             .get("requireJwt")
             .and_then(Value::as_bool)
             .unwrap_or(false)
+    );
+    assert_eq!(
+        config.bypass_cors_preflight,
+        input
+            .get("bypassCorsPreflight")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
     );
     assert_eq!(
         config.skip_paths.len(),
