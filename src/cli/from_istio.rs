@@ -284,12 +284,16 @@ pub fn translate(texts: &[(String, String)]) -> Result<Translation, String> {
                     match &mut workload {
                         None => workload = Some((attachment, vec![label.clone()])),
                         Some((first, labels)) if *first == attachment => labels.push(label.clone()),
-                        Some((first, labels)) => translation.errors.push(format!(
-                            "{label} ({}) and {} ({}) apply to different workloads; one pluginConfig is one WasmPlugin on one set of workloads: run from-istio once per workload",
-                            attachment.describe(),
-                            labels.join(", "),
-                            first.describe()
-                        )),
+                        Some((first, labels)) => {
+                            translation.errors.push(format!(
+                                "{label} ({}) and {} ({}) apply to different workloads; one pluginConfig is one WasmPlugin on one set of workloads: run from-istio once per workload",
+                                attachment.describe(),
+                                labels.join(", "),
+                                first.describe()
+                            ));
+                            // Its rules belong to another pluginConfig.
+                            continue;
+                        }
                     }
                     translate_rules(&label, &spec, &mut rules, &mut translation);
                 }
@@ -316,11 +320,14 @@ pub fn translate(texts: &[(String, String)]) -> Result<Translation, String> {
             .push("no RequestAuthentication jwtRules found".into());
         return Ok(translation);
     };
-    translation.notes.push(format!(
+    let place = format!(
         "the WasmPlugin with this pluginConfig goes where {} applied: {} (set the WasmPlugin's metadata.namespace and selector or targetRefs the same way)",
         sources.join(", "),
         workload.describe()
-    ));
+    );
+    if translation.errors.is_empty() {
+        translation.notes.push(place);
+    }
 
     // DENY policies add up: a request is exempt only where every one exempts it.
     let mut require_jwt = false;
