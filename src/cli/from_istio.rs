@@ -57,7 +57,7 @@ enum Target {
     /// `selector.matchLabels`.
     Selector(BTreeMap<String, String>),
     /// `targetRefs` (and the hidden `targetRef`), as `Kind/name` (group first when set).
-    TargetRefs(Vec<String>),
+    Refs(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +101,7 @@ impl Attachment {
             })
             .collect();
         let target = if !refs.is_empty() {
-            Target::TargetRefs(refs)
+            Target::Refs(refs)
         } else if !labels.is_empty() {
             Target::Selector(labels)
         } else {
@@ -127,7 +127,7 @@ impl Attachment {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Target::TargetRefs(refs) => format!("{namespace}, targetRefs [{}]", refs.join(", ")),
+            Target::Refs(refs) => format!("{namespace}, targetRefs [{}]", refs.join(", ")),
         }
     }
 
