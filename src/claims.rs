@@ -19,6 +19,25 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
     })
 }
 
+/// [`lookup`], reading a string as the list of its space-separated words when
+/// `space_delimited` (Istio's `spaceDelimitedClaims`, e.g. OAuth's `scope`:
+/// `"read write"` is `["read", "write"]`). A string of spaces only is an empty list.
+pub fn lookup_list<'a>(
+    claims: &'a Map<String, Value>,
+    path: &str,
+    space_delimited: bool,
+) -> Option<std::borrow::Cow<'a, Value>> {
+    let value = lookup(claims, path)?;
+    match value {
+        Value::String(text) if space_delimited => Some(std::borrow::Cow::Owned(Value::Array(
+            text.split_whitespace()
+                .map(|word| Value::String(word.to_string()))
+                .collect(),
+        ))),
+        _ => Some(std::borrow::Cow::Borrowed(value)),
+    }
+}
+
 /// A claim as a header value: strings as they are, numbers and booleans as JSON,
 /// arrays joined with `,` (what Kubeflow's `kubeflow-groups` readers expect),
 /// objects as compact JSON. `null`, an empty array, and a value that

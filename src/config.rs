@@ -59,6 +59,10 @@ struct RawJwtRule {
     #[serde(default)]
     audiences: Vec<String>,
     jwks_uri: Option<String>,
+    /// Istio's other spelling of `jwksUri` (its CRD lists both; at most one
+    /// of `jwksUri`, `jwks_uri`, `jwks` may be set).
+    #[serde(rename = "jwks_uri")]
+    jwks_uri_snake: Option<String>,
     jwks: Option<String>,
     jwks_cluster: Option<String>,
     from_headers: Option<Vec<RawFromHeader>>,
@@ -70,7 +74,19 @@ struct RawJwtRule {
     #[serde(default)]
     output_claim_to_headers: Vec<RawClaimToHeader>,
     timeout: Option<String>,
+    presence: Option<Presence>,
+    space_delimited_claims: Option<Vec<String>>,
     token_review: Option<RawTokenReview>,
+}
+
+/// Istio's `JWTRule.presence`: must a token of this rule be in every request?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Presence {
+    /// The default: a request without this rule's token is not refused for it.
+    Optional,
+    /// A request without a valid token of this rule's issuer gets 401.
+    Required,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +189,9 @@ pub struct ClaimHeader {
     /// Claim name or dotted path (`realm_access.roles`).
     pub claim: String,
     pub prefix: String,
+    /// The claim is in the rule's `spaceDelimitedClaims`: a string value is a
+    /// list of words, written as an array is (`a,b`).
+    pub space_delimited: bool,
 }
 
 /// One validated `jwtRules` entry.
@@ -186,6 +205,10 @@ pub struct JwtRule {
     pub output_payload_to_header: Option<String>,
     pub claim_headers: Vec<ClaimHeader>,
     pub timeout: Duration,
+    /// `presence: REQUIRED`.
+    pub required: bool,
+    /// `spaceDelimitedClaims`: claims whose string value is a space-delimited list.
+    pub space_delimited_claims: Vec<String>,
     /// `tokenReview`: also ask the API server (TokenReview) about each token,
     /// with these audiences.
     pub token_review: Option<Vec<String>>,
@@ -203,6 +226,9 @@ pub struct Config {
     ///
     /// [`RequestView::is_cors_preflight`]: crate::request::RequestView::is_cors_preflight
     pub bypass_cors_preflight: bool,
+    /// The rule with `presence: REQUIRED` (at most one): a request whose
+    /// verified token is not of this rule gets 401 `token_missing`.
+    pub required_rule: Option<usize>,
     pub skip_paths: Vec<Regex>,
     pub clock_skew: Duration,
     pub jwks_refresh_interval: Duration,
@@ -328,6 +354,7 @@ fn validate(
         rule_by_issuer: HashMap::new(),
         require_jwt: raw.require_jwt,
         bypass_cors_preflight: raw.bypass_cors_preflight,
+        required_rule: None,
         skip_paths,
         clock_skew,
         jwks_refresh_interval,
@@ -354,6 +381,16 @@ fn validate(
                 format!("{field}.issuer"),
                 format!("issuer `{}` is already used by another rule", rule.issuer),
             ));
+        }
+        if rule.required {
+            if let Some(first) = config.required_rule.replace(index) {
+                return Err(error(
+                    format!("{field}.presence"),
+                    format!(
+                        "jwtRules[{first}] is REQUIRED too; kfauth verifies one token per request, so at most one rule can be REQUIRED"
+                    ),
+                ));
+            }
         }
         for header in rule
             .claim_headers
@@ -419,11 +456,21 @@ fn validate_rule(
     if raw.issuer.is_empty() {
         return Err(error(format!("{field}.issuer"), "must not be empty"));
     }
-    let keys = match (&raw.jwks, &raw.jwks_uri) {
+    let jwks_uri = match (&raw.jwks_uri, &raw.jwks_uri_snake) {
+        (Some(_), Some(_)) => {
+            return Err(error(
+                format!("{field}.jwks_uri"),
+                "give at most one of `jwksUri`, `jwks_uri` (its other spelling) and `jwks`",
+            ))
+        }
+        (Some(uri), None) | (None, Some(uri)) => Some(uri),
+        (None, None) => None,
+    };
+    let keys = match (&raw.jwks, jwks_uri) {
         (Some(_), Some(_)) => {
             return Err(error(
                 format!("{field}.jwks"),
-                "give either `jwks` or `jwksUri`, not both",
+                "give either `jwks` or `jwksUri` (or `jwks_uri`), not both",
             ))
         }
         (None, None) => KeySource::Discovery {
@@ -463,8 +510,14 @@ fn validate_rule(
             KeySource::Inline(parsed.keys)
         }
         (None, Some(uri)) => KeySource::Remote(
-            remote_jwks(uri, raw.jwks_cluster.as_deref())
-                .map_err(|message| error(format!("{field}.jwksUri"), message))?,
+            remote_jwks(uri, raw.jwks_cluster.as_deref()).map_err(|message| {
+                let name = if raw.jwks_uri.is_some() {
+                    "jwksUri"
+                } else {
+                    "jwks_uri"
+                };
+                error(format!("{field}.{name}"), message)
+            })?,
         ),
     };
     let timeout = match &raw.timeout {
@@ -473,8 +526,23 @@ fn validate_rule(
         }
         None => DEFAULT_FETCH_TIMEOUT,
     };
-    if timeout.is_zero() {
-        return Err(error(format!("{field}.timeout"), "must be more than 0"));
+    // Istio's CRD: `duration(self) >= duration('1ms')`.
+    if timeout < Duration::from_millis(1) {
+        return Err(error(format!("{field}.timeout"), "must be at least 1ms"));
+    }
+    let space_delimited_claims = raw.space_delimited_claims.clone().unwrap_or_default();
+    // Istio's CRD: at most 64 entries, none empty.
+    if space_delimited_claims.len() > 64 {
+        return Err(error(
+            format!("{field}.spaceDelimitedClaims"),
+            "at most 64 claims",
+        ));
+    }
+    if let Some(index) = space_delimited_claims.iter().position(String::is_empty) {
+        return Err(error(
+            format!("{field}.spaceDelimitedClaims[{index}]"),
+            "must not be empty",
+        ));
     }
     let locations = token_locations(field, &raw)?;
     Ok(JwtRule {
@@ -501,10 +569,13 @@ fn validate_rule(
                     header: header_name(&format!("{entry_field}.header"), &entry.header)?,
                     claim: entry.claim.clone(),
                     prefix: entry.prefix.clone(),
+                    space_delimited: space_delimited_claims.contains(&entry.claim),
                 })
             })
             .collect::<Result<_, _>>()?,
         timeout,
+        required: raw.presence == Some(Presence::Required),
+        space_delimited_claims,
         token_review: raw.token_review.map(|review| review.audiences),
     })
 }
@@ -834,6 +905,102 @@ mod tests {
             "pluginConfig"
         );
         assert_eq!(field_of(Config::parse(br#"{"":1}"#)), "pluginConfig");
+    }
+
+    #[test]
+    fn accepts_the_istio_fields_kfauth_once_refused() {
+        let config = parse(serde_json::json!({"jwtRules": [
+            {"issuer": DEX, "jwks_uri": "http://dex.auth.svc.cluster.local:5556/dex/keys",
+             "presence": "REQUIRED", "spaceDelimitedClaims": ["scope", "custom_scope"],
+             "timeout": "1.5s",
+             "outputClaimToHeaders": [{"header": "x-scope", "claim": "scope"},
+                                      {"header": "x-sub", "claim": "sub"}]},
+            {"issuer": "https://idp.example.com", "jwksUri": "https://idp.example.com/keys",
+             "presence": "OPTIONAL", "timeout": "1500us"},
+        ]}))
+        .unwrap();
+        let KeySource::Remote(remote) = &config.rules[0].keys else {
+            panic!("not remote")
+        };
+        assert_eq!(remote.cluster, "outbound|5556||dex.auth.svc.cluster.local");
+        assert!(config.rules[0].required);
+        assert!(!config.rules[1].required);
+        assert_eq!(config.required_rule, Some(0));
+        assert_eq!(config.rules[0].timeout, Duration::from_millis(1500));
+        assert_eq!(config.rules[1].timeout, Duration::from_micros(1500));
+        assert_eq!(
+            config.rules[0].space_delimited_claims,
+            ["scope", "custom_scope"]
+        );
+        let spaced: Vec<bool> = config.rules[0]
+            .claim_headers
+            .iter()
+            .map(|claim| claim.space_delimited)
+            .collect();
+        assert_eq!(spaced, [true, false]);
+        for (timeout, accepted) in [("1ms", true), ("999us", false), ("0", false), ("1h", true)] {
+            let mut rule = rule();
+            rule["timeout"] = timeout.into();
+            let result = parse(serde_json::json!({"jwtRules": [rule]}));
+            assert_eq!(result.is_ok(), accepted, "{timeout}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn istio_field_errors_name_the_field() {
+        let with = |extra: serde_json::Value| {
+            let mut rule = rule();
+            for (key, value) in extra.as_object().unwrap() {
+                rule[key] = value.clone();
+            }
+            field_of(parse(serde_json::json!({"jwtRules": [rule]})))
+        };
+        // Istio's CEL rule: at most one of jwksUri, jwks_uri, jwks.
+        assert_eq!(
+            with(serde_json::json!({"jwks_uri": "http://dex/keys"})),
+            "jwtRules[0].jwks_uri"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"jwtRules": [
+                {"issuer": DEX, "jwks_uri": "http://dex/keys", "jwks": rsa_jwks_json()}]}))),
+            "jwtRules[0].jwks"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"jwtRules": [
+                {"issuer": DEX, "jwks_uri": "ftp://dex/keys"}]}))),
+            "jwtRules[0].jwks_uri"
+        );
+        assert_eq!(
+            with(serde_json::json!({"presence": "MANDATORY"})),
+            "jwtRules[0].presence"
+        );
+        assert_eq!(
+            with(serde_json::json!({"presence": "required"})),
+            "jwtRules[0].presence"
+        );
+        assert_eq!(
+            with(serde_json::json!({"spaceDelimitedClaims": ["scope", ""]})),
+            "jwtRules[0].spaceDelimitedClaims[1]"
+        );
+        assert_eq!(
+            with(serde_json::json!({"spaceDelimitedClaims": vec!["c"; 65]})),
+            "jwtRules[0].spaceDelimitedClaims"
+        );
+        assert_eq!(
+            with(serde_json::json!({"spaceDelimitedClaims": "scope"})),
+            "jwtRules[0].spaceDelimitedClaims"
+        );
+        let two_required = parse(serde_json::json!({"jwtRules": [
+            {"issuer": "a", "jwksUri": "http://a/keys", "presence": "REQUIRED"},
+            {"issuer": "b", "jwksUri": "http://b/keys", "presence": "OPTIONAL"},
+            {"issuer": "c", "jwksUri": "http://c/keys", "presence": "REQUIRED"},
+        ]}))
+        .unwrap_err();
+        assert_eq!(two_required.field, "jwtRules[2].presence");
+        assert!(
+            two_required.message.contains("jwtRules[0]"),
+            "{two_required}"
+        );
     }
 
     #[test]

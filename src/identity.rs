@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::claims::{is_safe_header_value, lookup, rendered};
+use crate::claims::{is_safe_header_value, lookup_list, rendered};
 use crate::config::{Config, JwtRule};
 use crate::outcome::{HeaderEdits, Reason};
 use crate::request::RequestView;
@@ -68,7 +68,8 @@ pub fn verified_identity_headers(
 ) -> Result<Vec<(String, String)>, Reason> {
     let mut headers = Vec::with_capacity(rule.claim_headers.len().saturating_add(1));
     for mapping in &rule.claim_headers {
-        if let Some(value) = lookup(claims, &mapping.claim).and_then(rendered) {
+        let value = lookup_list(claims, &mapping.claim, mapping.space_delimited);
+        if let Some(value) = value.as_deref().and_then(rendered) {
             let value = format!("{}{}", mapping.prefix, value);
             if !is_safe_header_value(&value) {
                 return Err(Reason::TokenMalformed);

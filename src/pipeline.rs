@@ -68,6 +68,14 @@ pub fn decide(
     if identity.is_none() && config.require_jwt {
         return Outcome::Deny(Denial::new(Reason::TokenMissing, false));
     }
+    // `presence: REQUIRED` (Istio): that rule's token must be there, even
+    // when another rule's token is valid.
+    if config
+        .required_rule
+        .is_some_and(|required| identity.as_ref().map(|found| found.rule) != Some(required))
+    {
+        return Outcome::Deny(Denial::new(Reason::TokenMissing, false));
+    }
     // After authentication, so that a token carried in a cookie was found.
     if let Some(grpc) = &config.grpc {
         cookie_diet::apply(grpc, request, &mut edits);
@@ -480,6 +488,60 @@ mod tests {
                 &request("/", &[("authorization", "Bearer garbage")])
             ),
             Outcome::Deny(Denial::new(Reason::TokenMalformed, true))
+        );
+    }
+
+    #[test]
+    fn a_required_rule_needs_its_own_token_and_space_delimited_claims_are_lists() {
+        const K8S: &str = "https://kubernetes.default.svc.cluster.local";
+        let jwks = json!({"keys": [rsa_jwk("rsa-1", None)]}).to_string();
+        let config = config(json!({"jwtRules": [
+            {"issuer": DEX, "jwks": jwks, "presence": "REQUIRED",
+             "spaceDelimitedClaims": ["scope", "roles"],
+             "outputClaimToHeaders": [
+                {"header": "x-scope", "claim": "scope"},
+                {"header": "x-roles", "claim": "roles"},
+                {"header": "x-words", "claim": "words"}]},
+            {"issuer": K8S, "jwks": jwks, "presence": "OPTIONAL"},
+        ], "skipPaths": ["^/healthz$"]}));
+        let missing = Outcome::Deny(Denial::new(Reason::TokenMissing, false));
+        // No token: refused although requireJwt is false.
+        assert_eq!(run(&config, &request("/", &[])), missing);
+        // skipPaths still skips.
+        assert!(matches!(
+            run(&config, &request("/healthz", &[])),
+            Outcome::Allow { .. }
+        ));
+        // A valid token of the other rule does not stand in for it.
+        let mut other = standard_claims();
+        other["iss"] = K8S.into();
+        let token = sign("RS256", Some("rsa-1"), &other);
+        assert_eq!(
+            run(
+                &config,
+                &request("/", &[("authorization", &bearer(&token))])
+            ),
+            missing
+        );
+        // Its own token passes; listed claims are lists, others are as signed.
+        let mut claims = standard_claims();
+        claims["scope"] = "read  write admin".into();
+        claims["roles"] = json!(["r1", "r2"]);
+        claims["words"] = "not a list".into();
+        let token = sign("RS256", Some("rsa-1"), &claims);
+        let Outcome::Allow { edits, .. } = run(
+            &config,
+            &request("/", &[("authorization", &bearer(&token))]),
+        ) else {
+            panic!("denied")
+        };
+        assert_eq!(
+            edits.set,
+            [
+                ("x-scope".to_string(), "read,write,admin".to_string()),
+                ("x-roles".to_string(), "r1,r2".to_string()),
+                ("x-words".to_string(), "not a list".to_string()),
+            ]
         );
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::claims::{header_value, lookup};
+use crate::claims::{header_value, lookup, lookup_list};
 use crate::config::JwtRule;
 use crate::outcome::{Denial, Identity, Reason};
 use crate::request::RequestView;
@@ -124,15 +124,22 @@ fn subject(authz: &Authorization, jwt_rules: &[JwtRule], identity: &Identity) ->
         Some(claim) => lookup(&identity.claims, claim).and_then(header_value)?,
         None => {
             let mapping = jwt_rules.get(identity.rule)?.claim_headers.first()?;
-            let value = lookup(&identity.claims, &mapping.claim).and_then(header_value)?;
+            let value = lookup_list(&identity.claims, &mapping.claim, mapping.space_delimited)?;
+            let value = header_value(&value)?;
             format!("{}{}", mapping.prefix, value)
         }
     };
-    let groups = match authz
+    // A claim in the rule's `spaceDelimitedClaims` is a list of words.
+    let space_delimited = |claim: &str| {
+        jwt_rules
+            .get(identity.rule)
+            .is_some_and(|rule| rule.space_delimited_claims.iter().any(|c| c == claim))
+    };
+    let groups = authz
         .groups_claim
         .as_deref()
-        .and_then(|claim| lookup(&identity.claims, claim))
-    {
+        .and_then(|claim| lookup_list(&identity.claims, claim, space_delimited(claim)));
+    let groups = match groups.as_deref() {
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(Value::as_str)

@@ -79,6 +79,15 @@ fn from_istio(args: &[String]) -> Result<ExitCode, String> {
     for note in &translation.notes {
         eprintln!("note: {note}");
     }
+    for warning in &translation.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for error in &translation.errors {
+        eprintln!("error: {error}");
+    }
+    if !translation.errors.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&translation.plugin_config).map_err(|e| e.to_string())?
