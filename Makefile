@@ -13,7 +13,7 @@ WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: help build run test tools targets envoy grpcio wasm-bindgen lint unit unit-wasm e2e bench soak image push clean
+.PHONY: help build run test tools targets wasi-target wasm-test-target envoy grpcio wasm-bindgen lint unit unit-wasm e2e bench soak image push clean
 
 help:
 	@echo "make run    start Envoy with kfauth, a demo identity provider and an echo upstream"
@@ -26,20 +26,27 @@ help:
 
 # keep-exports drops the SDK's callbacks kfauth does not implement, so Envoy
 # does not enter the VM for them on every request (tools/keep-exports).
-build: targets
+build: wasi-target
 	cargo build --release --target wasm32-wasip1 -p kfauth --lib
 	cargo run --quiet --release -p keep-exports -- $(WASM)
 	@ls -l $(WASM)
 
-run: tools build
+# Installs only what the demo runs: the wasm32-wasip1 target and Envoy.
+run: build envoy
 	cargo run --quiet --release -p kfauth-testkit --bin kfauth-demo
 
 test: tools lint unit fuzz-smoke unit-wasm build e2e
 
 tools: targets envoy grpcio wasm-bindgen
 
-targets:
+targets: wasi-target wasm-test-target
+
+# The module's target.
+wasi-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+# The unit tests compiled to wasm run under Node (wasm-bindgen-test).
+wasm-test-target:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 
 envoy: $(ENVOY)
@@ -88,7 +95,7 @@ fuzz-smoke: cargo-fuzz
 	FUZZ_SECONDS=20 FUZZ_SEED=1 CARGO_FUZZ=$(CARGO_FUZZ) fuzz/run.sh
 
 # The same unit tests compiled to wasm and run under Node by wasm-bindgen-test.
-unit-wasm: targets wasm-bindgen
+unit-wasm: wasm-test-target wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_TEST_RUNNER)) \
 	  cargo test -p kfauth --lib --target wasm32-unknown-unknown
 

@@ -11,7 +11,12 @@
 //!   an unrendered `PATCH_ME`, a second rule for an issuer; translates the
 //!   local gateway's m2m-auth overlay with a note on where its WasmPlugin
 //!   goes and a warning for the ALLOW policy it leaves in Istio;
-//! - `token` mints a token that verifies with the key's public half.
+//! - `token` mints a token that verifies with the key's public half, from RSA
+//!   and EC keys (SEC1 `BEGIN EC PRIVATE KEY` too), and `jwks` prints the JWKS
+//!   that kfauth's own verifier then accepts it with; `--claim` overrides a
+//!   registered claim (`exp`), and contradicting an option is a usage error;
+//! - `check` warns (exit 0) on pasted Istio globs and unanchored regexes;
+//! - every subcommand has help (exit 0); usage errors exit 2, problems 1.
 
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(
@@ -26,6 +31,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use jwt_simple::prelude::*;
+use kfauth::config::{Config, KeySource};
+use kfauth::outcome::Reason;
+use kfauth::verify::{decode, verify};
 
 fn kfauth(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kfauth"))
@@ -75,9 +83,132 @@ fn check_accepts_good_configs_and_names_the_field_of_bad_ones() {
 
     let out = kfauth(&["check"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("usage"));
+    assert!(text(&out.stderr).contains("Usage: kfauth check"));
+    // A file that cannot be read or parsed is a problem found, not a usage error.
     let out = kfauth(&["check", "/nonexistent/kfauth.yaml"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent/kfauth.yaml"));
+    let broken = temp_file("broken.yaml", "jwtRules: [\n");
+    assert_eq!(
+        kfauth(&["check", broken.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn check_warns_about_pasted_istio_globs_and_unanchored_regexes() {
+    let config = temp_file(
+        "globs.yaml",
+        "jwtRules:\n- issuer: https://dex.example.com\n  jwksUri: https://dex.example.com/keys\n  outputClaimToHeaders: [{header: kubeflow-userid, claim: email}]\nrequireJwt: true\nskipPaths: ['/dex/*', '^/oauth2/', '/healthz']\nauthorization:\n  rules:\n  - match: {paths: ['^/pipeline/apis/v2beta1/runs\\?namespace=a']}\n    nonResourceAttributes: {verb: get}\n",
+    );
+    let out = kfauth(&["check", config.to_str().unwrap()]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "warnings only: {said}");
+    let warnings: Vec<&str> = said.lines().filter(|l| l.contains(": warning: ")).collect();
+    assert_eq!(warnings.len(), 3, "{said}");
+    assert!(
+        warnings[0].contains(
+            "pluginConfig: warning: skipPaths[0]: `/dex/*` looks like an Istio path glob"
+        ) && warnings[0].ends_with("write `^/dex/`"),
+        "{said}"
+    );
+    assert!(
+        warnings[1].contains("warning: skipPaths[2]: `/healthz` is not anchored")
+            && warnings[1].ends_with("write `^/healthz`"),
+        "{said}"
+    );
+    assert!(
+        warnings[2].contains("warning: authorization.rules[0].match.paths[0]: ")
+            && warnings[2].contains("without its query string"),
+        "{said}"
+    );
+    // A leading `*` is no regex at all: the error, and the glob's regex beside it.
+    let invalid = temp_file(
+        "invalid-glob.yaml",
+        "jwtRules:\n- issuer: https://dex.example.com\n  jwksUri: https://dex.example.com/keys\nskipPaths: ['*.css']\n",
+    );
+    let out = kfauth(&["check", invalid.to_str().unwrap()]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("error: invalid pluginConfig at `skipPaths[0]`"),
+        "{said}"
+    );
+    assert!(
+        said.contains("warning: skipPaths[0]: `*.css` looks like an Istio path glob"),
+        "{said}"
+    );
+    assert!(said.contains("write `^.*\\.css$`"), "{said}");
+}
+
+#[test]
+fn every_command_has_help_and_usage_errors_exit_2() {
+    for args in [
+        &["--help"][..],
+        &["help"],
+        &["check", "--help"],
+        &["from-istio", "--help"],
+        &["token", "--help"],
+        &["jwks", "--help"],
+        &["help", "token"],
+    ] {
+        let out = kfauth(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).contains("Usage: kfauth"), "{args:?}");
+    }
+    let key = temp_file("usage-key.pem", &ES256KeyPair::generate().to_pem().unwrap());
+    let key = key.to_str().unwrap();
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["check"],
+        &["check", "a.yaml", "b.yaml"],
+        &["from-istio"],
+        &["token", "--issuer", "x"],
+        &["token", "--key", key],
+        &["token", "--key", key, "--issuer", "x", "--alg", "HS256"],
+        &["token", "--key", key, "--issuer", "x", "--ttl", "soon"],
+        &["token", "--key", key, "--issuer", "x", "--claim", "novalue"],
+        &["token", "--key", key, "--issuer", "x", "--claim", "iss=y"],
+        &[
+            "token", "--key", key, "--issuer", "x", "--ttl", "1h", "--claim", "exp=1",
+        ],
+        &["token", "--key", key, "--issuer", "x", "--bogus"],
+        &["jwks"],
+    ] {
+        let out = kfauth(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("--help"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // Problems with the inputs exit 1, naming the file and the key's format.
+    let public = temp_file(
+        "public.pem",
+        &ES256KeyPair::generate().public_key().to_pem().unwrap(),
+    );
+    let out = kfauth(&["token", "--key", public.to_str().unwrap(), "--issuer", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("PUBLIC KEY"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = kfauth(&["token", "--key", key, "--issuer", "x", "--alg", "RS256"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("does not fit the EC P-256 key"));
 }
 
 fn shared_data() -> Option<PathBuf> {
@@ -204,8 +335,8 @@ fn from_istio_translates_the_local_gateway_and_says_where_it_goes() {
             "^/wait\\-for\\-drain$",
             "^/metrics$",
             "^/stats/prometheus$",
-            "/healthz$",
-            "/ready$"
+            "^.*/healthz$",
+            "^.*/ready$"
         ])
     );
     assert!(said.contains("note: the WasmPlugin with this pluginConfig goes where RequestAuthentication cluster-local-gateway-jwt applied: namespace istio-system, selector matchLabels {app: cluster-local-gateway, istio: cluster-local-gateway}"), "{said}");
@@ -292,5 +423,113 @@ fn token_mints_what_the_public_key_verifies() {
     assert_eq!(claims.issuer.as_deref(), Some("https://idp.example.com"));
     let out = kfauth(&["token", "--issuer", "x"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--key is required"));
+    assert!(text(&out.stderr).contains("--key <KEY.pem>"));
+}
+
+fn now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+}
+
+/// What kfauth's own verifier says of `token` with `jwks` as a rule's inline key set.
+fn kfauth_verifies(jwks: &str, token: &str) -> Result<(), Reason> {
+    let config = Config::parse(
+        serde_json::json!({"jwtRules": [{"issuer": "https://idp.example.com", "jwks": jwks}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let rule = &config.rules[0];
+    let KeySource::Inline(keys) = &rule.keys else {
+        panic!("inline keys")
+    };
+    let unverified = decode(token)?;
+    verify(
+        token,
+        &unverified,
+        rule,
+        keys,
+        now(),
+        std::time::Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn tokens_from_sec1_and_pkcs8_keys_verify_against_the_printed_jwks() {
+    let es256 = ES256KeyPair::generate();
+    let sec1 = p256::SecretKey::from_slice(&es256.to_bytes())
+        .unwrap()
+        .to_sec1_pem(Default::default())
+        .unwrap();
+    assert!(sec1.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+    let keys = [
+        ("sec1.pem", sec1.to_string(), "ES256"),
+        (
+            "es384.pem",
+            ES384KeyPair::generate().to_pem().unwrap(),
+            "ES384",
+        ),
+        (
+            "rsa.pem",
+            RS256KeyPair::generate(2048).unwrap().to_pem().unwrap(),
+            "PS256",
+        ),
+    ];
+    for (name, pem, alg) in keys {
+        let file = temp_file(name, &pem);
+        let key = ["--key", file.to_str().unwrap(), "--kid", "k-1"];
+        let jwks_out = kfauth(&[&["jwks", "--alg", alg][..], &key].concat());
+        assert!(
+            jwks_out.status.success(),
+            "{name}: {}",
+            text(&jwks_out.stderr)
+        );
+        let jwks = text(&jwks_out.stdout);
+        let document: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+        assert_eq!(document["keys"][0]["kid"], "k-1", "{jwks}");
+        assert_eq!(document["keys"][0]["alg"], alg, "{jwks}");
+        assert!(
+            document["keys"][0].get("d").is_none(),
+            "no private part: {jwks}"
+        );
+
+        let mint = |extra: &[&str]| {
+            let out = kfauth(
+                &[
+                    &["token", "--alg", alg, "--issuer", "https://idp.example.com"][..],
+                    &key,
+                    extra,
+                ]
+                .concat(),
+            );
+            assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+            text(&out.stdout).trim().to_string()
+        };
+        let token = mint(&[]);
+        assert_eq!(kfauth_verifies(&jwks, &token), Ok(()), "{name}");
+        // `--claim exp=` is honoured: an expired token, for testing the gateway.
+        let expired = mint(&["--claim", "exp=1000"]);
+        assert_eq!(
+            kfauth_verifies(&jwks, &expired),
+            Err(Reason::TokenExpired),
+            "{name}"
+        );
+        let later = now().as_secs() + 3600;
+        let not_yet = mint(&["--claim", &format!("nbf={later}")]);
+        assert_eq!(
+            kfauth_verifies(&jwks, &not_yet),
+            Err(Reason::TokenNotYetValid)
+        );
+    }
+    // Without --alg, the key's type decides: SEC1 P-256 signs ES256.
+    let file = temp_file("sec1-default.pem", &sec1);
+    let out = kfauth(&["token", "--key", file.to_str().unwrap(), "--issuer", "x"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_string();
+    let claims = es256
+        .public_key()
+        .verify_token::<NoCustomClaims>(&token, None)
+        .unwrap();
+    assert_eq!(claims.issuer.as_deref(), Some("x"));
 }

@@ -1,35 +1,146 @@
-//! `kfauth`: check a pluginConfig, translate Istio RequestAuthentications, mint test tokens.
+//! `kfauth`: check a pluginConfig, translate Istio RequestAuthentications, mint
+//! test tokens and print the JWKS that verifies them.
+//!
+//! Exit codes: 0 ok (warnings included); 1 problems found: a configuration
+//! error, something `from-istio` cannot translate into a rule, or an input
+//! that cannot be used (a file that cannot be read or parsed, a key in a
+//! format kfauth does not read); 2 a usage error: the command line itself is
+//! wrong (unknown command or option, a missing or malformed value, options
+//! that contradict each other), found before any file is opened.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{CommandFactory, Parser, Subcommand};
+use serde_json::Value;
 
 use kfauth::cli::check::check_text;
 use kfauth::cli::from_istio::translate;
-use kfauth::cli::mint::{mint, TokenRequest};
+use kfauth::cli::mint::{algorithm_name, parse_claim, ClaimSet, SigningKey};
 use kfauth::duration::parse_duration;
+use kfauth::jwks::Algorithm;
 
-const USAGE: &str = "usage:
-  kfauth check FILE              check a pluginConfig (JSON or YAML) or the WasmPlugin(s) in FILE
-  kfauth from-istio FILE...      RequestAuthentication (+ require-jwt AuthorizationPolicy) manifests -> pluginConfig JSON
-  kfauth token --key PEM --issuer URL [--alg RS256|ES256] [--kid ID] [--sub S] [--email E]
-               [--groups a,b] [--aud A]... [--claim name=JSON]... [--ttl 1h]
-                                 mint a signed test token";
-
-fn read(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|problem| format!("{path}: {problem}"))
+#[derive(Parser)]
+#[command(
+    name = "kfauth",
+    version,
+    about = "Check kfauth configurations, translate Istio's JWT rules, mint test tokens",
+    after_help = "Exit codes: 0 ok (warnings included), 1 problems found (configuration errors, \
+                  untranslatable input, a file or key that cannot be read or used), 2 usage error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn check(args: &[String]) -> Result<ExitCode, String> {
-    let [path] = args else {
-        return Err(USAGE.into());
-    };
+#[derive(Subcommand)]
+enum Command {
+    /// Check a pluginConfig (JSON or YAML) or every WasmPlugin in a manifest.
+    ///
+    /// Uses the filter's own parser and prints `pluginConfig ok` or every error
+    /// with its field path; warns about path and host regexes that look like
+    /// pasted Istio globs (`/dex/*`), are not anchored (no leading `^`), or
+    /// expect a query string in a path, and about a WasmPlugin's unpinned image
+    /// or API-server token. Exit 1 on an error, 0 with warnings only.
+    Check {
+        /// File holding a pluginConfig, or Kubernetes manifests with WasmPlugins
+        /// (e.g. `kubectl kustomize` output).
+        file: PathBuf,
+    },
+    /// Turn RequestAuthentication manifests (and a require-JWT
+    /// AuthorizationPolicy) into the equivalent pluginConfig JSON on stdout.
+    ///
+    /// On stderr: `error:` lines (exit 1, nothing on stdout) for what cannot
+    /// become one pluginConfig (objects of different workloads, a repeated
+    /// issuer, an unrendered placeholder, no rule at all, a file that cannot
+    /// be read or parsed); `warning:` lines for what stays in Istio; `note:`
+    /// lines saying where the WasmPlugin goes.
+    FromIstio {
+        /// Manifest files (YAML or JSON, several documents each).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Mint a signed test token (never for production identities).
+    ///
+    /// The options set `iss`, `sub`, `aud`, `email`, `groups`, `iat` (now) and
+    /// `exp` (now + --ttl). `--claim NAME=VALUE` sets any other claim, and also
+    /// a registered one (`exp=1000` mints an expired token, `iat`, `nbf`, `iss`):
+    /// it then replaces the default, and giving both the option and `--claim`
+    /// for one claim is a usage error.
+    Token {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// `iss` (required, unless --claim iss=...).
+        #[arg(long, value_name = "URL")]
+        issuer: Option<String>,
+        /// `sub`.
+        #[arg(long, value_name = "S")]
+        sub: Option<String>,
+        /// `email`.
+        #[arg(long, value_name = "E")]
+        email: Option<String>,
+        /// `groups`, as a JSON array.
+        #[arg(long, value_name = "a,b", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// `aud` (a string; repeated: a list).
+        #[arg(long, value_name = "A")]
+        aud: Vec<String>,
+        /// Any claim; VALUE is JSON when it parses (`3`, `true`, `["a"]`), else a string.
+        #[arg(long, value_name = "NAME=VALUE", value_parser = parse_claim)]
+        claim: Vec<(String, Value)>,
+        /// Lifetime: `exp` = now + TTL [default: 1h].
+        #[arg(long, value_name = "TTL", value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Print the public JWKS of a key, to serve (or paste as `jwks`) so that
+    /// the tokens `kfauth token` signs with it verify.
+    ///
+    /// Give the same --kid and --alg as to `kfauth token`.
+    Jwks {
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct KeyArgs {
+    /// Private key, PEM: PKCS#8 (RSA, EC P-256/P-384, Ed25519), PKCS#1 RSA
+    /// (BEGIN RSA PRIVATE KEY) or SEC1 EC (BEGIN EC PRIVATE KEY).
+    #[arg(long, value_name = "KEY.pem")]
+    key: PathBuf,
+    /// Algorithm [default: RS256 for RSA keys, ES256 for P-256, ES384 for
+    /// P-384, EdDSA for Ed25519]: RS256/384/512, PS256/384/512, ES256, ES384, EdDSA.
+    #[arg(long, value_name = "ALG", value_parser = parse_algorithm)]
+    alg: Option<Algorithm>,
+    /// `kid` of the key (in the token's header and the JWKS); none by default.
+    #[arg(long, value_name = "ID")]
+    kid: Option<String>,
+}
+
+fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    Algorithm::from_name(name).ok_or_else(|| {
+        format!(
+            "`{name}` is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
+        )
+    })
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|problem| format!("{}: {problem}", path.display()))
+}
+
+fn check(path: &Path) -> Result<ExitCode, String> {
+    let path_text = path.display();
     let mut failed = false;
-    for checked in check_text(&read(path)?).map_err(|problem| format!("{path}: {problem}"))? {
+    for checked in check_text(&read(path)?).map_err(|problem| format!("{path_text}: {problem}"))? {
         failed |= checked.failed();
+        let say =
+            |level: &str, what: &str| println!("{path_text}: {}: {level}: {what}", checked.label);
         match &checked.result {
             Ok(config) => {
                 println!(
-                    "{path}: {}: pluginConfig ok ({} jwt rule(s){}{})",
+                    "{path_text}: {}: pluginConfig ok ({} jwt rule(s){}{})",
                     checked.label,
                     config.rules.len(),
                     if config.authorization.is_some() {
@@ -44,20 +155,20 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
                     },
                 );
                 for warning in &config.warnings {
-                    println!("{path}: {}: warning: {warning}", checked.label);
+                    say("warning", warning);
                 }
             }
             Err(problems) => {
                 for problem in problems {
-                    println!("{path}: {}: error: {problem}", checked.label);
+                    say("error", &problem.to_string());
                 }
             }
         }
         for problem in &checked.spec.errors {
-            println!("{path}: {}: error: {problem}", checked.label);
+            say("error", problem);
         }
-        for warning in &checked.spec.warnings {
-            println!("{path}: {}: warning: {warning}", checked.label);
+        for warning in checked.spec.warnings.iter().chain(&checked.patterns) {
+            say("warning", warning);
         }
     }
     Ok(if failed {
@@ -67,13 +178,10 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
     })
 }
 
-fn from_istio(args: &[String]) -> Result<ExitCode, String> {
-    if args.is_empty() {
-        return Err(USAGE.into());
-    }
-    let texts = args
+fn from_istio(paths: &[PathBuf]) -> Result<ExitCode, String> {
+    let texts = paths
         .iter()
-        .map(|path| read(path).map(|text| (path.clone(), text)))
+        .map(|path| read(path).map(|text| (path.display().to_string(), text)))
         .collect::<Result<Vec<_>, _>>()?;
     let translation = translate(&texts)?;
     for note in &translation.notes {
@@ -95,78 +203,106 @@ fn from_istio(args: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn token(args: &[String]) -> Result<ExitCode, String> {
-    let mut request = TokenRequest {
-        algorithm: "RS256".into(),
-        ttl: std::time::Duration::from_secs(3600),
-        now: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|e| e.to_string())?,
-        ..TokenRequest::default()
-    };
-    let mut key_path = None;
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let value = rest
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?
-            .clone();
-        match flag.as_str() {
-            "--key" => key_path = Some(value),
-            "--alg" => request.algorithm = value,
-            "--kid" => request.kid = Some(value),
-            "--issuer" => request.issuer = value,
-            "--sub" => request.subject = Some(value),
-            "--email" => request.email = Some(value),
-            "--groups" => {
-                request.groups = value
-                    .split(',')
-                    .filter(|g| !g.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            }
-            "--aud" => request.audiences.push(value),
-            "--ttl" => request.ttl = parse_duration(&value).map_err(|e| format!("--ttl: {e}"))?,
-            "--claim" => {
-                let (name, raw) = value
-                    .split_once('=')
-                    .ok_or_else(|| format!("--claim {value}: use name=JSON"))?;
-                let parsed = serde_json::from_str(raw)
-                    .unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
-                request.extra.insert(name.to_string(), parsed);
-            }
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
-        }
-    }
-    let key_path = key_path.ok_or_else(|| format!("--key is required\n{USAGE}"))?;
-    if request.issuer.is_empty() {
-        return Err(format!("--issuer is required\n{USAGE}"));
-    }
-    request.key_pem = read(&key_path)?;
-    println!("{}", mint(&request)?);
+/// The key and its algorithm; every failure here is about the key file (exit 1).
+fn load_key(args: &KeyArgs) -> Result<(SigningKey, Algorithm), String> {
+    let path = args.key.display();
+    let key =
+        SigningKey::from_pem(&read(&args.key)?).map_err(|problem| format!("{path}: {problem}"))?;
+    let algorithm = key
+        .algorithm(args.alg)
+        .map_err(|problem| format!("{path}: {problem}"))?;
+    Ok((key, algorithm))
+}
+
+fn token(key_args: &KeyArgs, claims: &ClaimSet) -> Result<ExitCode, String> {
+    let (key, algorithm) = load_key(key_args)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?;
+    let (token, _) = key.sign(algorithm, key_args.kid.as_deref(), claims.claims(now))?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn jwks(key_args: &KeyArgs) -> Result<ExitCode, String> {
+    let (key, algorithm) = load_key(key_args)?;
+    let jwks = key.jwks(algorithm, key_args.kid.as_deref())?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&jwks).map_err(|e| e.to_string())?
+    );
+    eprintln!(
+        "note: {} key, alg {}{}",
+        key.kind(),
+        algorithm_name(algorithm),
+        key_args
+            .kid
+            .as_deref()
+            .map_or(" (no kid)".to_string(), |kid| format!(", kid {kid}"))
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.split_first() {
-        Some((command, rest)) => match command.as_str() {
-            "check" => check(rest),
-            "from-istio" => from_istio(rest),
-            "token" => token(rest),
-            "-h" | "--help" | "help" => {
-                println!("{USAGE}");
-                Ok(ExitCode::SUCCESS)
+    // clap prints help and version with exit 0, and its usage errors with exit 2.
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Check { file } => check(file),
+        Command::FromIstio { files } => from_istio(files),
+        Command::Token {
+            key,
+            issuer,
+            sub,
+            email,
+            groups,
+            aud,
+            claim,
+            ttl,
+        } => {
+            let claims = ClaimSet {
+                issuer: issuer.clone(),
+                subject: sub.clone(),
+                audiences: aud.clone(),
+                email: email.clone(),
+                groups: groups.iter().filter(|g| !g.is_empty()).cloned().collect(),
+                ttl: *ttl,
+                extra: claim.clone(),
+            };
+            if let Err(problem) = claims.conflicts() {
+                Cli::command()
+                    .find_subcommand_mut("token")
+                    .map(|token| token.clone().bin_name("kfauth token"))
+                    .unwrap_or_else(Cli::command)
+                    .error(clap::error::ErrorKind::ArgumentConflict, problem)
+                    .exit();
             }
-            other => Err(format!("unknown command `{other}`\n{USAGE}")),
-        },
-        None => Err(USAGE.into()),
+            token(key, &claims)
+        }
+        Command::Jwks { key } => jwks(key),
     };
     match result {
         Ok(code) => code,
         Err(problem) => {
             eprintln!("kfauth: {problem}");
-            ExitCode::from(2)
+            ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_are_exit_code_2() {
+        let error = Cli::try_parse_from(["kfauth", "token", "--issuer", "x"])
+            .err()
+            .map(|error| error.exit_code());
+        assert_eq!(error, Some(2));
     }
 }

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::lint::lint_config;
 use super::manifests::{documents, kind, name};
 use super::wasmplugin_spec::{check_spec, SpecReport};
 use crate::config::{Config, ConfigError};
@@ -15,6 +16,9 @@ pub struct Checked {
     pub result: Result<Config, Vec<ConfigError>>,
     /// A WasmPlugin's `spec` around its pluginConfig (url, sha256, vmConfig).
     pub spec: SpecReport,
+    /// Path and host regexes that look like Istio globs or are not anchored
+    /// (`lint`): warnings, whether the configuration parsed or not.
+    pub patterns: Vec<String>,
 }
 
 impl Checked {
@@ -119,6 +123,7 @@ pub fn check_text(text: &str) -> Result<Vec<Checked>, String> {
             None => ("pluginConfig".to_string(), doc.clone(), None),
         };
         let result = all_problems(&config);
+        let patterns = lint_config(&config);
         let spec = spec.map_or_else(SpecReport::default, |spec| {
             check_spec(spec, result.as_ref().ok())
         });
@@ -126,6 +131,7 @@ pub fn check_text(text: &str) -> Result<Vec<Checked>, String> {
             label,
             result,
             spec,
+            patterns,
         });
     }
     if checked.is_empty() {

@@ -147,13 +147,13 @@ impl Attachment {
 /// An Istio path pattern (exact, `prefix*`, `*suffix`, `*`) as a regex.
 fn path_regex(pattern: &str) -> String {
     if pattern == "*" {
-        return ".*".into();
+        return "^.*".into();
     }
     if let Some(prefix) = pattern.strip_suffix('*') {
         return format!("^{}", regex_lite::escape(prefix.trim_end_matches('*')));
     }
     if let Some(suffix) = pattern.strip_prefix('*') {
-        return format!("{}$", regex_lite::escape(suffix));
+        return format!("^.*{}$", regex_lite::escape(suffix));
     }
     format!("^{}$", regex_lite::escape(pattern))
 }
@@ -442,9 +442,9 @@ mod tests {
     fn istio_path_patterns_become_regexes() {
         assert_eq!(path_regex("/dex/*"), "^/dex/");
         assert_eq!(path_regex("/dex/**"), "^/dex/");
-        assert_eq!(path_regex("*.css"), "\\.css$");
+        assert_eq!(path_regex("*.css"), "^.*\\.css$");
         assert_eq!(path_regex("/healthz"), "^/healthz$");
-        assert_eq!(path_regex("*"), ".*");
+        assert_eq!(path_regex("*"), "^.*");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod from_istio;
+pub mod lint;
 pub mod manifests;
 pub mod mint;
 pub mod wasmplugin_spec;

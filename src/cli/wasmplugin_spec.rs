@@ -1,7 +1,9 @@
 //! What `kfauth check` says of a WasmPlugin around its pluginConfig: an image
 //! reference that cannot be the module (a placeholder url, a digest that is
-//! no digest) is an error, since Istio's `FAIL_CLOSE` then denies every
-//! request; an unpinned image or an API-server token the gateway may not have
+//! no digest) is an error, since a gateway that cannot fetch the module then
+//! denies every request (Istio 1.25 and later, `FAIL_CLOSE`) or serves without
+//! kfauth (earlier releases; README, "What a refused configuration or module
+//! does"); an unpinned image or an API-server token the gateway may not have
 //! yet is a warning.
 
 use serde_json::Value;
