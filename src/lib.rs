@@ -43,3 +43,5 @@ mod host;
 
 #[cfg(test)]
 pub(crate) mod testutil;
+#[cfg(test)]
+mod peer_vectors;
