@@ -135,7 +135,7 @@ impl VerifyingKey {
                     // not below the group order is refused here.
                     p521::ecdsa::Signature::from_slice(signature)
                         .is_ok_and(|signature| key.verify(signed, &signature).is_ok())
-                })
+                });
             }
             VerifyingKey::EdDsa(key) => key.verify_token(token, options),
         };
@@ -278,9 +278,7 @@ fn jwk_from_raw(raw: &RawJwk) -> Result<Jwk, String> {
             Some(algorithm @ (Algorithm::ES256 | Algorithm::ES384 | Algorithm::ES512)) => {
                 vec![algorithm]
             }
-            Some(algorithm) => {
-                return Err(format!("alg {algorithm:?} does not fit key type `EC`"))
-            }
+            Some(algorithm) => return Err(format!("alg {algorithm:?} does not fit key type `EC`")),
             // Neither `crv` nor `alg`: P-256, Envoy's default (its test
             // JwksECMissingBothAlgCrvES256); other coordinates are refused below.
             None => vec![Algorithm::ES256],
@@ -378,7 +376,10 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
             let mut point = Vec::with_capacity(size.saturating_mul(2).saturating_add(1));
             point.push(0x04);
             for coordinate in [&x, &y] {
-                point.extend(std::iter::repeat_n(0, size.saturating_sub(coordinate.len())));
+                point.extend(std::iter::repeat_n(
+                    0,
+                    size.saturating_sub(coordinate.len()),
+                ));
                 point.extend_from_slice(coordinate);
             }
             Ok(match algorithm {

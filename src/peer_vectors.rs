@@ -181,7 +181,12 @@ fn good_ec() {
     let keys = keys(&public_key_jwk_ec());
     let algorithms: Vec<_> = keys
         .iter()
-        .map(|jwk| jwk.keys.iter().map(|key| key.algorithm()).collect::<Vec<_>>())
+        .map(|jwk| {
+            jwk.keys
+                .iter()
+                .map(|key| key.algorithm())
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(
         algorithms,
@@ -236,9 +241,12 @@ fn jwks_ec_missing_both_alg_and_crv_is_p256() {
 
     // JwksParseTest.JwksECMissingBothAlgES384: P-384 coordinates without alg or
     // crv are not P-256; the peer fails too. kfauth skips the key and says why.
-    let parsed =
-        parse_jwks(json!({"keys": [{"kty": "EC", "x": P384_X, "y": P384_Y}]}).to_string().as_bytes())
-            .unwrap();
+    let parsed = parse_jwks(
+        json!({"keys": [{"kty": "EC", "x": P384_X, "y": P384_Y}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
     assert!(parsed.keys.is_empty());
     assert_eq!(
         parsed.skipped,
@@ -321,10 +329,7 @@ fn pubkey_no_kid_ok() {
     assert_eq!(signature_verdict(JWT_ES512, &keys), Ok(()));
     for altered in altered_signatures(JWT_ES256) {
         // The kid names no key: the answer stays key_unknown (refetch may help).
-        assert_eq!(
-            signature_verdict(&altered, &keys),
-            Err(Reason::KeyUnknown)
-        );
+        assert_eq!(signature_verdict(&altered, &keys), Err(Reason::KeyUnknown));
     }
     // Whole tokens, through `verify`.
     let document = without(&public_key_jwk_ec(), "kid");
@@ -332,7 +337,10 @@ fn pubkey_no_kid_ok() {
     assert_eq!(check(&sign_es256(Some("abc"), &claims), &document), Ok(()));
     assert_eq!(check(&sign_es256(None, &claims), &document), Ok(()));
     assert_eq!(
-        check(&sign_es512(&json!({"alg": "ES512", "kid": "any"}), &claims), &document),
+        check(
+            &sign_es512(&json!({"alg": "ES512", "kid": "any"}), &claims),
+            &document
+        ),
         Ok(())
     );
 }
@@ -399,7 +407,10 @@ fn es512_whole_tokens() {
     let document = public_key_jwk_ec();
     let mut claims = standard_claims();
     assert_eq!(
-        check(&sign_es512(&json!({"alg": "ES512", "kid": "es512"}), &claims), &document),
+        check(
+            &sign_es512(&json!({"alg": "ES512", "kid": "es512"}), &claims),
+            &document
+        ),
         Ok(())
     );
     assert_eq!(
@@ -409,12 +420,18 @@ fn es512_whole_tokens() {
     // Time claims after the signature, as for every algorithm.
     claims["exp"] = (crate::testutil::NOW_SECS - 3600).into();
     assert_eq!(
-        check(&sign_es512(&json!({"alg": "ES512", "kid": "es512"}), &claims), &document),
+        check(
+            &sign_es512(&json!({"alg": "ES512", "kid": "es512"}), &claims),
+            &document
+        ),
         Err(Reason::TokenExpired)
     );
     // An ES512 token naming the P-256 key.
     assert_eq!(
-        check(&sign_es512(&json!({"alg": "ES512", "kid": "abc"}), &claims), &document),
+        check(
+            &sign_es512(&json!({"alg": "ES512", "kid": "abc"}), &claims),
+            &document
+        ),
         Err(Reason::SignatureInvalid)
     );
 }
@@ -433,7 +450,9 @@ fn a_coordinate_without_its_leading_zero_bytes() {
     let full_y = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode([&[0u8][..], &decode(P521_Y)].concat());
     for y in [P521_Y.to_string(), full_y] {
-        let keys = keys(&json!({"keys": [{"kty": "EC", "crv": "P-521", "kid": "es512", "x": P521_X, "y": y}]}));
+        let keys = keys(
+            &json!({"keys": [{"kty": "EC", "crv": "P-521", "kid": "es512", "x": P521_X, "y": y}]}),
+        );
         assert_eq!(signature_verdict(JWT_ES512, &keys), Ok(()));
     }
     // Longer than the curve's size, even with leading zeros: refused.

@@ -326,9 +326,12 @@ fn kid_less_keys_are_tried_before_an_unknown_kid_refetches() {
         }
     ));
     assert!(verified
-        .get(verified.digest(&good), later, gateway.config.clock_skew, |_| {
-            gateway.vms[0].generation(0)
-        })
+        .get(
+            verified.digest(&good),
+            later,
+            gateway.config.clock_skew,
+            |_| { gateway.vms[0].generation(0) }
+        )
         .is_some());
 
     let forged = sign_with_other_rsa_key("rotated", &standard_claims());
