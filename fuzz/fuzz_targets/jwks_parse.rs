@@ -122,7 +122,11 @@ fn assert_material(entry: &Value, key: &VerifyingKey) {
         let mut expected = vec![4];
         for name in ["x", "y"] {
             let coordinate = member(entry, name);
-            assert!(coordinate.len() <= size, "a {name} of {} bytes", coordinate.len());
+            assert!(
+                coordinate.len() <= size,
+                "a {name} of {} bytes",
+                coordinate.len()
+            );
             expected.extend(std::iter::repeat_n(0, size - coordinate.len()));
             expected.extend(coordinate);
         }

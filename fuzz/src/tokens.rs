@@ -128,7 +128,13 @@ pub fn seeds() -> &'static [Seed] {
             ("es512", Some("ec-521"), P521, ES512, &standard),
             ("es512-no-kid", None, P521, ES512, &standard),
             // A kid no key carries: the keys without kid are tried (Ed25519).
-            ("eddsa-unlisted-kid", Some("unlisted"), Ed25519, EdDSA, &standard),
+            (
+                "eddsa-unlisted-kid",
+                Some("unlisted"),
+                Ed25519,
+                EdDSA,
+                &standard,
+            ),
         ];
         let mut seeds: Vec<Seed> = signed
             .into_iter()
