@@ -1,10 +1,15 @@
 //! JWKS documents (RFC 7517) to verifying keys, by `kid`.
 //!
 //! A JWK without `alg` is accepted: its algorithms are inferred from `kty`/`crv`
-//! (RSA: RS*/PS*, P-256: ES256, P-384: ES384, Ed25519: EdDSA). A key that cannot
-//! be used is skipped with a note, never an error for the whole set, and
-//! symmetric (`oct`) keys are refused: a public JWKS never holds secrets, and
-//! accepting one is how "HS256 signed with the public key" attacks work.
+//! (RSA: RS*/PS*, P-256: ES256, P-384: ES384, P-521: ES512, Ed25519: EdDSA).
+//! An EC key without `crv` (RFC 7518 section 6.2.1.1 requires it) is read the
+//! way Envoy's jwt_authn reads it (google/jwt_verify_lib `src/jwks.cc`,
+//! `extractJwkFromJwkEC`): the curve of its `alg`, or P-256 when it has no
+//! `alg` either. A JWK without `kid` is kept (RFC 7517 makes `kid` optional);
+//! `verify` decides which tokens may try it. A key that cannot be used is
+//! skipped with a note, never an error for the whole set, and symmetric (`oct`)
+//! keys are refused: a public JWKS never holds secrets, and accepting one is
+//! how "HS256 signed with the public key" attacks work.
 
 use base64::Engine;
 use jwt_simple::prelude::*;
@@ -23,6 +28,7 @@ pub enum Algorithm {
     PS512,
     ES256,
     ES384,
+    ES512,
     EdDSA,
 }
 
@@ -36,6 +42,22 @@ impl Algorithm {
         Algorithm::PS512,
     ];
 
+    /// The JOSE `alg` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            Algorithm::ES256 => "ES256",
+            Algorithm::ES384 => "ES384",
+            Algorithm::ES512 => "ES512",
+            Algorithm::EdDSA => "EdDSA",
+        }
+    }
+
     /// The algorithm of a JOSE `alg` name; `None` for `none`, `HS*` and anything else.
     pub fn from_name(name: &str) -> Option<Algorithm> {
         Some(match name {
@@ -47,6 +69,7 @@ impl Algorithm {
             "PS512" => Algorithm::PS512,
             "ES256" => Algorithm::ES256,
             "ES384" => Algorithm::ES384,
+            "ES512" => Algorithm::ES512,
             "EdDSA" | "Ed25519" => Algorithm::EdDSA,
             _ => return None,
         })
@@ -65,6 +88,8 @@ pub enum VerifyingKey {
     Ps512(RsaVerifyingKey),
     Es256(ES256PublicKey),
     Es384(ES384PublicKey),
+    // ES512: the RustCrypto `p521` crate (jwt-simple has no ES512).
+    Es512(p521::ecdsa::VerifyingKey),
     EdDsa(Ed25519PublicKey),
 }
 
@@ -85,6 +110,7 @@ impl VerifyingKey {
             VerifyingKey::Ps512(_) => Algorithm::PS512,
             VerifyingKey::Es256(_) => Algorithm::ES256,
             VerifyingKey::Es384(_) => Algorithm::ES384,
+            VerifyingKey::Es512(_) => Algorithm::ES512,
             VerifyingKey::EdDsa(_) => Algorithm::EdDSA,
         }
     }
@@ -96,16 +122,9 @@ impl VerifyingKey {
         let (pkcs1, pss): (RsaCheck, RsaCheck) =
             (RsaVerifyingKey::verify, RsaVerifyingKey::verify_pss);
         let rsa = |hash: RsaHash, key: &RsaVerifyingKey, check: RsaCheck| {
-            let valid = token.rsplit_once('.').is_some_and(|(signed, signature)| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(signature)
-                    .is_ok_and(|signature| check(key, hash, signed.as_bytes(), &signature))
-            });
-            if valid {
-                Ok(())
-            } else {
-                Err(jwt_simple::JWTError::InvalidSignature.into())
-            }
+            check_signature(token, |signed, signature| {
+                check(key, hash, signed, signature)
+            })
         };
         // Time checks off: at time 0 with no tolerance every `exp` is ahead,
         // and `accept_future` skips `iat` and `nbf`.
@@ -125,9 +144,35 @@ impl VerifyingKey {
             VerifyingKey::Ps512(key) => return rsa(RsaHash::Sha512, key, pss),
             VerifyingKey::Es256(key) => key.verify_token(token, options),
             VerifyingKey::Es384(key) => key.verify_token(token, options),
+            VerifyingKey::Es512(key) => {
+                return check_signature(token, |signed, signature| {
+                    use p521::ecdsa::signature::Verifier;
+                    // 132 bytes, r || s (RFC 7518 section 3.4); r or s zero or
+                    // not below the group order is refused here.
+                    p521::ecdsa::Signature::from_slice(signature)
+                        .is_ok_and(|signature| key.verify(signed, &signature).is_ok())
+                });
+            }
             VerifyingKey::EdDsa(key) => key.verify_token(token, options),
         };
         claims.map(|_: JWTClaims<NoCustomClaims>| ())
+    }
+}
+
+/// Checks the signature segment of a compact JWS with `check(signing input, signature)`.
+fn check_signature(
+    token: &str,
+    check: impl FnOnce(&[u8], &[u8]) -> bool,
+) -> Result<(), jwt_simple::Error> {
+    let valid = token.rsplit_once('.').is_some_and(|(signed, signature)| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .is_ok_and(|signature| check(signed.as_bytes(), &signature))
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(jwt_simple::JWTError::InvalidSignature.into())
     }
 }
 
@@ -243,6 +288,17 @@ fn jwk_from_raw(raw: &RawJwk) -> Result<Jwk, String> {
         ("RSA", _) => Algorithm::RSA.to_vec(),
         ("EC", Some("P-256")) => vec![Algorithm::ES256],
         ("EC", Some("P-384")) => vec![Algorithm::ES384],
+        ("EC", Some("P-521")) => vec![Algorithm::ES512],
+        // No `crv`: the curve its `alg` names, as Envoy reads such a key.
+        ("EC", None) => match declared {
+            Some(algorithm @ (Algorithm::ES256 | Algorithm::ES384 | Algorithm::ES512)) => {
+                vec![algorithm]
+            }
+            Some(algorithm) => return Err(format!("alg {algorithm:?} does not fit key type `EC`")),
+            // Neither `crv` nor `alg`: P-256, Envoy's default (its test
+            // JwksECMissingBothAlgCrvES256); other coordinates are refused below.
+            None => vec![Algorithm::ES256],
+        },
         ("OKP", Some("Ed25519")) => vec![Algorithm::EdDSA],
         ("oct", _) => return Err("symmetric keys are refused".into()),
         (kty, crv) => {
@@ -310,26 +366,50 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
                 _ => VerifyingKey::Ps512(key),
             })
         }
-        Algorithm::ES256 | Algorithm::ES384 => {
-            let size = if algorithm == Algorithm::ES256 {
-                32
-            } else {
-                48
+        Algorithm::ES256 | Algorithm::ES384 | Algorithm::ES512 => {
+            let (size, curve) = match algorithm {
+                Algorithm::ES256 => (32, "P-256"),
+                Algorithm::ES384 => (48, "P-384"),
+                _ => (66, "P-521"),
             };
             let x = member(&raw.x, "x")?;
             let y = member(&raw.y, "y")?;
-            if x.len() != size || y.len() != size {
-                return Err(format!("`x`/`y` must be {size} bytes each"));
+            if x.len() > size || y.len() > size {
+                let read_as = match (&raw.crv, &raw.alg) {
+                    (Some(_), _) => String::new(),
+                    (None, Some(alg)) => format!(" (no `crv`: read as {curve}, from alg {alg})"),
+                    (None, None) => format!(" (no `crv` or `alg`: read as {curve}, as Envoy does)"),
+                };
+                return Err(format!("`x`/`y` longer than {size} bytes{read_as}"));
             }
-            // SEC1 uncompressed point: 0x04 || x || y.
+            // SEC1 uncompressed point: 0x04 || x || y, each coordinate `size`
+            // bytes. RFC 7518 section 6.2.1.2 wants them written at that size,
+            // but a coordinate written without its leading zero bytes is the
+            // same number, and Envoy reads it so (BN_bin2bn): jwt_verify_lib's
+            // own P-521 test key has a 65-byte `y`, as half of all P-521
+            // coordinates have when written minimally. They are padded here;
+            // the curve check below still refuses a point that is not on it.
             let mut point = Vec::with_capacity(size.saturating_mul(2).saturating_add(1));
             point.push(0x04);
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            Ok(if algorithm == Algorithm::ES256 {
-                VerifyingKey::Es256(ES256PublicKey::from_bytes(&point).map_err(invalid)?)
-            } else {
-                VerifyingKey::Es384(ES384PublicKey::from_bytes(&point).map_err(invalid)?)
+            for coordinate in [&x, &y] {
+                point.extend(std::iter::repeat_n(
+                    0,
+                    size.saturating_sub(coordinate.len()),
+                ));
+                point.extend_from_slice(coordinate);
+            }
+            Ok(match algorithm {
+                Algorithm::ES256 => {
+                    VerifyingKey::Es256(ES256PublicKey::from_bytes(&point).map_err(invalid)?)
+                }
+                Algorithm::ES384 => {
+                    VerifyingKey::Es384(ES384PublicKey::from_bytes(&point).map_err(invalid)?)
+                }
+                _ => VerifyingKey::Es512(
+                    // Refuses a point not on the curve, and the identity.
+                    p521::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+                        .map_err(|_| format!("invalid {algorithm:?} key: not a point of P-521"))?,
+                ),
             })
         }
         Algorithm::EdDSA => {

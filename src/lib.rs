@@ -42,4 +42,6 @@ pub mod verify;
 mod host;
 
 #[cfg(test)]
+mod peer_vectors;
+#[cfg(test)]
 pub(crate) mod testutil;

@@ -14,8 +14,10 @@
 //! - a set of 3,000 keys: a token signed by the 3,000th key passes, one
 //!   naming a listed kid but signed by another key gets 401
 //!   `signature_invalid`, one with a kid not listed 401 `key_unknown`; a
-//!   token with no kid is tried against every key and passes (the time it
-//!   takes is printed);
+//!   token with no kid is tried against the first 4 keys of its type only
+//!   (`verify::MAX_SIGNATURE_CHECKS`): signed by the 3,000th key or forged, it
+//!   gets 401 `signature_invalid` at once instead of costing seconds (the
+//!   time it takes is printed);
 //! - broken keys beside a good one (bad base64, a point not on the curve, an
 //!   `oct` key, unknown `kty`, `use: enc`, non-objects): the good key works,
 //!   tokens naming the broken ones get 401;
@@ -365,26 +367,25 @@ fn three_thousand_keys() {
     let unknown = sign(&ES256KeyPair::generate().with_key_id("key-9999"));
     expect::rejected(&send(&gateway, &unknown), "key_unknown");
 
-    // No kid: every key of the right type is tried in turn.
+    // No kid: the first 4 keys of the right type are tried, no more (before
+    // the cap, every key was: about 5 s of a worker for either token).
     let no_kid = sign(&ES256KeyPair::from_bytes(&ours.to_bytes()).unwrap());
     assert!(forge::segment_json(&no_kid, 0).get("kid").is_none());
-    let started = Instant::now();
-    let response = send(&gateway, &no_kid);
-    let took = started.elapsed();
-    println!(
-        "a token without kid against 3,000 keys: {} in {took:?}",
-        response.status
-    );
-    passes_as(&response, "alice@example.com", "no kid, 3,000 keys");
     let impostor_no_kid = sign(&ES256KeyPair::generate());
-    let started = Instant::now();
-    let response = send(&gateway, &impostor_no_kid);
-    println!(
-        "a forged token without kid against 3,000 keys: {} in {:?}",
-        response.status,
-        started.elapsed()
-    );
-    expect::rejected(&response, "signature_invalid");
+    for (name, token) in [
+        ("signed by the 3,000th key", no_kid),
+        ("forged", impostor_no_kid),
+    ] {
+        let started = Instant::now();
+        let response = send(&gateway, &token);
+        let took = started.elapsed();
+        println!(
+            "a token without kid, {name}, against 3,000 keys: {} in {took:?}",
+            response.status
+        );
+        expect::rejected(&response, "signature_invalid");
+        assert!(took < Duration::from_secs(2), "{name}: {took:?}");
+    }
     assert!(
         jwks.hits() <= 2,
         "no refetch storm: {} fetches",

@@ -3,8 +3,11 @@
 //! Invariants: no panic; every key is either kept or skipped with a note that
 //! names its index; every kept key is well formed: a signing key (`use` absent
 //! or `sig`) of a supported type (never `oct`), with the `kid` of its document
-//! entry, algorithms that fit its type and curve (only the declared `alg` when
-//! there is one), and exactly the key material the entry gives.
+//! entry (or none), algorithms that fit its type and curve (only the declared
+//! `alg` when there is one; an EC key without `crv` has the curve of its `alg`,
+//! or P-256 without one, as Envoy reads it), and exactly the key material the
+//! entry gives (EC coordinates no longer than the curve's size, shorter ones
+//! read as the same number).
 #![no_main]
 
 use base64::Engine;
@@ -60,6 +63,16 @@ fuzz_target!(|data: &[u8]| {
             (Some("RSA"), _) => &Algorithm::RSA,
             (Some("EC"), Some("P-256")) => &[Algorithm::ES256],
             (Some("EC"), Some("P-384")) => &[Algorithm::ES384],
+            (Some("EC"), Some("P-521")) => &[Algorithm::ES512],
+            (Some("EC"), None) if entry.get("crv").is_none_or(Value::is_null) => {
+                match text("alg") {
+                    None => &[Algorithm::ES256],
+                    Some("ES256") => &[Algorithm::ES256],
+                    Some("ES384") => &[Algorithm::ES384],
+                    Some("ES512") => &[Algorithm::ES512],
+                    Some(other) => panic!("kept an EC key without crv, with alg {other}"),
+                }
+            }
             (Some("OKP"), Some("Ed25519")) => &[Algorithm::EdDSA],
             other => panic!("kept a key of type {other:?}"),
         };
@@ -105,10 +118,18 @@ fn assert_material(entry: &Value, key: &VerifyingKey) {
         assert!(bits >= 2048, "RSA modulus under 2048 bits");
         assert_eq!(bits.div_ceil(8), significant(&n).len());
     };
-    let point = |uncompressed: Vec<u8>| {
+    let point = |uncompressed: &[u8], size: usize| {
         let mut expected = vec![4];
-        expected.extend(member(entry, "x"));
-        expected.extend(member(entry, "y"));
+        for name in ["x", "y"] {
+            let coordinate = member(entry, name);
+            assert!(
+                coordinate.len() <= size,
+                "a {name} of {} bytes",
+                coordinate.len()
+            );
+            expected.extend(std::iter::repeat_n(0, size - coordinate.len()));
+            expected.extend(coordinate);
+        }
         assert_eq!(uncompressed, expected);
     };
     match key {
@@ -118,8 +139,9 @@ fn assert_material(entry: &Value, key: &VerifyingKey) {
         VerifyingKey::Ps256(key) => rsa_bits(key.modulus_bits()),
         VerifyingKey::Ps384(key) => rsa_bits(key.modulus_bits()),
         VerifyingKey::Ps512(key) => rsa_bits(key.modulus_bits()),
-        VerifyingKey::Es256(key) => point(key.public_key().to_bytes_uncompressed()),
-        VerifyingKey::Es384(key) => point(key.public_key().to_bytes_uncompressed()),
+        VerifyingKey::Es256(key) => point(&key.public_key().to_bytes_uncompressed(), 32),
+        VerifyingKey::Es384(key) => point(&key.public_key().to_bytes_uncompressed(), 48),
+        VerifyingKey::Es512(key) => point(key.to_sec1_point(false).as_bytes(), 66),
         VerifyingKey::EdDsa(key) => assert_eq!(key.to_bytes(), member(entry, "x")),
     }
 }

@@ -31,6 +31,9 @@ pub enum KeyName {
     Ed25519,
     /// In no JWKS as a signing key (only under `use: enc`).
     RsaUnconfigured,
+    /// In rule 0's JWKS without `crv` (read from its `alg`, ES512) and with
+    /// `y` written without its leading zero byte (65 bytes).
+    P521,
 }
 
 /// A JWK of a configured JWKS, as the harness means it: which key, under which
@@ -72,6 +75,11 @@ pub fn trusted(rule: usize) -> &'static [Trusted] {
             key: KeyName::Ed25519,
             algorithms: &[Algorithm::EdDSA],
         },
+        Trusted {
+            kid: Some("ec-521"),
+            key: KeyName::P521,
+            algorithms: &[Algorithm::ES512],
+        },
     ];
     const RULE_1: &[Trusted] = &[Trusted {
         kid: Some("rsa-b"),
@@ -95,6 +103,7 @@ pub fn alg_name(algorithm: Algorithm) -> &'static str {
         Algorithm::PS512 => "PS512",
         Algorithm::ES256 => "ES256",
         Algorithm::ES384 => "ES384",
+        Algorithm::ES512 => "ES512",
         Algorithm::EdDSA => "EdDSA",
     }
 }
@@ -105,7 +114,19 @@ struct Keys {
     rsa_unconfigured: rsa::RsaPrivateKey,
     p256: p256::ecdsa::SigningKey,
     p384: p384::ecdsa::SigningKey,
+    p521: p521::ecdsa::SigningKey,
     ed25519: ed25519_compact::KeyPair,
+}
+
+/// The P-521 private scalar: google/jwt_verify_lib's ES512 test key
+/// (`test/verify_jwk_ec_test.cc`), whose public `y` has a leading zero byte.
+const P521_SCALAR: &str = "012a51bb18f228a90ba3247c1edb5ae7b1978fc92172778e473dedc57a5760650107a9c522660a5b0608ae60c3c7cad11aa218f5c82e60c8e3ac39f82c598daa4ac5";
+
+fn p521_scalar() -> Vec<u8> {
+    (0..P521_SCALAR.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&P521_SCALAR[at..at + 2], 16).unwrap())
+        .collect()
 }
 
 const RSA_A_PEM: &str = include_str!("../keys/rsa_a.pem");
@@ -129,6 +150,7 @@ fn keys() -> &'static Keys {
             &ES384KeyPair::from_pem(P384_PEM).unwrap().to_bytes(),
         )
         .unwrap(),
+        p521: p521::ecdsa::SigningKey::from_slice(&p521_scalar()).unwrap(),
         ed25519: ed25519_compact::KeyPair::from_pem(ED25519_PEM).unwrap(),
     })
 }
@@ -210,6 +232,11 @@ pub fn sign(key: KeyName, algorithm: Algorithm, input: &[u8]) -> Option<Vec<u8>>
             let signature: p384::ecdsa::Signature = keys.p384.sign(input);
             Some(signature.to_bytes().to_vec())
         }
+        (KeyName::P521, Algorithm::ES512) => {
+            use p521::ecdsa::signature::Signer;
+            let signature: p521::ecdsa::Signature = keys.p521.sign(input);
+            Some(signature.to_bytes().to_vec())
+        }
         (KeyName::Ed25519, Algorithm::EdDSA) => Some(keys.ed25519.sk.sign(input, None).to_vec()),
         _ => None,
     }
@@ -258,6 +285,11 @@ pub fn verifies(key: KeyName, algorithm: Algorithm, input: &[u8], signature: &[u
             p384::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|signature| keys.p384.verifying_key().verify(input, &signature).is_ok())
         }
+        (KeyName::P521, Algorithm::ES512) => {
+            use p521::ecdsa::signature::Verifier;
+            p521::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|signature| keys.p521.verifying_key().verify(input, &signature).is_ok())
+        }
         (KeyName::Ed25519, Algorithm::EdDSA) => ed25519_compact::Signature::from_slice(signature)
             .is_ok_and(|signature| keys.ed25519.pk.verify(input, &signature).is_ok()),
         _ => false,
@@ -293,6 +325,21 @@ pub fn jwks_rule_0() -> serde_json::Value {
     let p256 = ES256KeyPair::from_pem(P256_PEM).unwrap().public_key();
     let p384 = ES384KeyPair::from_pem(P384_PEM).unwrap().public_key();
     let ed = Ed25519KeyPair::from_pem(ED25519_PEM).unwrap().public_key();
+    let p521 = p521::ecdsa::SigningKey::from_slice(&p521_scalar())
+        .unwrap()
+        .verifying_key()
+        .to_sec1_point(false);
+    let mut p521 = ec_jwk(p521.as_bytes(), "P-521", "ec-521");
+    p521.as_object_mut().unwrap().remove("crv");
+    p521["alg"] = "ES512".into();
+    let minimal = |coordinate: &serde_json::Value| {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(coordinate.as_str().unwrap())
+            .unwrap();
+        let zeros = bytes.iter().take_while(|byte| **byte == 0).count();
+        b64(&bytes[zeros..])
+    };
+    p521["y"] = minimal(&p521["y"]).into();
     serde_json::json!({"keys": [
         rsa_a,
         rsa_jwk(RSA_B_PEM, "rsa-b"),
@@ -301,6 +348,7 @@ pub fn jwks_rule_0() -> serde_json::Value {
         {"kty": "OKP", "crv": "Ed25519", "x": b64(&ed.to_bytes())},
         {"kty": "oct", "kid": "hs", "k": b64(HMAC_SECRET)},
         encryption,
+        p521,
     ]})
 }
 

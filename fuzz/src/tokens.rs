@@ -125,6 +125,16 @@ pub fn seeds() -> &'static [Seed] {
             ),
             ("expired", Some("rsa-a"), RsaA, RS256, &expired),
             ("audience-list", Some("ec-256"), P256, ES256, &audience_list),
+            ("es512", Some("ec-521"), P521, ES512, &standard),
+            ("es512-no-kid", None, P521, ES512, &standard),
+            // A kid no key carries: the keys without kid are tried (Ed25519).
+            (
+                "eddsa-unlisted-kid",
+                Some("unlisted"),
+                Ed25519,
+                EdDSA,
+                &standard,
+            ),
         ];
         let mut seeds: Vec<Seed> = signed
             .into_iter()
@@ -382,6 +392,7 @@ pub enum Alg {
     ES256,
     ES384,
     EdDSA,
+    ES512,
 }
 
 impl Alg {
@@ -396,6 +407,7 @@ impl Alg {
             Alg::ES256 => Algorithm::ES256,
             Alg::ES384 => Algorithm::ES384,
             Alg::EdDSA => Algorithm::EdDSA,
+            Alg::ES512 => Algorithm::ES512,
         }
     }
 }
@@ -512,7 +524,7 @@ impl Case {
                     });
                 }
                 Op::ZeroSignature(size) => {
-                    parts.signature = vec![0; [64, 96, 256][usize::from(*size) % 3]]
+                    parts.signature = vec![0; [64, 96, 132, 256][usize::from(*size) % 4]]
                 }
                 Op::Text(edit) => text_edits.push(edit),
             }

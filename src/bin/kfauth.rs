@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use kfauth::cli::check::check_text;
 use kfauth::cli::from_istio::translate;
-use kfauth::cli::mint::{algorithm_name, parse_claim, ClaimSet, SigningKey};
+use kfauth::cli::mint::{parse_claim, ClaimSet, SigningKey};
 use kfauth::duration::parse_duration;
 use kfauth::jwks::Algorithm;
 
@@ -234,7 +234,7 @@ fn jwks(key_args: &KeyArgs) -> Result<ExitCode, String> {
     eprintln!(
         "note: {} key, alg {}{}",
         key.kind(),
-        algorithm_name(algorithm),
+        algorithm.name(),
         key_args
             .kid
             .as_deref()

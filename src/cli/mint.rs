@@ -117,11 +117,11 @@ impl SigningKey {
             Some(algorithm) if fitting.contains(&algorithm) => Ok(algorithm),
             Some(algorithm) => Err(format!(
                 "--alg {} does not fit the {} key (use {})",
-                algorithm_name(algorithm),
+                algorithm.name(),
                 self.kind(),
                 fitting
                     .iter()
-                    .map(|a| algorithm_name(*a))
+                    .map(|a| a.name())
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
@@ -180,21 +180,6 @@ impl SigningKey {
         let (_, jwk) = self.sign(algorithm, kid, Map::new())?;
         let jwk: Value = serde_json::from_str(&jwk).map_err(|problem| problem.to_string())?;
         Ok(serde_json::json!({ "keys": [jwk] }))
-    }
-}
-
-/// The JOSE name of `algorithm`.
-pub fn algorithm_name(algorithm: Algorithm) -> &'static str {
-    match algorithm {
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::EdDSA => "EdDSA",
     }
 }
 

@@ -278,3 +278,75 @@ fn a_discovery_document_for_another_issuer_is_refused() {
     assert!(matches!(result, FetchResult::Failed(why) if why.contains("evil")));
     assert!(matches!(vm.state(&config, 0, NOW), KeyState::Unavailable));
 }
+
+/// A token whose `kid` names no key of a fetched set that has keys without
+/// `kid`: those keys are tried first. One of them verifies: passed, no
+/// refetch (and remembered like any verified token). None does: `key_unknown`,
+/// which waits for a refetch when one may start, like any unknown `kid`.
+#[test]
+fn kid_less_keys_are_tried_before_an_unknown_kid_refetches() {
+    use crate::authz::cache::DecisionCache;
+    use crate::authz::token_review::TokenReviewCache;
+    use crate::outcome::{Denial, Outcome, Reason};
+    use crate::pipeline::{decide, Caches};
+    use crate::request::RequestView;
+    use crate::testutil::{sign, sign_with_other_rsa_key, standard_claims};
+    use crate::token_cache::TokenCache;
+
+    let mut gateway = Gateway::new(1, json!({}));
+    let (vm, _) = gateway.tick(NOW).remove(0);
+    let mut kid_less = rsa_jwk("unused", Some("RS256"));
+    kid_less.as_object_mut().unwrap().remove("kid");
+    let document = json!({"keys": [kid_less]}).to_string();
+    gateway.answer(vm, Ok(document.as_bytes()), NOW);
+
+    let verified = TokenCache::new(10);
+    let (decisions, tokens) = (DecisionCache::new(0), TokenReviewCache::new(0));
+    let caches = Caches {
+        keys: &gateway.vms[0],
+        verified: &verified,
+        decisions: &decisions,
+        tokens: &tokens,
+    };
+    let request = |token: &str| {
+        RequestView::from_pairs(vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), "/".into()),
+            (":authority".into(), "kubeflow.example.com".into()),
+            ("authorization".into(), format!("Bearer {token}")),
+        ])
+    };
+    let later = NOW + gateway.config.jwks_refetch_min_interval;
+    let good = sign("RS256", Some("rotated"), &standard_claims());
+    assert!(matches!(
+        decide(&gateway.config, &caches, &request(&good), later, true),
+        Outcome::Allow {
+            identity: Some(_),
+            ..
+        }
+    ));
+    assert!(verified
+        .get(
+            verified.digest(&good),
+            later,
+            gateway.config.clock_skew,
+            |_| { gateway.vms[0].generation(0) }
+        )
+        .is_some());
+
+    let forged = sign_with_other_rsa_key("rotated", &standard_claims());
+    assert_eq!(
+        decide(&gateway.config, &caches, &request(&forged), NOW, true),
+        Outcome::Deny(Denial::new(Reason::KeyUnknown, true)),
+        "just fetched: no refetch"
+    );
+    assert_eq!(
+        decide(&gateway.config, &caches, &request(&forged), later, true),
+        Outcome::FetchKeys(0)
+    );
+    assert_eq!(
+        decide(&gateway.config, &caches, &request(&forged), later, false),
+        Outcome::Deny(Denial::new(Reason::KeyUnknown, true)),
+        "after the refetch"
+    );
+}
