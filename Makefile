@@ -13,7 +13,7 @@ WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: help build run test tools targets wasi-target wasm-test-target envoy grpcio wasm-bindgen lint unit unit-wasm e2e bench soak image push clean
+.PHONY: help build run test tools targets wasi-target wasm-test-target envoy grpcio gunicorn wasm-bindgen lint unit unit-wasm e2e bench soak image push clean
 
 help:
 	@echo "make run    start Envoy with kfauth, a demo identity provider and an echo upstream"
@@ -37,7 +37,7 @@ run: build envoy
 
 test: tools lint unit fuzz-smoke unit-wasm build e2e
 
-tools: targets envoy grpcio wasm-bindgen
+tools: targets envoy grpcio gunicorn wasm-bindgen
 
 targets: wasi-target wasm-test-target
 
@@ -60,6 +60,14 @@ GRPCIO_VERSION := 1.85.3
 grpcio: $(VENV)/.grpcio-$(GRPCIO_VERSION)
 $(VENV)/.grpcio-$(GRPCIO_VERSION): $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check grpcio==$(GRPCIO_VERSION)
+	touch $@
+
+# A real WSGI server with the header-field limit Kubeflow's web apps run with
+# (8,190 bytes), for the session tests (tests/session.rs).
+GUNICORN_VERSION := 27.0.1
+gunicorn: $(VENV)/.gunicorn-$(GUNICORN_VERSION)
+$(VENV)/.gunicorn-$(GUNICORN_VERSION): $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check gunicorn==$(GUNICORN_VERSION)
 	touch $@
 
 wasm-bindgen:
@@ -100,7 +108,7 @@ unit-wasm: wasm-test-target wasm-bindgen
 	  cargo test -p kfauth --lib --target wasm32-unknown-unknown
 
 # End-to-end: the built module in a real Envoy, on loopback.
-e2e: build envoy image-tools
+e2e: build envoy gunicorn image-tools
 	cargo test -p kfauth-testkit
 	cargo test -p kfauth --test '*'
 

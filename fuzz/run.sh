@@ -12,7 +12,7 @@ seconds=${FUZZ_SECONDS:-60}
 # so what passed here passes there, and a regression in code still shows.
 seed=${FUZZ_SEED:-}
 cargo_fuzz=${CARGO_FUZZ:-.tools/bin/cargo-fuzz}
-targets=(token_verify jwks_parse config_parse review_answer cookie_diet)
+targets=(token_verify jwks_parse config_parse review_answer cookie_diet session)
 
 "$cargo_fuzz" fuzz build -s none || exit 1
 summary=()

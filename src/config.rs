@@ -45,6 +45,9 @@ struct RawConfig {
     jwks_max_stale: Option<String>,
     authorization: Option<crate::authz::config::RawAuthorization>,
     grpc: Option<crate::cookie_diet::RawGrpc>,
+    session: Option<crate::session::RawSession>,
+    #[serde(default)]
+    header_budgets: Vec<crate::header_budget::RawHeaderBudget>,
     jwt_cache_size: Option<usize>,
 }
 
@@ -240,6 +243,10 @@ pub struct Config {
     pub jwt_cache_size: usize,
     /// The `grpc` block (the cookie diet), when given.
     pub grpc: Option<crate::cookie_diet::GrpcConfig>,
+    /// The `session` block: on with its defaults when absent.
+    pub session: crate::session::SessionConfig,
+    /// `headerBudgets`: none when absent.
+    pub header_budgets: Vec<crate::header_budget::HeaderBudget>,
     /// Every header kfauth writes (lower case): removed from every request first.
     pub identity_headers: Vec<String>,
     /// Every place a token may be, in rule order, without duplicates.
@@ -362,6 +369,8 @@ fn validate(
         jwks_max_stale,
         authorization: None,
         grpc: raw.grpc.map(crate::cookie_diet::validate).transpose()?,
+        session: crate::session::validate(raw.session.unwrap_or_default())?,
+        header_budgets: crate::header_budget::validate(raw.header_budgets)?,
         jwt_cache_size: raw
             .jwt_cache_size
             .unwrap_or(crate::token_cache::DEFAULT_JWT_CACHE_SIZE),
@@ -405,6 +414,17 @@ fn validate(
         for location in &rule.locations {
             if !config.token_locations.contains(location) {
                 config.token_locations.push(location.clone());
+            }
+        }
+        for location in &rule.locations {
+            if let TokenLocation::Cookie(name) = location {
+                if rule.forward_original_token
+                    && crate::session::is_session_cookie(&config.session, name)
+                {
+                    config.warnings.push(format!(
+                        "{field}.fromCookies: `{name}` is a session cookie: its token is verified, then the session shield removes it, so backends never get it although forwardOriginalToken is true"
+                    ));
+                }
             }
         }
         config.rules.push(rule);

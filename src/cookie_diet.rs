@@ -8,6 +8,7 @@ use regex_lite::Regex;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
+use crate::cookie_header::{current_cookies, remove_cookies};
 use crate::outcome::{is_grpc_content_type, HeaderEdits};
 use crate::request::RequestView;
 
@@ -68,28 +69,6 @@ pub(crate) fn validate(raw: RawGrpc) -> Result<GrpcConfig, ConfigError> {
     })
 }
 
-/// The request's cookies as they will go upstream: after `edits` (a token
-/// removed from a cookie), else as the client sent them.
-fn current_cookies(request: &RequestView, edits: &HeaderEdits) -> Vec<String> {
-    if let Some((_, value)) = edits.set.iter().find(|(name, _)| name == "cookie") {
-        return vec![value.clone()];
-    }
-    if edits.remove.iter().any(|name| name == "cookie") {
-        return Vec::new();
-    }
-    request
-        .header_values("cookie")
-        .map(str::to_string)
-        .collect()
-}
-
-/// RFC 6265 section 4.2.1 puts only SP (and HTAB, as OWS) around cookie-pairs;
-/// `str::trim` would also eat Unicode and control whitespace that is part of a
-/// cookie the backend must get byte for byte.
-fn trim_ows(text: &str) -> &str {
-    text.trim_matches([' ', '\t'])
-}
-
 /// Adds the diet to `edits` when the request is gRPC on a chosen path.
 pub fn apply(grpc: &GrpcConfig, request: &RequestView, edits: &mut HeaderEdits) {
     if !is_grpc_content_type(request.header("content-type")) {
@@ -103,35 +82,19 @@ pub fn apply(grpc: &GrpcConfig, request: &RequestView, edits: &mut HeaderEdits) 
     {
         return;
     }
-    let cookies = current_cookies(request, edits);
-    let total: usize = cookies.iter().map(String::len).sum();
+    let total: usize = current_cookies(request, edits)
+        .iter()
+        .map(String::len)
+        .sum();
     if total == 0 || total <= grpc.max_cookie_bytes {
         return;
     }
-    let pairs: Vec<&str> = cookies
-        .iter()
-        .flat_map(|header| header.split(';'))
-        .map(trim_ows)
-        .filter(|pair| !pair.is_empty())
-        .collect();
-    let is_stripped = |pair: &str| {
-        let name = trim_ows(pair.split_once('=').map_or(pair, |(name, _)| name));
+    let is_stripped = |name: &str| {
         grpc.strip_cookies.is_empty() || grpc.strip_cookies.iter().any(|stripped| stripped == name)
     };
-    let (stripped, kept): (Vec<&str>, Vec<&str>) = pairs.iter().partition(|pair| is_stripped(pair));
-    if stripped.is_empty() {
-        return;
+    if let Some(removed) = remove_cookies(request, edits, is_stripped) {
+        edits.stripped_cookie_bytes = removed;
     }
-    let removed: usize = stripped.iter().map(|pair| pair.len()).sum();
-    let kept = kept.join("; ");
-    edits.set.retain(|(name, _)| name != "cookie");
-    if !edits.remove.iter().any(|name| name == "cookie") {
-        edits.remove.push("cookie".into());
-    }
-    if !kept.is_empty() {
-        edits.set.push(("cookie".into(), kept.clone()));
-    }
-    edits.stripped_cookie_bytes = removed;
 }
 
 #[cfg(test)]

@@ -16,10 +16,13 @@ pub enum Reason {
     JwksUnavailable,
     Forbidden,
     AuthorizerUnavailable,
+    /// A header the backend would receive is over the path's `headerBudgets`
+    /// entry (`maxHeaderBytes`): 431 rather than the backend's own failure.
+    HeaderTooLarge,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::TokenMissing,
         Reason::TokenRevoked,
         Reason::TokenMalformed,
@@ -32,6 +35,7 @@ impl Reason {
         Reason::JwksUnavailable,
         Reason::Forbidden,
         Reason::AuthorizerUnavailable,
+        Reason::HeaderTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl Reason {
             Reason::JwksUnavailable => "jwks_unavailable",
             Reason::Forbidden => "forbidden",
             Reason::AuthorizerUnavailable => "authorizer_unavailable",
+            Reason::HeaderTooLarge => "header_too_large",
         }
     }
 
@@ -56,16 +61,20 @@ impl Reason {
         match self {
             Reason::Forbidden => 403,
             Reason::JwksUnavailable | Reason::AuthorizerUnavailable => 503,
+            // RFC 6585 section 5: Request Header Fields Too Large.
+            Reason::HeaderTooLarge => 431,
             _ => 401,
         }
     }
 
     /// The gRPC status code of a refusal of a gRPC request:
-    /// 16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 14 UNAVAILABLE.
+    /// 16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 14 UNAVAILABLE,
+    /// 8 RESOURCE_EXHAUSTED (what gRPC servers answer to metadata over their limit).
     pub fn grpc_status(self) -> u32 {
         match self.http_status() {
             403 => 7,
             503 => 14,
+            431 => 8,
             _ => 16,
         }
     }
@@ -101,6 +110,8 @@ pub struct HeaderEdits {
     pub path: Option<String>,
     /// Bytes of Cookie removed by the gRPC cookie diet (for the log and metric).
     pub stripped_cookie_bytes: usize,
+    /// Bytes of session cookies removed by the session shield (log and metric).
+    pub session_cookie_bytes: usize,
 }
 
 /// Who a verified token says the caller is.
@@ -252,11 +263,25 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_header_is_431_without_a_challenge() {
+        let mut denial = Denial::new(Reason::HeaderTooLarge, false);
+        denial.detail = Some("`x-big` is 9000 bytes, over maxHeaderBytes 8190".into());
+        let reply = local_reply(&denial, false);
+        assert_eq!(reply.status, 431);
+        assert_eq!(header(&reply, "www-authenticate"), None);
+        assert_eq!(header(&reply, "retry-after"), None);
+        let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(body["reason"], "header_too_large");
+        assert_eq!(body["code"], 431);
+    }
+
+    #[test]
     fn grpc_requests_get_grpc_statuses() {
         for (reason, code) in [
             (Reason::SignatureInvalid, 16),
             (Reason::Forbidden, 7),
             (Reason::JwksUnavailable, 14),
+            (Reason::HeaderTooLarge, 8),
         ] {
             let reply = local_reply(&Denial::new(reason, true), true);
             assert_eq!(reply.status, 200);

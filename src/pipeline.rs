@@ -1,6 +1,7 @@
 //! One request, in order: drop client-sent identity headers; skip paths and
 //! CORS preflights; find the token; decode it; choose the rule by `iss`; get the keys; verify; map the
-//! claims to headers; remove the token unless it is forwarded; authorize.
+//! claims to headers; remove the token unless it is forwarded; remove the
+//! session cookies; the gRPC cookie diet; the header budget; authorize.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -10,10 +11,12 @@ use crate::authz::token_review::{TokenReviewCache, TokenStatus};
 use crate::authz::{authorize, AuthzStep};
 use crate::config::Config;
 use crate::cookie_diet;
+use crate::header_budget;
 use crate::identity::{strip_client_identity, verified_identity_headers};
 use crate::keystore::{KeyState, KeyStore};
 use crate::outcome::{Denial, HeaderEdits, Identity, Outcome, Reason};
 use crate::request::RequestView;
+use crate::session;
 use crate::token::{find_token, remove_token};
 use crate::token_cache::{TokenCache, VerifiedToken};
 use crate::verify::{decode, verify};
@@ -51,8 +54,10 @@ pub fn decide(
             .any(|pattern| pattern.is_match(&path))
     };
     if preflight || skipped_path() {
-        if let Some(grpc) = &config.grpc {
-            cookie_diet::apply(grpc, request, &mut edits);
+        // Such a request may still reach a backend a user controls: the
+        // session stays here too.
+        if let Err(denial) = finish_edits(config, request, &mut edits) {
+            return Outcome::Deny(denial);
         }
         return Outcome::Allow {
             edits,
@@ -77,8 +82,9 @@ pub fn decide(
         return Outcome::Deny(Denial::new(Reason::TokenMissing, false));
     }
     // After authentication, so that a token carried in a cookie was found.
-    if let Some(grpc) = &config.grpc {
-        cookie_diet::apply(grpc, request, &mut edits);
+    // Before authorization: a request refused here costs no review.
+    if let Err(denial) = finish_edits(config, request, &mut edits) {
+        return Outcome::Deny(denial);
     }
 
     let mut authorized = false;
@@ -101,6 +107,27 @@ pub fn decide(
         edits,
         identity,
         authorized,
+    }
+}
+
+/// The last edits of a request that goes upstream: the session cookies
+/// removed, the gRPC cookie diet, then the header budget on what is left.
+fn finish_edits(
+    config: &Config,
+    request: &RequestView,
+    edits: &mut HeaderEdits,
+) -> Result<(), Denial> {
+    session::apply(&config.session, request, edits);
+    if let Some(grpc) = &config.grpc {
+        cookie_diet::apply(grpc, request, edits);
+    }
+    match header_budget::check(&config.header_budgets, request, edits) {
+        None => Ok(()),
+        Some(oversized) => Err(Denial {
+            reason: Reason::HeaderTooLarge,
+            token_sent: false,
+            detail: Some(oversized.detail()),
+        }),
     }
 }
 
@@ -324,6 +351,7 @@ mod tests {
                     ],
                     path: None,
                     stripped_cookie_bytes: 0,
+                    session_cookie_bytes: 0,
                 },
                 authorized: false,
                 identity: Some(Identity {
@@ -671,6 +699,134 @@ mod tests {
             [("cookie".to_string(), "theme=dark".to_string())]
         );
     }
+    fn allowed_edits(outcome: Outcome) -> HeaderEdits {
+        match outcome {
+            Outcome::Allow { edits, .. } => edits,
+            other => panic!("not allowed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_session_stays_at_the_gateway_on_every_kind_of_request() {
+        let mut value = with_claim_headers(all_keys_config());
+        value["skipPaths"] = json!(["^/dex/", "^/oauth2/"]);
+        let config = config(value);
+        let token = sign("RS256", Some("rsa-1"), &standard_claims());
+        let cookie = "a=1; oauth2_proxy_kubeflow_0=s0; oauth2_proxy_kubeflow_1=s1; b=2";
+        let kept = [("cookie".to_string(), "a=1; b=2".to_string())];
+        // Authenticated, without a token (requireJwt false), a skipped path,
+        // a CORS preflight: the session is gone from each.
+        let authenticated = allowed_edits(run(
+            &config,
+            &request(
+                "/jupyter/",
+                &[("authorization", &bearer(&token)), ("cookie", cookie)],
+            ),
+        ));
+        assert!(authenticated.set.contains(&kept[0]), "{authenticated:?}");
+        assert_eq!(authenticated.session_cookie_bytes, 52);
+        let anonymous = allowed_edits(run(&config, &request("/", &[("cookie", cookie)])));
+        assert_eq!(anonymous.set, kept);
+        let skipped = allowed_edits(run(&config, &request("/dex/auth", &[("cookie", cookie)])));
+        assert_eq!(skipped.set, kept);
+        let mut preflight = request(
+            "/jupyter/api",
+            &[
+                ("origin", "https://kubeflow.example.com"),
+                ("access-control-request-method", "POST"),
+                ("cookie", cookie),
+            ],
+        );
+        preflight.method = "OPTIONS".into();
+        assert_eq!(allowed_edits(run(&config, &preflight)).set, kept);
+        // oauth2-proxy's own paths keep it.
+        let exempt = allowed_edits(run(
+            &config,
+            &request("/oauth2/sign_out", &[("cookie", cookie)]),
+        ));
+        assert!(exempt.set.is_empty() && !exempt.remove.contains(&"cookie".to_string()));
+        // Turned off.
+        let mut value = all_keys_config();
+        value["session"] = json!({"cookies": []});
+        let off = allowed_edits(run(
+            &self::config(value),
+            &request("/", &[("cookie", cookie)]),
+        ));
+        assert_eq!(off, HeaderEdits::default());
+    }
+
+    #[test]
+    fn a_token_in_the_session_cookie_is_found_before_the_shield() {
+        let mut value = with_claim_headers(all_keys_config());
+        value["jwtRules"][0]["fromCookies"] = json!(["oauth2_proxy_kubeflow"]);
+        value["jwtRules"][0]["forwardOriginalToken"] = true.into();
+        let config = config(value);
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(config.warnings[0].contains("jwtRules[0].fromCookies"));
+        let token = sign("RS256", Some("rsa-1"), &standard_claims());
+        let outcome = run(
+            &config,
+            &request(
+                "/",
+                &[(
+                    "cookie",
+                    &format!("oauth2_proxy_kubeflow={token}; theme=dark"),
+                )],
+            ),
+        );
+        let Outcome::Allow {
+            edits, identity, ..
+        } = outcome
+        else {
+            panic!("denied")
+        };
+        assert!(identity.is_some(), "the token was not found");
+        assert!(edits
+            .set
+            .contains(&("cookie".to_string(), "theme=dark".to_string())));
+        assert!(edits.set.contains(&(
+            "kubeflow-userid".to_string(),
+            "alice@example.com".to_string()
+        )));
+    }
+
+    #[test]
+    fn a_header_over_the_budget_is_431_after_the_shield() {
+        let mut value = all_keys_config();
+        value["skipPaths"] = json!(["^/healthz$"]);
+        value["headerBudgets"] =
+            json!([{"paths": ["^/jupyter/", "^/healthz$"], "maxHeaderBytes": 8190}]);
+        let config = config(value);
+        let session = format!("oauth2_proxy_kubeflow={}", "s".repeat(9000));
+        // The session alone was too large: gone, the request fits.
+        let edits = allowed_edits(run(
+            &config,
+            &request("/jupyter/", &[("cookie", &format!("{session}; a=1"))]),
+        ));
+        assert_eq!(edits.set, [("cookie".to_string(), "a=1".to_string())]);
+        // Another header is still too large: 431, naming it, not its value.
+        let big = "v".repeat(8190);
+        for path in ["/jupyter/", "/healthz"] {
+            let Outcome::Deny(denial) = run(
+                &config,
+                &request(path, &[("cookie", &session), ("x-custom", &big)]),
+            ) else {
+                panic!("{path}: allowed")
+            };
+            assert_eq!(denial.reason, Reason::HeaderTooLarge);
+            let detail = denial.detail.unwrap();
+            assert!(
+                detail.contains("`x-custom`") && !detail.contains(&big),
+                "{detail}"
+            );
+        }
+        // Outside the budget's paths: passes.
+        assert!(matches!(
+            run(&config, &request("/pipeline/", &[("x-custom", &big)])),
+            Outcome::Allow { .. }
+        ));
+    }
+
     #[test]
     fn service_account_tokens_are_reviewed_once_then_cached() {
         let jwks = json!({"keys": [rsa_jwk("rsa-1", None)]}).to_string();

@@ -44,6 +44,13 @@
 //! RequestAuthentication and require-JWT policy of Kubeflow's rendered auth
 //! policies and of the m2m-auth overlay, leaving the oauth2-proxy one.
 //!
+//! `the_session_shield_names_kubeflows_oauth2_proxy_cookie`: the base
+//! WasmPlugin (and so every overlay and the Kubeflow component) has a
+//! `session` block naming `cookie_name` from Kubeflow's
+//! `common/oauth2-proxy/base/oauth2_proxy.cfg` (with `../shared/data`); its
+//! split parts are session cookies, `NAME_csrf` is not, and oauth2-proxy's
+//! routes (its `redirect_url` among them) are exempt, no other Kubeflow path.
+//!
 //! `kustomizations_render_with_kubectl` (skipped by name without `kubectl`):
 //! `kubectl kustomize` of the base, the credential, `overlays/authorization`,
 //! the Azure overlay, and a temporary overlay using the Kubeflow component
@@ -51,7 +58,8 @@
 //! patch; every rendered document is validated as above; the patched
 //! WasmPlugins equal the ones merged here, both carry the image, both
 //! Deployments get their own token, the replaced objects are gone and the
-//! local gateway's ALLOW policy allows all again.
+//! local gateway's ALLOW policy allows all again; the rendered ingress
+//! plugin has the session block as above.
 //!
 //! `the_readme_install_overlay_renders_and_passes_check` (skipped by name
 //! without `kubectl`): README's `my-kfauth` overlay, as written, renders for
@@ -1411,6 +1419,78 @@ fn the_base_is_authentication_only() {
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
 }
 
+/// oauth2-proxy's `NAME = "value"` setting in Kubeflow's `oauth2_proxy.cfg`,
+/// when `../shared/data` is there.
+fn oauth2_proxy_setting(name: &str) -> Option<String> {
+    let path = shared_data_file(OAUTH2_PROXY_CFG)?;
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == name).then(|| value.trim().trim_matches('"').to_string())
+    })
+}
+
+/// Kubeflow's oauth2-proxy configuration (relative to the shared data).
+const OAUTH2_PROXY_CFG: &str = "kubeflow-manifests/common/oauth2-proxy/base/oauth2_proxy.cfg";
+
+/// The session block of a kfauth WasmPlugin names oauth2-proxy's cookie as
+/// Kubeflow configures it, and exempts oauth2-proxy's own routes.
+fn assert_session_shield(plugin: &Value) {
+    let cookie_name = oauth2_proxy_setting("cookie_name").unwrap_or_else(|| {
+        report_skipped(
+            "the_session_shield_names_kubeflows_oauth2_proxy_cookie",
+            "../shared/data absent (oauth2_proxy.cfg): checked against the name written here",
+        );
+        "oauth2_proxy_kubeflow".to_string()
+    });
+    let session = &plugin["spec"]["pluginConfig"]["session"];
+    assert_eq!(
+        session["cookies"],
+        json!([cookie_name]),
+        "{}: the session block must name oauth2-proxy's cookie_name",
+        label(plugin)
+    );
+    let config = parse_plugin_config(plugin).unwrap_or_else(|e| panic!("{}: {e}", label(plugin)));
+    for part in [
+        cookie_name.clone(),
+        format!("{cookie_name}_0"),
+        format!("{cookie_name}_1"),
+    ] {
+        assert!(
+            kfauth::session::is_session_cookie(&config.session, &part),
+            "{part}"
+        );
+    }
+    assert!(!kfauth::session::is_session_cookie(
+        &config.session,
+        &format!("{cookie_name}_csrf")
+    ));
+    // oauth2-proxy's routes keep it: its callback (`redirect_url`) among them.
+    let callback =
+        oauth2_proxy_setting("redirect_url").unwrap_or_else(|| "/oauth2/callback".to_string());
+    for path in [callback.as_str(), "/oauth2/start", "/oauth2/sign_out"] {
+        assert!(
+            config.session.exempt_paths.iter().any(|r| r.is_match(path)),
+            "{path} is not exempt"
+        );
+    }
+    for path in ["/", "/jupyter/", "/pipeline/", "/dex/auth", "/ml_metadata"] {
+        assert!(
+            !config.session.exempt_paths.iter().any(|r| r.is_match(path)),
+            "{path} is exempt"
+        );
+    }
+}
+
+#[test]
+fn the_session_shield_names_kubeflows_oauth2_proxy_cookie() {
+    // In the base (it needs nothing from the cluster), so in every overlay
+    // and in the Kubeflow component's ingress-gateway plugin.
+    assert_session_shield(find(&base_objects(), "WasmPlugin", "kfauth"));
+    assert_session_shield(&authorization_wasmplugin());
+    assert_session_shield(&azure_wasmplugin());
+}
+
 #[test]
 fn kustomizations_render_with_kubectl() {
     let test = "kustomizations_render_with_kubectl";
@@ -1495,6 +1575,8 @@ fn kustomizations_render_with_kubectl() {
     let mut expected = authorization_wasmplugin();
     apply_json_patch(&mut expected, &operations).unwrap();
     assert_eq!(find(&rendered, "WasmPlugin", "kfauth"), &expected);
+    // The ingress gateway's plugin shields the session by default.
+    assert_session_shield(find(&rendered, "WasmPlugin", "kfauth"));
     for object in &credential {
         assert!(rendered.contains(object), "{} is missing", label(object));
     }

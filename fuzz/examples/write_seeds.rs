@@ -190,4 +190,21 @@ fn main() {
         bytes.extend(text.into_bytes());
         write("cookie_diet", name, &bytes);
     }
+
+    // session: flags (path | prior << 6), budget (256 + 64 x byte), session
+    // names (empty: the default), then Cookie headers.
+    let part = "s".repeat(3000);
+    let shields: [(&str, u8, u8, String); 6] = [
+        ("split-session.bin", 0, 123, format!("\n_xsrf=2|a; oauth2_proxy_kubeflow_0={part}; xoauth2_proxy_kubeflow=k\noauth2_proxy_kubeflow_1={part};note=oauth2_proxy_kubeflow=v; oauth2_proxy_kubeflow_x=1\noauth2_proxy_kubeflow_2={part}")),
+        ("exempt.bin", 1, 0, "\noauth2_proxy_kubeflow=s; a=1".to_string()),
+        ("named.bin", 4, 0, "sess,other\nsess_01=a; sess=b; sess_=c; other_9=d; e=f".to_string()),
+        ("over-budget.bin", 5, 0, format!("\nbig={}", "v".repeat(400))),
+        ("after-token-removal.bin", 0xc0, 0, "\nid_token=t; oauth2_proxy_kubeflow=s; o=1\noauth2_proxy_kubeflow=s; o=1".to_string()),
+        ("removed.bin", 0x80, 0, "\noauth2_proxy_kubeflow=s".to_string()),
+    ];
+    for (name, flags, budget, text) in shields {
+        let mut bytes = vec![flags, budget];
+        bytes.extend(text.into_bytes());
+        write("session", name, &bytes);
+    }
 }

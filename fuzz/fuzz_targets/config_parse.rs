@@ -13,7 +13,7 @@ use kfauth::config::{Config, KeySource};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 13] = [
     "jwtRules",
     "requireJwt",
     "bypassCorsPreflight",
@@ -24,6 +24,8 @@ const FIELDS: [&str; 11] = [
     "jwksMaxStale",
     "authorization",
     "grpc",
+    "session",
+    "headerBudgets",
     "jwtCacheSize",
 ];
 

@@ -210,8 +210,14 @@ pub fn decide_and_act(
 
 /// Answers the current request with a refusal, and logs one line.
 pub fn deny(view: &RequestView, denial: &Denial) {
+    // A header over its budget: the line names the header and its size
+    // (the detail never holds a value).
+    let detail = match (&denial.reason, &denial.detail) {
+        (crate::outcome::Reason::HeaderTooLarge, Some(detail)) => format!(" ({detail})"),
+        _ => String::new(),
+    };
     log::info(&format!(
-        "denied {} {} {}: {}",
+        "denied {} {} {}: {}{detail}",
         denial.reason.http_status(),
         view.method,
         view.path_only(),
@@ -244,6 +250,15 @@ pub fn apply_edits(edits: &HeaderEdits, metrics: Option<&Metrics>) {
         log::debug(&format!(
             "gRPC cookie diet: removed {} bytes of Cookie",
             edits.stripped_cookie_bytes
+        ));
+    }
+    if edits.session_cookie_bytes > 0 {
+        if let Some(metrics) = metrics {
+            metrics.session_cookie_stripped();
+        }
+        log::debug(&format!(
+            "session: removed {} bytes of session cookies",
+            edits.session_cookie_bytes
         ));
     }
     for name in &edits.remove {
@@ -280,6 +295,7 @@ fn send_denial(view: &RequestView, denial: &Denial) {
 fn grpc_code(code: u32) -> GrpcStatusCode {
     match code {
         7 => GrpcStatusCode::PermissionDenied,
+        8 => GrpcStatusCode::ResourceExhausted,
         14 => GrpcStatusCode::Unavailable,
         _ => GrpcStatusCode::Unauthenticated,
     }

@@ -29,6 +29,8 @@ pub struct Metrics {
     token_review_cache_miss: Option<u32>,
     token_review_coalesced: Option<u32>,
     cookie_stripped: Option<u32>,
+    session_cookie_stripped: Option<u32>,
+    session_header_too_large: Option<u32>,
     /// Per rule: seconds since its keys were fetched (remote rules only).
     key_age: Vec<Option<u32>>,
 }
@@ -97,6 +99,8 @@ impl Metrics {
             token_review_cache_miss: counter("kfauth.tokenreview.cache_miss"),
             token_review_coalesced: counter("kfauth.tokenreview.coalesced"),
             cookie_stripped: counter("kfauth.grpc.cookie_stripped"),
+            session_cookie_stripped: counter("kfauth.session.cookie_stripped"),
+            session_header_too_large: counter("kfauth.session.header_too_large"),
             key_age: config
                 .rules
                 .iter()
@@ -122,6 +126,9 @@ impl Metrics {
 
     pub fn denied(&self, reason: Reason) {
         bump(self.denied);
+        if reason == Reason::HeaderTooLarge {
+            bump(self.session_header_too_large);
+        }
         if let Some((_, id)) = self.denied_by_reason.iter().find(|(r, _)| *r == reason) {
             bump(*id);
         }
@@ -195,6 +202,10 @@ impl Metrics {
 
     pub fn cookie_stripped(&self) {
         bump(self.cookie_stripped);
+    }
+
+    pub fn session_cookie_stripped(&self) {
+        bump(self.session_cookie_stripped);
     }
 
     pub fn key_age(&self, rule: usize, seconds: u64) {
