@@ -1,0 +1,169 @@
+//! Security checks that a mutation run (issue 17: single-line changes to the
+//! checks, the suite run against each) showed no test would notice, now
+//! pinned end to end in a real Envoy. Each scenario names the mutation it
+//! catches.
+//!
+//! `one_gateway` (one worker, so one VM and one set of caches; `requireJwt`,
+//! `skipPaths: ['^/dex/']`, `grpc.cookiePaths: ['^/ml_metadata']`, the KServe
+//! authorization rule; the testkit's bootstrap leaves Envoy's `normalize_path`
+//! and `merge_slashes` off, so the filter sees the path as the client wrote it
+//! and the upstream echoes it back unchanged):
+//! 1. *skipPaths on the canonical path* (mutation: match `skipPaths` on the raw
+//!    path): `/dex/../x`, `/dex/%2e%2e/x`, `/dex/%2E%2E/x`, `/dex/./../x` and
+//!    `/DEX/x` without a token get 401 `token_missing` and never reach the
+//!    upstream, while `/dex/x` and `/x/../dex/y` (canonically `/dex/y`) pass;
+//!    the upstream receives the path unchanged (Envoy normalized nothing).
+//! 2. *cookiePaths on the canonical path* (mutation: match `cookiePaths` on
+//!    the raw path): a gRPC request to `/x/../ml_metadata.MetadataStoreService/Get`
+//!    or `//ml_metadata...` loses its cookie; one to `/ml_metadata/../x` keeps it.
+//! 3. *authorization rules on the canonical path* (mutation: match rule paths
+//!    on the raw path): `//v1/models/iris%3Apredict` and
+//!    `/v1/models/../models/iris:predict` in another user's namespace are
+//!    reviewed and get 403, as the plain path does.
+//!
+//! (more scenarios follow in later groups)
+
+// End-to-end against a real Envoy: native only (the testkit is not built for wasm).
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod authz_support;
+
+use authz_support::*;
+use kfauth_testkit::apiserver::fixtures::{TEAM_B_NAMESPACE, USER, USER_NAMESPACE};
+use kfauth_testkit::expect;
+use kfauth_testkit::plugin_config::with_rules;
+use serde_json::{json, Value};
+
+/// The ml-metadata gRPC service, as the KFP UI calls it.
+const MLMD_METHOD: &str = "ml_metadata.MetadataStoreService/GetArtifacts";
+
+fn one_gateway_config() -> Value {
+    with_rules(
+        vec![dex_rule()],
+        json!({
+            "requireJwt": true,
+            "skipPaths": ["^/dex/"],
+            "grpc": {"cookiePaths": ["^/ml_metadata"]},
+            "authorization": authorization(vec![kserve_rule()], "2s", json!({})),
+        }),
+    )
+}
+
+/// Requests without a token on paths that only look like `/dex/...`.
+fn skip_paths_match_the_canonical_path(setup: &Authz) {
+    let before = setup.upstream.requests();
+    for path in [
+        "/dex/../x",
+        "/dex/%2e%2e/x",
+        "/dex/%2E%2E/x",
+        "/dex/./../x",
+        "/dex/..",
+        "/DEX/x",
+    ] {
+        let response = setup.send(&Req::new("GET", "gw", path));
+        assert_eq!(
+            response.status, 401,
+            "{path}: escaped the skipPaths through a spelling: {} {:?}",
+            response.status, response.body
+        );
+        expect::token_missing(&response);
+    }
+    assert_eq!(
+        setup.upstream.requests(),
+        before,
+        "a request without a token reached the upstream"
+    );
+    for path in ["/dex/x", "/x/../dex/y"] {
+        let seen = expect::allowed(&setup.send(&Req::new("GET", "gw", path)));
+        assert_eq!(seen.path, path, "Envoy passes the path as written");
+    }
+}
+
+/// A gRPC request (over HTTP/1.1 to the echo upstream) with a cookie.
+fn grpc_with_cookie(path: &str, token: &str) -> Req {
+    Req::new("POST", "gw", path)
+        .bearer(token)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("cookie", "mlmd_state=abc; other=def")
+        .body(b"\0\0\0\0\0")
+}
+
+fn cookie_paths_match_the_canonical_path(setup: &Authz) {
+    let token = user_token(USER, &[]);
+    for path in [
+        format!("/{MLMD_METHOD}"),
+        format!("/x/../{MLMD_METHOD}"),
+        format!("//{MLMD_METHOD}"),
+        format!("/x/%2e%2e/{MLMD_METHOD}"),
+    ] {
+        let seen = expect::allowed(&setup.send(&grpc_with_cookie(&path, &token)));
+        assert_eq!(seen.path, path);
+        assert_eq!(
+            seen.header("cookie"),
+            None,
+            "{path}: the cookie diet missed a gRPC call to ml-metadata"
+        );
+    }
+    for path in ["/ml_metadata/../x", "/ml_metadata/%2e%2e/x"] {
+        let seen = expect::allowed(&setup.send(&grpc_with_cookie(path, &token)));
+        assert_eq!(
+            seen.header("cookie"),
+            Some("mlmd_state=abc; other=def"),
+            "{path}: not an ml-metadata call, the cookie stays"
+        );
+    }
+}
+
+fn authorization_rules_match_the_canonical_path(setup: &Authz) {
+    let token = user_token(USER, &[]);
+    let host = kserve_host("iris", TEAM_B_NAMESPACE);
+    for path in [
+        "/v1/models/iris:predict",
+        "//v1/models/iris%3Apredict",
+        "/v1/models/../models/iris:predict",
+        "/v1/./models//iris%3apredict",
+    ] {
+        let before = setup.reviews_of(USER, TEAM_B_NAMESPACE, "iris");
+        let response = setup.send(
+            &Req::new("POST", &host, path)
+                .bearer(&token)
+                .header("content-type", "application/json")
+                .body(b"{}"),
+        );
+        forbidden(&response, None);
+        // The denial was cached by the first request; the others ask nothing
+        // new, or ask again once deniedTtl passed: either way, no pass.
+        assert!(setup.reviews_of(USER, TEAM_B_NAMESPACE, "iris") >= before.max(1));
+    }
+    // The allowed control: the same spellings in the user's own namespace pass.
+    let seen = expect::allowed(
+        &setup.send(
+            &Req::new(
+                "POST",
+                &kserve_host("iris", USER_NAMESPACE),
+                "//v1/models/iris%3Apredict",
+            )
+            .bearer(&token)
+            .header("content-type", "application/json")
+            .body(b"{}"),
+        ),
+    );
+    assert_eq!(seen.header("kubeflow-userid"), Some(USER));
+    assert!(setup.reviews_of(USER, USER_NAMESPACE, "iris") >= 1);
+}
+
+#[test]
+fn one_gateway() {
+    let setup = Authz::start(one_gateway_config(), 1);
+    skip_paths_match_the_canonical_path(&setup);
+    cookie_paths_match_the_canonical_path(&setup);
+    authorization_rules_match_the_canonical_path(&setup);
+    setup.envoy.assert_no_vm_trap();
+}
