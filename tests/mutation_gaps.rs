@@ -20,6 +20,11 @@
 //!    on the raw path): `//v1/models/iris%3Apredict` and
 //!    `/v1/models/../models/iris:predict` in another user's namespace are
 //!    reviewed and get 403, as the plain path does.
+//! 4. *groups in the review cache key* (mutation: a cache key of user and
+//!    attributes only): the same user, same request, with groups
+//!    `[team-viewers]` (which may view the namespace) then `[team-other]`
+//!    gets two reviews, 200 then 403 — and in the other order (a cached
+//!    denial) 403 then 200; each review carries its own groups.
 //!
 //! (more scenarios follow in later groups)
 
@@ -35,7 +40,7 @@
 mod authz_support;
 
 use authz_support::*;
-use kfauth_testkit::apiserver::fixtures::{TEAM_B_NAMESPACE, USER, USER_NAMESPACE};
+use kfauth_testkit::apiserver::fixtures::{TEAM_B_NAMESPACE, USER, USER_NAMESPACE, VIEWER_GROUP};
 use kfauth_testkit::expect;
 use kfauth_testkit::plugin_config::with_rules;
 use serde_json::{json, Value};
@@ -159,11 +164,38 @@ fn authorization_rules_match_the_canonical_path(setup: &Authz) {
     assert!(setup.reviews_of(USER, USER_NAMESPACE, "iris") >= 1);
 }
 
+/// The same user and request with two group sets: two reviews, two answers.
+fn groups_are_part_of_the_review_cache_key(setup: &Authz) {
+    let predict = |token: &str| setup.send(&Req::kserve("iris", USER_NAMESPACE).bearer(token));
+    for (user, first, second) in [
+        ("carol@example.com", VIEWER_GROUP, "team-other"),
+        ("dave@example.com", "team-other", VIEWER_GROUP),
+    ] {
+        for groups in [first, second] {
+            let response = predict(&user_token(user, &[groups]));
+            if groups == VIEWER_GROUP {
+                let seen = expect::allowed(&response);
+                assert_eq!(seen.header("kubeflow-userid"), Some(user));
+            } else {
+                forbidden(&response, None);
+            }
+        }
+        let reviews = setup.reviews_for(user);
+        let groups: Vec<&Value> = reviews.iter().map(|r| &r["spec"]["groups"]).collect();
+        assert_eq!(
+            groups,
+            vec![&json!([first]), &json!([second])],
+            "{user}: one review per group set"
+        );
+    }
+}
+
 #[test]
 fn one_gateway() {
     let setup = Authz::start(one_gateway_config(), 1);
     skip_paths_match_the_canonical_path(&setup);
     cookie_paths_match_the_canonical_path(&setup);
     authorization_rules_match_the_canonical_path(&setup);
+    groups_are_part_of_the_review_cache_key(&setup);
     setup.envoy.assert_no_vm_trap();
 }
