@@ -26,6 +26,13 @@
 //!    gets two reviews, 200 then 403 — and in the other order (a cached
 //!    denial) 403 then 200; each review carries its own groups.
 //!
+//! `a_cached_token_is_refused_once_its_key_is_gone` (a remote JWKS, one
+//! worker, `jwksRefreshInterval: 1s`; mutation: a token cache hit that skips
+//! the key-generation check): token T passes twice (the second time from
+//! the token cache); the IdP replaces its key set; once the worker holds the
+//! new set (a token of the new key passes), the same T gets 401 `key_unknown`,
+//! every time.
+//!
 //! (more scenarios follow in later groups)
 
 // End-to-end against a real Envoy: native only (the testkit is not built for wasm).
@@ -41,8 +48,11 @@ mod authz_support;
 
 use authz_support::*;
 use kfauth_testkit::apiserver::fixtures::{TEAM_B_NAMESPACE, USER, USER_NAMESPACE, VIEWER_GROUP};
+use std::time::{Duration, Instant};
+
 use kfauth_testkit::expect;
-use kfauth_testkit::plugin_config::with_rules;
+use kfauth_testkit::plugin_config::{claims, uri_rule, with_rules, ISSUER};
+use kfauth_testkit::{Alg, Gateway, Idp, JwksMode, JwksServer};
 use serde_json::{json, Value};
 
 /// The ml-metadata gRPC service, as the KFP UI calls it.
@@ -198,4 +208,37 @@ fn one_gateway() {
     authorization_rules_match_the_canonical_path(&setup);
     groups_are_part_of_the_review_cache_key(&setup);
     setup.envoy.assert_no_vm_trap();
+}
+
+#[test]
+fn a_cached_token_is_refused_once_its_key_is_gone() {
+    let old_idp = Idp::shared();
+    let new_idp = Idp::shared_second();
+    let jwks = JwksServer::start(&old_idp.jwks_json());
+    let config = with_rules(
+        vec![uri_rule(ISSUER, &jwks.uri())],
+        json!({"jwksRefreshInterval": "1s", "jwksRefetchMinInterval": "1s"}),
+    );
+    let port = jwks.port();
+    let gateway = Gateway::start_with(config, |s| s.with_jwks_cluster(port).with_concurrency(1));
+    let t = old_idp.sign(Alg::ES256, &claims("alice@example.com", &["a"]));
+    for _ in 0..2 {
+        let seen = expect::allowed(&gateway.get_bearer_fresh("/echo", &t));
+        assert_eq!(seen.header("kubeflow-userid"), Some("alice@example.com"));
+    }
+
+    jwks.set_mode(JwksMode::Serve(new_idp.jwks_json()));
+    let fresh = new_idp.sign(Alg::ES256, &claims("bob@example.com", &[]));
+    let started = Instant::now();
+    while gateway.get_bearer_fresh("/echo", &fresh).status != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the rotated key set never reached the worker"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for _ in 0..3 {
+        expect::rejected(&gateway.get_bearer_fresh("/echo", &t), "key_unknown");
+    }
+    gateway.assert_no_vm_trap();
 }
