@@ -25,6 +25,17 @@
 //!    `[team-viewers]` (which may view the namespace) then `[team-other]`
 //!    gets two reviews, 200 then 403 — and in the other order (a cached
 //!    denial) 403 then 200; each review carries its own groups.
+//! 5. *time at the edge of `clockSkew: 10s`* (mutations: the skew dropped,
+//!    doubled or applied the wrong way on `exp` or `nbf`, at verification or
+//!    on a token cache hit): `exp` = now − 8 s passes, now − 12 s gets 401
+//!    `token_expired`; `nbf` = now + 8 s passes, now + 12 s gets 401
+//!    `token_not_yet_valid`; each token is sent twice (verified, then from
+//!    the token cache) with the same answer. And a token that expires while
+//!    cached (mutation: the token cache serving entries past `exp` + skew;
+//!    its entry TTL and its `exp` re-check on a hit each mask the other's
+//!    removal, both removed are caught): `exp` = now − 7 s
+//!    passes and is cached; 4 s later, past the skew, the same token gets 401
+//!    `token_expired`.
 //!
 //! `a_cached_token_is_refused_once_its_key_is_gone` (a remote JWKS, one
 //! worker, `jwksRefreshInterval: 1s`; mutation: a token cache hit that skips
@@ -63,6 +74,7 @@ fn one_gateway_config() -> Value {
         vec![dex_rule()],
         json!({
             "requireJwt": true,
+            "clockSkew": "10s",
             "skipPaths": ["^/dex/"],
             "grpc": {"cookiePaths": ["^/ml_metadata"]},
             "authorization": authorization(vec![kserve_rule()], "2s", json!({})),
@@ -200,6 +212,54 @@ fn groups_are_part_of_the_review_cache_key(setup: &Authz) {
     }
 }
 
+/// `exp` and `nbf` 2 s inside and outside the 10 s clock skew.
+fn exp_and_nbf_at_the_edge_of_the_clock_skew(setup: &Authz) {
+    let at = |field: &str, offset: i64| {
+        let mut claims = claims("erin@example.com", &[]);
+        let now = i64::try_from(kfauth_testkit::idp::now()).unwrap();
+        claims[field] = json!(now + offset);
+        Idp::shared().sign(Alg::ES256, &claims)
+    };
+    let expiring = at("exp", -7);
+    let issued = Instant::now();
+    expect::allowed(&setup.send(&Req::new("GET", "gw", "/echo").bearer(&expiring)));
+    for (field, offset, refusal) in [
+        ("exp", -8, None),
+        ("exp", -12, Some("token_expired")),
+        ("nbf", 8, None),
+        ("nbf", 12, Some("token_not_yet_valid")),
+    ] {
+        let token = at(field, offset);
+        // Verified, then served from the token cache: the same answer.
+        for attempt in ["verified", "cached"] {
+            let response = setup.send(&Req::new("GET", "gw", "/echo").bearer(&token));
+            match refusal {
+                None => {
+                    assert_eq!(
+                        response.status, 200,
+                        "{field} = now {offset:+} s ({attempt}) is within clockSkew 10s: {:?}",
+                        response.body
+                    );
+                }
+                Some(reason) => {
+                    assert_eq!(
+                        response.status, 401,
+                        "{field} = now {offset:+} s ({attempt}) is beyond clockSkew 10s: {:?}",
+                        response.body
+                    );
+                    expect::rejected(&response, reason);
+                }
+            }
+        }
+    }
+    // Cached at now − 7 s; 4 s later it is 11 s past `exp`.
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(issued.elapsed()));
+    expect::rejected(
+        &setup.send(&Req::new("GET", "gw", "/echo").bearer(&expiring)),
+        "token_expired",
+    );
+}
+
 #[test]
 fn one_gateway() {
     let setup = Authz::start(one_gateway_config(), 1);
@@ -207,6 +267,7 @@ fn one_gateway() {
     cookie_paths_match_the_canonical_path(&setup);
     authorization_rules_match_the_canonical_path(&setup);
     groups_are_part_of_the_review_cache_key(&setup);
+    exp_and_nbf_at_the_edge_of_the_clock_skew(&setup);
     setup.envoy.assert_no_vm_trap();
 }
 
