@@ -36,6 +36,14 @@
 //!    removal, both removed are caught): `exp` = now − 7 s
 //!    passes and is cached; 4 s later, past the skew, the same token gets 401
 //!    `token_expired`.
+//! 6. *answers the API server should never give* (stand-in modes
+//!    `ForeignAudiences` and `AllowedAndDenied`): a TokenReview that
+//!    authenticates a service-account token but whose `status.audiences` holds
+//!    none of the rule's `tokenReview.audiences` gets 401 `token_revoked`
+//!    (mutation: the client-side audience check removed); a
+//!    SubjectAccessReview answered `allowed: true, denied: true` gets 403
+//!    `forbidden` (mutation: `allowed` read without `denied`). The same
+//!    requests pass with honest answers.
 //!
 //! `a_cached_token_is_refused_once_its_key_is_gone` (a remote JWKS, one
 //! worker, `jwksRefreshInterval: 1s`; mutation: a token cache hit that skips
@@ -43,8 +51,6 @@
 //! the token cache); the IdP replaces its key set; once the worker holds the
 //! new set (a token of the new key passes), the same T gets 401 `key_unknown`,
 //! every time.
-//!
-//! (more scenarios follow in later groups)
 
 // End-to-end against a real Envoy: native only (the testkit is not built for wasm).
 #![cfg(not(target_arch = "wasm32"))]
@@ -61,17 +67,24 @@ use authz_support::*;
 use kfauth_testkit::apiserver::fixtures::{TEAM_B_NAMESPACE, USER, USER_NAMESPACE, VIEWER_GROUP};
 use std::time::{Duration, Instant};
 
+use kfauth_testkit::apiserver::{ApiMode, Review, FOREIGN_AUDIENCE};
 use kfauth_testkit::expect;
 use kfauth_testkit::plugin_config::{claims, uri_rule, with_rules, ISSUER};
 use kfauth_testkit::{Alg, Gateway, Idp, JwksMode, JwksServer};
 use serde_json::{json, Value};
+
+/// The audience service-account tokens are reviewed for.
+const SA_AUDIENCE: &str = "pipelines.kubeflow.org";
 
 /// The ml-metadata gRPC service, as the KFP UI calls it.
 const MLMD_METHOD: &str = "ml_metadata.MetadataStoreService/GetArtifacts";
 
 fn one_gateway_config() -> Value {
     with_rules(
-        vec![dex_rule()],
+        vec![
+            dex_rule(),
+            sa_rule(json!({"tokenReview": {"audiences": [SA_AUDIENCE]}})),
+        ],
         json!({
             "requireJwt": true,
             "clockSkew": "10s",
@@ -260,6 +273,77 @@ fn exp_and_nbf_at_the_edge_of_the_clock_skew(setup: &Authz) {
     );
 }
 
+/// A registered service-account token of `team-ci/runner`.
+fn registered_sa_token(setup: &Authz) -> String {
+    let token = sa_token("team-ci", "runner");
+    setup
+        .api
+        .register_service_account_token(&token, "team-ci", "runner", &[SA_AUDIENCE]);
+    token
+}
+
+fn answers_the_api_server_should_never_give_are_refused(setup: &Authz) {
+    let echo = |token: &str| setup.send(&Req::new("GET", "gw", "/echo").bearer(token));
+    let honest = expect::allowed(&echo(&registered_sa_token(setup)));
+    assert_eq!(
+        honest.header("kubeflow-userid"),
+        Some(sa_username("team-ci", "runner").as_str())
+    );
+
+    setup
+        .api
+        .set_mode_for(Review::Token, ApiMode::ForeignAudiences);
+    let reviews = setup.api.token_review_count();
+    let before = setup.upstream.requests();
+    let response = echo(&registered_sa_token(setup));
+    setup.api.set_mode_for(Review::Token, ApiMode::Answer);
+    assert_eq!(
+        setup.api.token_review_count(),
+        reviews + 1,
+        "the token was reviewed"
+    );
+    assert_eq!(
+        response.status, 401,
+        "a TokenReview for {FOREIGN_AUDIENCE} only authenticated the token: {:?}",
+        response.body
+    );
+    assert_eq!(response.json()["reason"], "token_revoked");
+    assert_eq!(
+        setup.upstream.requests(),
+        before,
+        "the upstream was reached"
+    );
+
+    let predict = |model: &str| {
+        setup.send(
+            &Req::new(
+                "POST",
+                &kserve_host(model, USER_NAMESPACE),
+                &predict_path(model),
+            )
+            .bearer(&user_token(USER, &[]))
+            .header("content-type", "application/json")
+            .body(b"{}"),
+        )
+    };
+    expect::allowed(&predict("honest"));
+    setup
+        .api
+        .set_mode_for(Review::SubjectAccess, ApiMode::AllowedAndDenied);
+    let response = predict("contradiction");
+    setup
+        .api
+        .set_mode_for(Review::SubjectAccess, ApiMode::Answer);
+    assert_eq!(setup.reviews_of(USER, USER_NAMESPACE, "contradiction"), 1);
+    assert_eq!(
+        response.status, 403,
+        "allowed and denied at once was read as allowed: {:?}",
+        response.body
+    );
+    // The stand-in's `status.reason` (RBAC's, for the allowed half) is the `detail`.
+    assert_eq!(response.json()["reason"], "forbidden");
+}
+
 #[test]
 fn one_gateway() {
     let setup = Authz::start(one_gateway_config(), 1);
@@ -267,6 +351,7 @@ fn one_gateway() {
     cookie_paths_match_the_canonical_path(&setup);
     authorization_rules_match_the_canonical_path(&setup);
     groups_are_part_of_the_review_cache_key(&setup);
+    answers_the_api_server_should_never_give_are_refused(&setup);
     exp_and_nbf_at_the_edge_of_the_clock_skew(&setup);
     setup.envoy.assert_no_vm_trap();
 }
