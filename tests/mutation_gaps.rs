@@ -25,9 +25,10 @@
 //!    `[team-viewers]` (which may view the namespace) then `[team-other]`
 //!    gets two reviews, 200 then 403 — and in the other order (a cached
 //!    denial) 403 then 200; each review carries its own groups.
-//! 5. *time at the edge of `clockSkew: 10s`* (mutations: the skew dropped,
-//!    doubled or applied the wrong way on `exp` or `nbf`, at verification or
-//!    on a token cache hit): `exp` = now − 8 s passes, now − 12 s gets 401
+//! 5. *time at the edge of `clockSkew: 10s`* (mutations: the skew dropped or
+//!    doubled on `exp` or `nbf` at verification; a stricter check on a token
+//!    cache hit only costs a re-verification, so it is not seen here):
+//!    `exp` = now − 8 s passes, now − 12 s gets 401
 //!    `token_expired`; `nbf` = now + 8 s passes, now + 12 s gets 401
 //!    `token_not_yet_valid`; each token is sent twice (verified, then from
 //!    the token cache) with the same answer. And a token that expires while
