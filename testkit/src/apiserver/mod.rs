@@ -60,7 +60,7 @@ pub use client::ApiClient;
 pub use conformance::{validate_sar_request, validate_token_review_request};
 pub use envoy::{API_SERVER_CLUSTER, API_SERVER_HOST};
 pub use rbac::Rbac;
-pub use server::{ApiMode, ApiServer, Review, DEFAULT_BEARER_TOKEN};
+pub use server::{ApiMode, ApiServer, Review, DEFAULT_BEARER_TOKEN, FOREIGN_AUDIENCE};
 pub use subject_access_review::SAR_PATH;
 pub use tls::{TestCa, API_SERVER_SNI};
 pub use token_review::{API_AUDIENCE, TOKEN_REVIEW_PATH};

@@ -74,7 +74,18 @@ pub enum ApiMode {
     /// The evaluated review, padded to at least this many bytes with an
     /// annotation kfauth does not read: the right decision in a huge body.
     Huge(usize),
+    /// The evaluated review, an authenticated TokenReview's `status.audiences`
+    /// replaced by [`FOREIGN_AUDIENCE`]: a token valid for some other audience
+    /// than the ones kfauth asked for (a server ignoring `spec.audiences`).
+    ForeignAudiences,
+    /// The evaluated review with `status.allowed` and `status.denied` both
+    /// true, which the SubjectAccessReview contract forbids: a client must
+    /// read it as denied.
+    AllowedAndDenied,
 }
+
+/// The only audience an answer in [`ApiMode::ForeignAudiences`] grants.
+pub const FOREIGN_AUDIENCE: &str = "https://elsewhere.kfauth.test";
 
 /// A garbage answer: claims JSON, is not.
 pub const GARBAGE_BODY: &str = "<html><body>502 Bad Gateway (not a review)</body></html>";
@@ -552,7 +563,7 @@ fn handle(shared: &Shared, request: &Message) -> Outcome {
         }
         ApiMode::Hangup => return Outcome::Hangup,
         ApiMode::Reset => return Outcome::Reset,
-        ApiMode::Huge(_) => {}
+        ApiMode::Huge(_) | ApiMode::ForeignAudiences | ApiMode::AllowedAndDenied => {}
     }
     let content_type = request.header("content-type").unwrap_or_default();
     let media_type = content_type.split(';').next().unwrap_or_default().trim();
@@ -576,9 +587,19 @@ fn handle(shared: &Shared, request: &Message) -> Outcome {
     };
     match answered {
         Ok(Answered { mut body, warnings }) => {
-            if let ApiMode::Huge(size) = mode {
-                body["metadata"]["annotations"]["kfauth.test/padding"] =
-                    Value::String("x".repeat(size));
+            match mode {
+                ApiMode::Huge(size) => {
+                    body["metadata"]["annotations"]["kfauth.test/padding"] =
+                        Value::String("x".repeat(size));
+                }
+                ApiMode::ForeignAudiences if body["status"]["authenticated"] == true => {
+                    body["status"]["audiences"] = serde_json::json!([FOREIGN_AUDIENCE]);
+                }
+                ApiMode::AllowedAndDenied => {
+                    body["status"]["allowed"] = Value::Bool(true);
+                    body["status"]["denied"] = Value::Bool(true);
+                }
+                _ => {}
             }
             let headers = warnings
                 .iter()
@@ -631,6 +652,15 @@ mod tests {
         let body = response.json();
         assert_eq!(body["status"]["allowed"], false, "no RBAC objects: denied");
         assert_eq!(api.sar_count(), 1);
+    }
+
+    #[test]
+    fn a_contradictory_answer_says_allowed_and_denied() {
+        let api = ApiServer::start();
+        api.set_mode(ApiMode::AllowedAndDenied);
+        let body = post(&api).unwrap().json();
+        assert_eq!(body["status"]["allowed"], true);
+        assert_eq!(body["status"]["denied"], true);
     }
 
     #[test]
