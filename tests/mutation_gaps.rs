@@ -341,8 +341,12 @@ fn answers_the_api_server_should_never_give_are_refused(setup: &Authz) {
         "allowed and denied at once was read as allowed: {:?}",
         response.body
     );
-    // The stand-in's `status.reason` (RBAC's, for the allowed half) is the `detail`.
-    assert_eq!(response.json()["reason"], "forbidden");
+    // The stand-in's `status.reason` speaks for the allowed half: not passed on.
+    assert_eq!(
+        response.json(),
+        serde_json::json!({"code": 403, "reason": "forbidden",
+                           "detail": "the API server answered both allowed and denied"})
+    );
 }
 
 #[test]

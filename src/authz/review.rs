@@ -71,7 +71,11 @@ pub fn parse_answer(http_status: Option<&str>, body: &[u8]) -> ReviewAnswer {
         .and_then(Value::as_bool)
     {
         Some(true) if !denied => ReviewAnswer::Allowed,
-        Some(_) => ReviewAnswer::Denied(
+        // Its `reason` speaks for one half of a contradiction: not passed on.
+        Some(true) => ReviewAnswer::Denied(Some(
+            "the API server answered both allowed and denied".into(),
+        )),
+        Some(false) => ReviewAnswer::Denied(
             status
                 .and_then(|status| status.get("reason"))
                 .and_then(Value::as_str)
@@ -138,8 +142,13 @@ mod tests {
         ));
         // Contradictory: `denied` wins (found by the review_answer fuzz target's invariant).
         assert_eq!(
-            parse_answer(Some("201"), br#"{"status":{"allowed":true,"denied":true}}"#),
-            ReviewAnswer::Denied(None)
+            parse_answer(
+                Some("201"),
+                br#"{"status":{"allowed":true,"denied":true,"reason":"RBAC: allowed by RoleBinding"}}"#
+            ),
+            ReviewAnswer::Denied(Some(
+                "the API server answered both allowed and denied".into()
+            ))
         );
     }
 }
