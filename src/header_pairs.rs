@@ -117,6 +117,8 @@ fn take_terminated(bytes: &[u8], size: u32) -> Result<(&[u8], &[u8]), PairsError
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// Two pairs, written out by hand from the format's description.
     #[rustfmt::skip]

