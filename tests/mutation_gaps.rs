@@ -4,8 +4,9 @@
 //! catches.
 //!
 //! `one_gateway` (one worker, so one VM and one set of caches; `requireJwt`,
-//! `skipPaths: ['^/dex/']`, `grpc.cookiePaths: ['^/ml_metadata']`, the KServe
-//! authorization rule; the testkit's bootstrap leaves Envoy's `normalize_path`
+//! `skipPaths: ['^/dex/']`, `grpc.cookiePaths: ['^/ml_metadata']`, the default
+//! session shield, a header budget on `^/jupyter/`, the KServe authorization
+//! rule; the testkit's bootstrap leaves Envoy's `normalize_path`
 //! and `merge_slashes` off, so the filter sees the path as the client wrote it
 //! and the upstream echoes it back unchanged):
 //! 1. *skipPaths on the canonical path* (mutation: match `skipPaths` on the raw
@@ -20,6 +21,14 @@
 //!    on the raw path): `//v1/models/iris%3Apredict` and
 //!    `/v1/models/../models/iris:predict` in another user's namespace are
 //!    reviewed and get 403, as the plain path does.
+//! 3b. *session and header-budget paths on the canonical path* (mutations:
+//!    match `session.exemptPaths` or `headerBudgets[].paths` on the raw path;
+//!    each was tried and caught): the session cookie is removed on
+//!    `/oauth2/../x`, `/oauth2/%2e%2e/x` and `//x` and kept on `/oauth2/start`,
+//!    `/x/../oauth2/start` and `//oauth2/start`; with a budget of 1,024 bytes
+//!    on `^/jupyter/`, a 2,000-byte header gets 431 `header_too_large` on
+//!    `/jupyter/`, `/x/../jupyter/`, `//jupyter/` and `/x/%2e%2e/jupyter/` and
+//!    passes on `/jupyter/../x`; without it `/jupyter/` passes.
 //! 4. *groups in the review cache key* (mutation: a cache key of user and
 //!    attributes only): the same user, same request, with groups
 //!    `[team-viewers]` (which may view the namespace) then `[team-other]`
@@ -91,6 +100,7 @@ fn one_gateway_config() -> Value {
             "clockSkew": "10s",
             "skipPaths": ["^/dex/"],
             "grpc": {"cookiePaths": ["^/ml_metadata"]},
+            "headerBudgets": [{"paths": ["^/jupyter/"], "maxHeaderBytes": 1024}],
             "authorization": authorization(vec![kserve_rule()], "2s", json!({})),
         }),
     )
@@ -160,6 +170,65 @@ fn cookie_paths_match_the_canonical_path(setup: &Authz) {
             "{path}: not an ml-metadata call, the cookie stays"
         );
     }
+}
+
+/// The session shield's `exemptPaths` (default `^/oauth2/`) on the canonical
+/// path: `/oauth2/../x` is `/x`, so the session cookie must not pass there.
+fn session_exempt_paths_match_the_canonical_path(setup: &Authz) {
+    let token = user_token(USER, &[]);
+    let send = |path: &str| {
+        let request = Req::new("GET", "gw", path)
+            .bearer(&token)
+            .header("cookie", "oauth2_proxy_kubeflow=session; other=1");
+        expect::allowed(&setup.send(&request))
+    };
+    for path in ["/oauth2/../x", "/oauth2/%2e%2e/x", "//x"] {
+        assert_eq!(
+            send(path).header("cookie"),
+            Some("other=1"),
+            "{path}: the session escaped to a backend through an exempt-looking spelling"
+        );
+    }
+    for path in ["/oauth2/start", "/x/../oauth2/start", "//oauth2/start"] {
+        assert_eq!(
+            send(path).header("cookie"),
+            Some("oauth2_proxy_kubeflow=session; other=1"),
+            "{path}: oauth2-proxy's own route keeps the session"
+        );
+    }
+}
+
+/// `headerBudgets[].paths` on the canonical path: `/x/../jupyter/` is
+/// budgeted, `/jupyter/../x` is not.
+fn header_budget_paths_match_the_canonical_path(setup: &Authz) {
+    let token = user_token(USER, &[]);
+    let big = "v".repeat(2000);
+    let send = |path: &str| {
+        setup.send(
+            &Req::new("GET", "gw", path)
+                .bearer(&token)
+                .header("x-large", &big),
+        )
+    };
+    for path in [
+        "/jupyter/",
+        "/x/../jupyter/",
+        "//jupyter/",
+        "/x/%2e%2e/jupyter/",
+    ] {
+        let response = send(path);
+        assert_eq!(
+            response.status, 431,
+            "{path}: a budgeted path escaped its budget: {:?}",
+            response.body
+        );
+        assert_eq!(response.json()["reason"], "header_too_large");
+    }
+    for path in ["/jupyter/../x", "/jupyter/%2e%2e/x"] {
+        expect::allowed(&send(path));
+    }
+    // Within budget on a budgeted path: it is the large header that counts.
+    expect::allowed(&setup.send(&Req::new("GET", "gw", "/jupyter/").bearer(&token)));
 }
 
 fn authorization_rules_match_the_canonical_path(setup: &Authz) {
@@ -355,6 +424,8 @@ fn one_gateway() {
     skip_paths_match_the_canonical_path(&setup);
     cookie_paths_match_the_canonical_path(&setup);
     authorization_rules_match_the_canonical_path(&setup);
+    session_exempt_paths_match_the_canonical_path(&setup);
+    header_budget_paths_match_the_canonical_path(&setup);
     groups_are_part_of_the_review_cache_key(&setup);
     answers_the_api_server_should_never_give_are_refused(&setup);
     exp_and_nbf_at_the_edge_of_the_clock_skew(&setup);
