@@ -21,10 +21,10 @@
 //!    on the raw path): `//v1/models/iris%3Apredict` and
 //!    `/v1/models/../models/iris:predict` in another user's namespace are
 //!    reviewed and get 403, as the plain path does.
-//! 3b. *session and header-budget paths on the canonical path* (mutations:
-//!    match `session.exemptPaths` or `headerBudgets[].paths` on the raw path;
-//!    each was tried and caught): the session cookie is removed on
-//!    `/oauth2/../x`, `/oauth2/%2e%2e/x` and `//x` and kept on `/oauth2/start`,
+//!    The same for *session and header-budget paths* (mutations: match
+//!    `session.exemptPaths` or `headerBudgets[].paths` on the raw path; each
+//!    was tried and caught): the session cookie is removed on `/oauth2/../x`,
+//!    `/oauth2/%2e%2e/x` and `//x` and kept on `/oauth2/start`,
 //!    `/x/../oauth2/start` and `//oauth2/start`; with a budget of 1,024 bytes
 //!    on `^/jupyter/`, a 2,000-byte header gets 431 `header_too_large` on
 //!    `/jupyter/`, `/x/../jupyter/`, `//jupyter/` and `/x/%2e%2e/jupyter/` and
