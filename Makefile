@@ -108,7 +108,7 @@ unit-wasm: wasm-test-target wasm-bindgen
 	  cargo test -p kfauth --lib --target wasm32-unknown-unknown
 
 # End-to-end: the built module in a real Envoy, on loopback.
-e2e: build envoy gunicorn image-tools
+e2e: build envoy gunicorn image-tools prometheus
 	cargo test -p kfauth-testkit
 	cargo test -p kfauth --test '*'
 
@@ -150,6 +150,15 @@ push: image
 image-tools:
 	@command -v skopeo >/dev/null && command -v docker-registry >/dev/null || \
 	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y skopeo docker-registry; }
+
+# What the alert tests (tests/alerts.rs) run: promtool and Prometheus, from
+# Debian's prometheus package, installed when missing (apt-get update only if
+# the install fails without it).
+.PHONY: prometheus
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
 
 clean:
 	cargo clean
