@@ -31,6 +31,14 @@
 //!   pending or firing (their `for:` is minutes; promtool tests the firing),
 //!   while `KfauthAuthorizerCredentialMissing` and `KfauthVmFailed` never do;
 //! - every query of the dashboard returns data from this Prometheus.
+//!
+//! `a_trapped_vm_fires_kfauth_vm_failed`: the one alert a correct kfauth
+//! cannot trigger, on a real trap: Envoy runs, as the plugin `kfauth` with
+//! `failure_policy: FAIL_RELOAD`, a Proxy-Wasm module (WAT) whose request
+//! handler executes `unreachable`; a Prometheus with the shipped rules
+//! scrapes it. Before any request no alert is active; after requests that
+//! trap (503) and make Envoy reload the VM, `KfauthVmFailed` fires with
+//! `plugin="kfauth"` and `result="success"`.
 
 // End-to-end against a real Envoy: native only (the testkit is not built for wasm).
 #![cfg(not(target_arch = "wasm32"))]
@@ -50,17 +58,20 @@ use std::time::{Duration, Instant};
 use kfauth_testkit::apiserver::conformance::report_skipped;
 use kfauth_testkit::bootstrap::repo_root;
 use kfauth_testkit::client;
+use kfauth_testkit::envoy::{envoy_args, envoy_bin};
 use kfauth_testkit::forge::replace_payload;
 use kfauth_testkit::idp::now;
 use kfauth_testkit::kustomize::{build, kubectl_present, read_yaml};
 use kfauth_testkit::plugin_config::{claims, uri_rule, with_rules, ISSUER};
 use kfauth_testkit::stats::issuer_metric_suffix;
-use kfauth_testkit::{expect, Alg, Cluster, Gateway, Idp, JwksServer};
+use kfauth_testkit::{
+    expect, render_envoy_yaml, Alg, Cluster, EnvoySettings, Gateway, Idp, JwksServer,
+};
 use serde_json::{json, Value};
 
 /// The stale-keys threshold as shipped, and the test's (for `jwksRefreshInterval: 3s`).
-const SHIPPED_STALE: &str = "kfauth:jwks_age_seconds:by_issuer > 1500";
-const TEST_STALE: &str = "kfauth:jwks_age_seconds:by_issuer > 8";
+const SHIPPED_STALE: &str = "\n> 1500\n";
+const TEST_STALE: &str = "\n> 8\n";
 
 fn monitoring_dir() -> PathBuf {
     repo_root().join("wasmplugin/monitoring")
@@ -458,8 +469,9 @@ fn alerts_follow_a_real_envoy_through_an_outage() {
         .iter_mut()
         .find(|rule| rule["alert"] == "KfauthJwksStale")
         .unwrap();
-    assert_eq!(stale["expr"], SHIPPED_STALE);
-    stale["expr"] = json!(TEST_STALE);
+    let expr = stale["expr"].as_str().unwrap();
+    assert!(expr.ends_with(SHIPPED_STALE), "{expr}");
+    stale["expr"] = json!(expr.replace(SHIPPED_STALE, TEST_STALE));
     let rule_file = write_rule_file(&dir, &spec);
     let prometheus = Prometheus::start(&dir, &admin, &rule_file);
     prometheus.wait_until("scraping Envoy", Duration::from_secs(20), || {
@@ -573,4 +585,128 @@ fn alerts_follow_a_real_envoy_through_an_outage() {
         );
     }
     gateway.assert_no_vm_trap();
+}
+
+/// A Proxy-Wasm module that starts and configures fine and traps on every
+/// request's headers.
+const TRAPPING_MODULE: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) unreachable)
+  (func (export "proxy_on_delete") (param i32)))"#;
+
+/// Envoy with the Wasm plugin `kfauth` running `module` (and not kfauth),
+/// reloaded when it fails, in front of an upstream it never reaches.
+fn trapping_envoy_yaml(module: &Path, port: u16, admin_port: u16) -> String {
+    let wasm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": "kfauth",
+            "root_id": "kfauth",
+            "failure_policy": "FAIL_RELOAD",
+            "vm_config": {
+                "vm_id": "kfauth",
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": {"local": {"filename": module.display().to_string()}},
+            },
+        },
+    });
+    let settings = EnvoySettings {
+        listener_port: port,
+        admin_port,
+        ..EnvoySettings::for_test(json!({}), free_port())
+    }
+    .without_kfauth()
+    .with_http_filter("envoy.filters.http.wasm", &wasm);
+    render_envoy_yaml(&settings)
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_trapped_vm_fires_kfauth_vm_failed() {
+    if !tools_present("a_trapped_vm_fires_kfauth_vm_failed") {
+        return;
+    }
+    let dir = work_dir("trap");
+    let module = dir.join("trap.wasm");
+    std::fs::write(&module, wat::parse_str(TRAPPING_MODULE).unwrap()).unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let config = dir.join("envoy.yaml");
+    std::fs::write(&config, trapping_envoy_yaml(&module, port, admin_port)).unwrap();
+    let log = dir.join("envoy.log");
+    let _envoy = Killed(
+        Command::new(envoy_bin())
+            .args(envoy_args(&config, &log, 1))
+            // The trap's log lines, on disk within the test's time.
+            .args(["--file-flush-interval-msec", "100"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("envoy starts"),
+    );
+    let admin = format!("127.0.0.1:{admin_port}");
+    let prometheus = Prometheus::start(
+        &dir,
+        &admin,
+        &write_rule_file(&dir, &prometheus_rule()["spec"]),
+    );
+    let listening = || {
+        client::send("GET", &format!("http://{admin}/ready"), &[], None)
+            .is_ok_and(|r| r.status == 200)
+    };
+    prometheus.wait_until("seeing Envoy ready", Duration::from_secs(30), listening);
+    // The reload counters exist at 0 before anything fails.
+    prometheus.wait_until(
+        "scraping the reload counters",
+        Duration::from_secs(20),
+        || prometheus.query("kfauth:wasm_vm_reloads:by_result").len() == 2,
+    );
+    assert!(
+        prometheus.active_alerts().is_empty(),
+        "{:?}",
+        prometheus.active_alerts()
+    );
+
+    let url = format!("http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let answer = client::get(&url, &[]);
+        assert_eq!(answer.status, 503, "a trapped VM fails closed: {answer:?}");
+        let fired = prometheus
+            .active_alerts()
+            .into_iter()
+            .find(|(name, _, _)| name == "KfauthVmFailed");
+        if let Some((_, labels, state)) = fired {
+            assert_eq!(state, "firing", "no `for:`");
+            assert_eq!(labels["plugin"], "kfauth", "{labels}");
+            assert_eq!(labels["result"], "success", "{labels}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "KfauthVmFailed did not fire; reload counters: {:?}; Envoy log: {}",
+            prometheus.query("kfauth:wasm_vm_reloads:by_result"),
+            log.display()
+        );
+        // Past Envoy's reload backoff (1 s by default).
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !kfauth_testkit::envoy::vm_traps(&logs).is_empty(),
+        "the 503s were traps"
+    );
 }
