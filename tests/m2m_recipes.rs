@@ -37,6 +37,16 @@
 //! - a token of one issuer presented as another's (GitLab claims signed by
 //!   GitHub's key) gets 401.
 //!
+//! `the_readme_script_runs_a_pipeline_with_the_kfp_sdk` (skipped by name
+//! when no Python can import `kfp`; `make kfp` installs it into `.venv`,
+//! `$KFP_PYTHON` names another Python): README's `run_pipeline.py`, pointed
+//! at this Envoy, runs with the real KFP SDK and a compiled pipeline:
+//! with the main branch's token it completes (the SDK's namespaced list of
+//! experiments passes kfauth's SubjectAccessReview for the workflow's user;
+//! that list, the experiment's and the run's creation, at least three
+//! requests, pass kfauth to the echo upstream standing in for KFP); with another repository's
+//! token the SDK's first call fails with 403 `forbidden`.
+//!
 //! `recipe_blocks_agree_with_each_other`: the workflow asks GitHub for the
 //! audience the rule accepts and may (`id-token: write`); `.gitlab-ci.yml`
 //! asks for the GitLab rule's audience; the pod's projected token has the
@@ -55,6 +65,10 @@
 
 mod readme_support;
 
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use kfauth_testkit::apiserver::conformance::report_skipped;
 use kfauth_testkit::apiserver::{ApiServer, Rbac};
 use kfauth_testkit::bootstrap::istio_cluster_name;
 use kfauth_testkit::idp::now;
@@ -293,15 +307,52 @@ fn eks_token(idp: &Idp, namespace: &str, account: &str, audience: &str) -> Strin
     )
 }
 
+/// The README's recipes in Envoy: GitHub's issuer signs with the shared test
+/// keys, GitLab's with the second shared keys, EKS's with `eks_keys`.
 struct Setup {
     gateway: Gateway,
     api: ApiServer,
     github: JwksServer,
     gitlab: JwksServer,
     eks: JwksServer,
+    eks_keys: Idp,
 }
 
 impl Setup {
+    fn start() -> Setup {
+        let rbac = Rbac::from_yaml(&readme_block(
+            "# RBAC: the CI identities may run pipelines in ci-pipelines",
+        ))
+        .unwrap();
+        let api = ApiServer::start_with_rbac(rbac);
+        let eks_keys = Idp::generate("eks-rsa", "eks-ec");
+        let github = provider(GITHUB, github_document(), Idp::shared());
+        let gitlab = provider(GITLAB, gitlab_document(), Idp::shared_second());
+        let eks = provider(EKS, eks_document(), &eks_keys);
+        let clusters = [
+            cluster_for(GITHUB, &github),
+            cluster_for(GITLAB, &gitlab),
+            cluster_for(EKS, &eks),
+        ];
+        let gateway = Gateway::start_with(plugin_config(), |mut settings| {
+            for cluster in clusters {
+                settings = settings.with_cluster(cluster);
+            }
+            settings
+                .with_cluster(api.envoy_cluster())
+                .with_vm_env(TOKEN_ENV, &api.bearer_token())
+                .with_concurrency(2)
+        });
+        Setup {
+            gateway,
+            api,
+            github,
+            gitlab,
+            eks,
+            eks_keys,
+        }
+    }
+
     fn send(&self, method: &str, path: &str, token: &str) -> HttpResponse {
         let bearer = format!("Bearer {token}");
         let body = (method == "POST").then_some(&b"{\"display_name\":\"ci\"}"[..]);
@@ -330,38 +381,10 @@ fn forbidden(response: &HttpResponse) {
 
 #[test]
 fn recipes_let_each_ci_run_pipelines_in_its_namespace_only() {
-    let rbac = Rbac::from_yaml(&readme_block(
-        "# RBAC: the CI identities may run pipelines in ci-pipelines",
-    ))
-    .unwrap();
-    let api = ApiServer::start_with_rbac(rbac);
+    let setup = Setup::start();
     let github_keys = Idp::shared();
     let gitlab_keys = Idp::shared_second();
-    let eks_keys = Idp::generate("eks-rsa", "eks-ec");
-    let github = provider(GITHUB, github_document(), github_keys);
-    let gitlab = provider(GITLAB, gitlab_document(), gitlab_keys);
-    let eks = provider(EKS, eks_document(), &eks_keys);
-    let clusters = [
-        cluster_for(GITHUB, &github),
-        cluster_for(GITLAB, &gitlab),
-        cluster_for(EKS, &eks),
-    ];
-    let gateway = Gateway::start_with(plugin_config(), |mut settings| {
-        for cluster in clusters {
-            settings = settings.with_cluster(cluster);
-        }
-        settings
-            .with_cluster(api.envoy_cluster())
-            .with_vm_env(TOKEN_ENV, &api.bearer_token())
-            .with_concurrency(2)
-    });
-    let setup = Setup {
-        gateway,
-        api,
-        github,
-        gitlab,
-        eks,
-    };
+    let eks_keys = &setup.eks_keys;
 
     // GitHub Actions.
     let workflow_token = |repository: &str, git_ref: &str, audience: &str| {
@@ -399,8 +422,7 @@ fn recipes_let_each_ci_run_pipelines_in_its_namespace_only() {
         &setup.list(RUNS, NAMESPACE, &default_audience),
         "audience_mismatch",
     );
-    let not_githubs_key =
-        github_token(&eks_keys, "octo-org/octo-repo", "refs/heads/main", AUDIENCE);
+    let not_githubs_key = github_token(eks_keys, "octo-org/octo-repo", "refs/heads/main", AUDIENCE);
     let refused = setup.list(RUNS, NAMESPACE, &not_githubs_key);
     assert_eq!(refused.status, 401, "{}", refused.body);
 
@@ -425,7 +447,7 @@ fn recipes_let_each_ci_run_pipelines_in_its_namespace_only() {
     );
 
     // EKS service accounts.
-    let runner = eks_token(&eks_keys, "ml-ci", "pipeline-runner", KFP_AUDIENCE);
+    let runner = eks_token(eks_keys, "ml-ci", "pipeline-runner", KFP_AUDIENCE);
     let forwarded = reached_kfp_as(
         &setup.list(EXPERIMENTS, NAMESPACE, &runner),
         "system:serviceaccount:ml-ci:pipeline-runner",
@@ -438,9 +460,9 @@ fn recipes_let_each_ci_run_pipelines_in_its_namespace_only() {
     forbidden(&setup.list(
         EXPERIMENTS,
         NAMESPACE,
-        &eks_token(&eks_keys, "ml-ci", "default", KFP_AUDIENCE),
+        &eks_token(eks_keys, "ml-ci", "default", KFP_AUDIENCE),
     ));
-    let irsa = eks_token(&eks_keys, "ml-ci", "pipeline-runner", "sts.amazonaws.com");
+    let irsa = eks_token(eks_keys, "ml-ci", "pipeline-runner", "sts.amazonaws.com");
     expect::rejected(
         &setup.list(EXPERIMENTS, NAMESPACE, &irsa),
         "audience_mismatch",
@@ -539,4 +561,107 @@ fn recipe_blocks_agree_with_each_other() {
         "{account} not in {}",
         binding["subjects"]
     );
+}
+
+/// A Python that imports the KFP SDK: `$KFP_PYTHON`, else `.venv/bin/python`.
+fn kfp_python() -> Option<PathBuf> {
+    let python = std::env::var_os("KFP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| kfauth_testkit::bootstrap::repo_root().join(".venv/bin/python"));
+    Command::new(&python)
+        .args(["-c", "import kfp"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+        .then_some(python)
+}
+
+/// A one-step pipeline, compiled by the SDK as a user's CI would.
+const COMPILE_PIPELINE: &str = r#"
+from kfp import compiler, dsl
+
+@dsl.component(base_image="python:3.12")
+def hello() -> str:
+    return "hello"
+
+@dsl.pipeline(name="ci")
+def ci():
+    hello()
+
+compiler.Compiler().compile(ci, "pipeline.yaml")
+"#;
+
+fn python(python: &PathBuf, dir: &PathBuf, args: &[&str], token: &str) -> Output {
+    Command::new(python)
+        .args(args)
+        .env("KUBEFLOW_TOKEN", token)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()))
+}
+
+fn printed(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn the_readme_script_runs_a_pipeline_with_the_kfp_sdk() {
+    let test = "the_readme_script_runs_a_pipeline_with_the_kfp_sdk";
+    let Some(interpreter) = kfp_python() else {
+        report_skipped(
+            test,
+            "no Python imports kfp (make kfp installs it into .venv)",
+        );
+        return;
+    };
+    let setup = Setup::start();
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("kfp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The SDK reads a component's source from its file.
+    std::fs::write(dir.join("compile_pipeline.py"), COMPILE_PIPELINE).unwrap();
+    let compiled = python(&interpreter, &dir, &["compile_pipeline.py"], "");
+    assert!(compiled.status.success(), "{}", printed(&compiled));
+    let script = readme_fenced("python", "# run_pipeline.py")
+        .replace("https://kubeflow.example.com", &setup.gateway.url(""));
+    std::fs::write(dir.join("run_pipeline.py"), script).unwrap();
+
+    let main = github_token(
+        Idp::shared(),
+        "octo-org/octo-repo",
+        "refs/heads/main",
+        AUDIENCE,
+    );
+    let ran = python(&interpreter, &dir, &["run_pipeline.py"], &main);
+    assert!(ran.status.success(), "{}", printed(&ran));
+    // Listing the experiment, creating it, creating the run: each passed kfauth.
+    let passed = setup.gateway.stats().counter("kfauth.jwt.allowed");
+    assert!(passed >= 3, "{passed} requests passed; {}", printed(&ran));
+    let user = "github:repo:octo-org/octo-repo:ref:refs/heads/main";
+    let reviews: Vec<Value> = setup
+        .api
+        .sar_requests()
+        .into_iter()
+        .filter(|body| body["spec"]["user"] == user)
+        .map(|body| body["spec"]["resourceAttributes"].clone())
+        .collect();
+    assert!(
+        reviews.contains(&json!({"namespace": NAMESPACE, "group": "pipelines.kubeflow.org", "resource": "experiments", "verb": "list"})),
+        "the SDK's namespaced list was reviewed: {reviews:?}"
+    );
+
+    let other = github_token(
+        Idp::shared(),
+        "octo-org/other-repo",
+        "refs/heads/main",
+        AUDIENCE,
+    );
+    let refused = python(&interpreter, &dir, &["run_pipeline.py"], &other);
+    let text = printed(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.contains("403") && text.contains("forbidden"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
