@@ -13,7 +13,7 @@ WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: help build run test tools targets wasi-target wasm-test-target envoy grpcio gunicorn wasm-bindgen lint unit unit-wasm e2e bench soak image push clean
+.PHONY: help build run test tools targets wasi-target wasm-test-target envoy grpcio gunicorn kfp wasm-bindgen lint unit unit-wasm e2e bench soak image push clean
 
 help:
 	@echo "make run    start Envoy with kfauth, a demo identity provider and an echo upstream"
@@ -37,7 +37,7 @@ run: build envoy
 
 test: tools lint unit fuzz-smoke unit-wasm build e2e
 
-tools: targets envoy grpcio gunicorn wasm-bindgen
+tools: targets envoy grpcio gunicorn kfp wasm-bindgen
 
 targets: wasi-target wasm-test-target
 
@@ -68,6 +68,14 @@ GUNICORN_VERSION := 27.0.1
 gunicorn: $(VENV)/.gunicorn-$(GUNICORN_VERSION)
 $(VENV)/.gunicorn-$(GUNICORN_VERSION): $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check gunicorn==$(GUNICORN_VERSION)
+	touch $@
+
+# The KFP SDK, which the machine-to-machine recipe test runs README's
+# run_pipeline.py with (tests/m2m_recipes.rs).
+KFP_VERSION := 2.17.3
+kfp: $(VENV)/.kfp-$(KFP_VERSION)
+$(VENV)/.kfp-$(KFP_VERSION): $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check kfp==$(KFP_VERSION)
 	touch $@
 
 wasm-bindgen:
@@ -108,7 +116,7 @@ unit-wasm: wasm-test-target wasm-bindgen
 	  cargo test -p kfauth --lib --target wasm32-unknown-unknown
 
 # End-to-end: the built module in a real Envoy, on loopback.
-e2e: build envoy gunicorn image-tools
+e2e: build envoy gunicorn kfp image-tools prometheus
 	cargo test -p kfauth-testkit
 	cargo test -p kfauth --test '*'
 
@@ -150,6 +158,15 @@ push: image
 image-tools:
 	@command -v skopeo >/dev/null && command -v docker-registry >/dev/null || \
 	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y skopeo docker-registry; }
+
+# What the alert tests (tests/alerts.rs) run: promtool and Prometheus, from
+# Debian's prometheus package, installed when missing (apt-get update only if
+# the install fails without it).
+.PHONY: prometheus
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
 
 clean:
 	cargo clean

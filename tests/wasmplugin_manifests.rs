@@ -76,6 +76,8 @@
     clippy::indexing_slicing
 )]
 
+mod readme_support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,6 +94,7 @@ use kfauth_testkit::apiserver::conformance::{
 use kfauth_testkit::apiserver::openapi::Schemas;
 use kfauth_testkit::apiserver::{validate_sar_request, AccessRequest, Rbac};
 use kfauth_testkit::kustomize::{build, kubectl_present, relative_path, yaml_documents};
+use readme_support::readme_block;
 use serde_json::{json, Value};
 
 const TOKEN_ENV: &str = "KFAUTH_APISERVER_TOKEN";
@@ -1631,16 +1634,6 @@ fn kustomizations_render_with_kubectl() {
             label(plugin)
         );
     }
-}
-
-/// The fenced block of README.md whose first line is `first_line`, without it.
-fn readme_block(first_line: &str) -> String {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let start = readme
-        .find(&format!("```yaml\n{first_line}\n"))
-        .unwrap_or_else(|| panic!("README has no yaml block starting {first_line:?}"));
-    let body = &readme[start + "```yaml\n".len()..];
-    body[..body.find("```").unwrap()].to_string()
 }
 
 #[test]
