@@ -100,3 +100,16 @@ export function kubeflowRequest(token, { path = null, extra = [] } = {}) {
     ...extra,
   ]);
 }
+
+/** The request `make bench` sends (wrk: a path, Host and the token), as Envoy hands it to its filters. */
+export function benchRequest(token) {
+  return new HeaderMap([
+    [":authority", "127.0.0.1:8080"],
+    [":path", "/"],
+    [":method", "GET"],
+    [":scheme", "http"],
+    ["authorization", `Bearer ${token}`],
+    ["x-forwarded-proto", "http"],
+    ["x-request-id", "2d3c9f5e-8f61-4a7b-9a53-0c2f9d7e6b41"],
+  ]);
+}

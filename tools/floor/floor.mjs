@@ -3,8 +3,10 @@
 // the JavaScript host in host.mjs (no Envoy, no network).
 //
 //   node --no-liftoff tools/floor/floor.mjs --kfauth KFAUTH.wasm --empty EMPTY.wasm [--probes DIR]
+//        [--compare NAME=OTHER.wasm ...]
 //
-// Cases: the empty filter; kfauth with every path skipped (its floor); kfauth
+// Cases: the empty filter; kfauth with every path skipped (its floor), on a
+// Kubeflow browser request and on make bench's bare one; kfauth
 // with a token it verified before (the hot path); kfauth with a token it has
 // never seen (the signature); with --probes, the empty filter making one kind
 // of host call eight times (bench/src/empty_filter.rs). Each case runs in a
@@ -13,16 +15,17 @@
 // threads count). Rounds are interleaved (each round every case, in a rotated
 // order); the median of the rounds is reported with the smallest and largest.
 //
-// FLOOR_REQUESTS (1,000,000), FLOOR_ROUNDS (5), FLOOR_FRESH (2,000 tokens, each
-// used once per round), FLOOR_CASES (empty,floor,cached,fresh; "probes" adds
-// every probe). --json FILE writes the figures.
+// FLOOR_REQUESTS (1,000,000), FLOOR_ROUNDS (5), FLOOR_FRESH (5,000 tokens, each
+// used once per round), FLOOR_CASES (empty,floor,floor-bare,cached,fresh; "probes" adds
+// every probe). --json FILE writes the figures. --compare adds kfauth's cases
+// for another build of it, interleaved with the first: how a change moves them.
 
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 
 import { Vm } from "./host.mjs";
-import { kfauthConfig, kubeflowRequest, makeIssuer, mintToken } from "./fixtures.mjs";
+import { benchRequest, kfauthConfig, kubeflowRequest, makeIssuer, mintToken } from "./fixtures.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -30,6 +33,7 @@ const { values: args } = parseArgs({
     empty: { type: "string" },
     probes: { type: "string" },
     json: { type: "string" },
+    compare: { type: "string", multiple: true, default: [] },
   },
 });
 if (!args.kfauth || !args.empty) {
@@ -47,10 +51,10 @@ const number = (name, fallback) => {
 };
 const REQUESTS = number("FLOOR_REQUESTS", 1_000_000);
 const ROUNDS = number("FLOOR_ROUNDS", 5);
-const FRESH = number("FLOOR_FRESH", 2_000);
+const FRESH = number("FLOOR_FRESH", 5_000);
 const WARM_UP = Math.max(1, Math.floor(REQUESTS / 10));
 const FRESH_WARM_UP = 200;
-const selected = (process.env.FLOOR_CASES ?? "empty,floor,cached,fresh").split(",");
+const selected = (process.env.FLOOR_CASES ?? "empty,floor,floor-bare,cached,fresh").split(",");
 
 const compile = (path) => new WebAssembly.Module(readFileSync(path));
 const kfauth = compile(args.kfauth);
@@ -79,6 +83,13 @@ const cases = [
     requests: [kubeflowRequest(token)],
   },
   {
+    key: "floor-bare",
+    label: "kfauth, every path skipped, make bench's request (no cookie)",
+    module: kfauth,
+    config: kfauthConfig(issuer, { floor: true }),
+    requests: [benchRequest(token)],
+  },
+  {
     key: "cached",
     label: "kfauth, token verified before (hot path)",
     module: kfauth,
@@ -95,6 +106,18 @@ const cases = [
     once: true,
   },
 ].filter((each) => selected.includes(each.key));
+
+for (const spec of args.compare) {
+  const [name, path] = spec.split("=");
+  if (!name || !path) {
+    console.error(`--compare takes NAME=PATH, not ${spec}`);
+    process.exit(2);
+  }
+  const other = compile(path);
+  for (const each of cases.filter((one) => one.module === kfauth)) {
+    cases.push({ ...each, key: `${each.key}@${name}`, label: `${each.label} [${name}]`, module: other });
+  }
+}
 
 if (args.probes && selected.includes("probes")) {
   for (const file of readdirSync(args.probes).filter((name) => /^probe-.*\.wasm$/.test(name)).sort()) {
@@ -191,8 +214,15 @@ const difference = (a, b, what) => {
 };
 console.log("");
 difference("floor", "empty", "kfauth's floor over the empty filter");
+difference("floor", "floor-bare", "the Kubeflow request's headers (4 KiB cookie, browser headers) over make bench's");
 difference("cached", "floor", "a cached token over the floor");
 difference("fresh", "cached", "a never-seen token over a cached one");
+for (const spec of args.compare) {
+  const name = spec.split("=")[0];
+  for (const row of summary.filter((one) => one.key.endsWith(`@${name}`))) {
+    difference(row.key, row.key.split("@")[0], `${name} on ${row.key.split("@")[0]}`);
+  }
+}
 console.log("");
 console.log("Host calls and VM entries in one request:");
 console.log("");
