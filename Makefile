@@ -121,7 +121,7 @@ bench: tools build
 # empty filter and its probes, run by tools/floor's JavaScript Proxy-Wasm host
 # in Node's V8 with Liftoff off, as Envoy runs V8 (BENCHMARKS.md "The floor in V8").
 # FLOOR_REQUESTS (1000000), FLOOR_ROUNDS (5), FLOOR_FRESH (5000), FLOOR_CASES
-# (empty,floor,floor-bare,cached,fresh; add probes for the host-call probes).
+# (empty,floor,floor-bare,cached,fresh,fresh-es256; add probes for the host-call probes).
 floor: build
 	cargo run --quiet --release -p kfauth-bench --bin empty-filter > /dev/null
 	node --no-liftoff tools/floor/floor.mjs --kfauth $(WASM) --empty target/bench/empty-filter.wasm --probes target/bench --json target/bench/floor.json

@@ -1,4 +1,4 @@
-// What the floor harness feeds a filter: an RS256-2048 issuer (node:crypto),
+// What the floor harness feeds a filter: an RS256-2048 or ES256 issuer (node:crypto),
 // its tokens, kfauth's configuration as `make bench` writes it, and a request
 // as a browser session reaches Kubeflow's ingress gateway.
 
@@ -11,13 +11,18 @@ export const AUDIENCE = "kubeflow";
 
 const base64url = (bytes) => Buffer.from(bytes).toString("base64url");
 
-/** An RS256 signing key and its JWKS document. */
-export function makeIssuer() {
-  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+/** A signing key and its JWKS document: RS256 (RSA-2048) or ES256 (P-256). */
+export function makeIssuer(alg = "RS256") {
+  const { privateKey, publicKey } =
+    alg === "ES256"
+      ? generateKeyPairSync("ec", { namedCurve: "P-256" })
+      : generateKeyPairSync("rsa", { modulusLength: 2048 });
   const jwk = publicKey.export({ format: "jwk" });
-  const kid = createHash("sha256").update(jwk.n).digest("base64url").slice(0, 16);
-  const jwks = JSON.stringify({ keys: [{ kty: "RSA", kid, alg: "RS256", use: "sig", n: jwk.n, e: jwk.e }] });
-  return { privateKey, kid, jwks };
+  const kid = createHash("sha256").update(JSON.stringify(jwk)).digest("base64url").slice(0, 16);
+  const key =
+    alg === "ES256" ? { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y } : { kty: "RSA", n: jwk.n, e: jwk.e };
+  const jwks = JSON.stringify({ keys: [{ ...key, kid, alg, use: "sig" }] });
+  return { alg, privateKey, kid, jwks };
 }
 
 /**
@@ -26,7 +31,7 @@ export function makeIssuer() {
  */
 export function mintToken(issuer, n = 0, claims = {}) {
   const now = Math.floor(Date.now() / 1000);
-  const header = { alg: "RS256", kid: issuer.kid, typ: "JWT" };
+  const header = { alg: issuer.alg, kid: issuer.kid, typ: "JWT" };
   const payload = {
     iss: ISSUER,
     sub: `CiQwOGE4Njg0Yi1kYjg4LTRiNzMtOTBhOS0zY2QxNjYxZjU0NjYSBWxvY2Fs-${n}`,
@@ -43,7 +48,9 @@ export function mintToken(issuer, n = 0, claims = {}) {
     ...claims,
   };
   const text = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(payload))}`;
-  return `${text}.${base64url(sign("sha256", Buffer.from(text), issuer.privateKey))}`;
+  // JWS ECDSA signatures are r || s (RFC 7518 section 3.4), not DER.
+  const signature = sign("sha256", Buffer.from(text), { key: issuer.privateKey, dsaEncoding: "ieee-p1363" });
+  return `${text}.${base64url(signature)}`;
 }
 
 /** kfauth's pluginConfig as `make bench` runs it; `floor` skips every path. */

@@ -6,17 +6,17 @@
 //        [--compare NAME=OTHER.wasm ...]
 //
 // Cases: the empty filter; kfauth with every path skipped (its floor), on a
-// Kubeflow browser request and on make bench's bare one; kfauth
-// with a token it verified before (the hot path); kfauth with a token it has
-// never seen (the signature); with --probes, the empty filter making one kind
-// of host call eight times (bench/src/empty_filter.rs). Each case runs in a
+// Kubeflow browser request and on make bench's bare one; kfauth with a token
+// it verified before (the hot path); kfauth with a token it has never seen
+// (the signature: RS256-2048, and ES256); with --probes, the empty filter
+// making one kind of host call eight times (bench/src/empty_filter.rs). Each case runs in a
 // fresh VM: start, configure, warm up, then FLOOR_REQUESTS requests timed by
 // the process's CPU time (user + system, all threads, so V8's GC and compiler
 // threads count). Rounds are interleaved (each round every case, in a rotated
 // order); the median of the rounds is reported with the smallest and largest.
 //
 // FLOOR_REQUESTS (1,000,000), FLOOR_ROUNDS (5), FLOOR_FRESH (5,000 tokens, each
-// used once per round), FLOOR_CASES (empty,floor,floor-bare,cached,fresh; "probes" adds
+// used once per round), FLOOR_CASES (empty,floor,floor-bare,cached,fresh,fresh-es256; "probes" adds
 // every probe). --json FILE writes the figures. --compare adds kfauth's cases
 // for another build of it, interleaved with the first: how a change moves them.
 
@@ -54,17 +54,19 @@ const ROUNDS = number("FLOOR_ROUNDS", 5);
 const FRESH = number("FLOOR_FRESH", 5_000);
 const WARM_UP = Math.max(1, Math.floor(REQUESTS / 10));
 const FRESH_WARM_UP = 200;
-const selected = (process.env.FLOOR_CASES ?? "empty,floor,floor-bare,cached,fresh").split(",");
+const selected = (process.env.FLOOR_CASES ?? "empty,floor,floor-bare,cached,fresh,fresh-es256").split(",");
 
 const compile = (path) => new WebAssembly.Module(readFileSync(path));
 const kfauth = compile(args.kfauth);
 const empty = compile(args.empty);
 const issuer = makeIssuer();
 const token = mintToken(issuer, 0);
-console.error(`minting ${FRESH + FRESH_WARM_UP} tokens for the fresh-token case`);
-const freshTokens = selected.includes("fresh")
-  ? Array.from({ length: FRESH + FRESH_WARM_UP }, (_, n) => mintToken(issuer, n + 1))
-  : [];
+console.error(`minting ${FRESH + FRESH_WARM_UP} tokens for each fresh-token case`);
+const freshTokens = (from, key) =>
+  selected.includes(key) ? Array.from({ length: FRESH + FRESH_WARM_UP }, (_, n) => mintToken(from, n + 1)) : [];
+const rsaTokens = freshTokens(issuer, "fresh");
+const ecIssuer = makeIssuer("ES256");
+const ecTokens = freshTokens(ecIssuer, "fresh-es256");
 
 // A case: how to make its VM, and its requests (maps replayed by index).
 const cases = [
@@ -101,8 +103,17 @@ const cases = [
     label: "kfauth, token never seen (RS256-2048)",
     module: kfauth,
     config: kfauthConfig(issuer),
-    warmUp: freshTokens.slice(0, FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
-    requests: freshTokens.slice(FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
+    warmUp: rsaTokens.slice(0, FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
+    requests: rsaTokens.slice(FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
+    once: true,
+  },
+  {
+    key: "fresh-es256",
+    label: "kfauth, token never seen (ES256)",
+    module: kfauth,
+    config: kfauthConfig(ecIssuer),
+    warmUp: ecTokens.slice(0, FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
+    requests: ecTokens.slice(FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
     once: true,
   },
 ].filter((each) => selected.includes(each.key));

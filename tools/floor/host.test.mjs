@@ -87,6 +87,17 @@ test("a good token continues with its identity headers, the client's copies and 
   assert.deepEqual([...vm.unimplemented], []);
 });
 
+test("an ES256 token (r || s signature) continues with its identity headers", () => {
+  const ec = makeIssuer("ES256");
+  const vm = started(kfauthConfig(ec));
+  const request = kubeflowRequest(mintToken(ec, 3));
+
+  assert.equal(vm.request(request), Action.continue);
+
+  assert.equal(vm.localReply, null, JSON.stringify(vm.localReply));
+  assert.deepEqual(request.getAll("kubeflow-userid"), ["user3@example.com"]);
+});
+
 test("a skipped path (the floor) continues without a token, and loses the identity headers the client sent", () => {
   const vm = started(kfauthConfig(issuer, { floor: true }));
   const request = kubeflowRequest("not-a-token", { extra: [["kubeflow-userid", "mallory@example.com"]] });
