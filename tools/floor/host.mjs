@@ -197,7 +197,6 @@ export class Vm {
     this.contexts = new Set();
     this.effective = 0;
     this.nextContextId = ROOT_CONTEXT_ID + 1;
-    this.stream = null;
     this.instance = new WebAssembly.Instance(module, this.imports(module));
     this.exports = this.instance.exports;
     this.memory = this.exports.memory;
