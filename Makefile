@@ -13,13 +13,14 @@ WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: help build run test tools targets wasi-target wasm-test-target envoy grpcio gunicorn kfp wasm-bindgen lint unit unit-wasm e2e bench soak image push clean
+.PHONY: help build run test tools targets wasi-target wasm-test-target envoy grpcio gunicorn kfp wasm-bindgen lint unit unit-wasm e2e bench floor soak image push clean
 
 help:
 	@echo "make run    start Envoy with kfauth, a demo identity provider and an echo upstream"
 	@echo "make test   everything CI runs: lint, unit tests (native and wasm), Envoy end-to-end tests"
 	@echo "make build  build $(WASM)"
 	@echo "make bench  requests/s of kfauth next to Envoy's native jwt_authn"
+	@echo "make floor  ns of V8 per request for kfauth.wasm and an empty Wasm filter, in Node (FLOOR_REQUESTS, FLOOR_ROUNDS)"
 	@echo "make soak   10 minutes at a fixed rate through a key rotation and an IdP outage (SOAK_SECONDS, SOAK_RATE)"
 	@echo "make image  the OCI image layout for Istio's WasmPlugin in $(IMAGE_DIR), no Docker needed; prints the spec.sha256 values"
 	@echo "make push   IMAGE=REGISTRY/kfauth:TAG: push that image with skopeo; prints its digest"
@@ -119,9 +120,19 @@ unit-wasm: wasm-test-target wasm-bindgen
 e2e: build envoy gunicorn kfp image-tools prometheus
 	cargo test -p kfauth-testkit
 	cargo test -p kfauth --test '*'
+	node --test tools/floor/host.test.mjs
 
 bench: tools build
 	bench/quick.sh
+
+# Not part of `make test`: the VM side of a request, kfauth.wasm beside the
+# empty filter and its probes, run by tools/floor's JavaScript Proxy-Wasm host
+# in Node's V8 with Liftoff off, as Envoy runs V8 (BENCHMARKS.md "The floor in V8").
+# FLOOR_REQUESTS (1000000), FLOOR_ROUNDS (5), FLOOR_FRESH (5000), FLOOR_CASES
+# (empty,floor,floor-bare,cached,fresh,fresh-es256; add probes for the host-call probes).
+floor: build
+	cargo run --quiet --release -p kfauth-bench --bin empty-filter > /dev/null
+	node --no-liftoff tools/floor/floor.mjs --kfauth $(WASM) --empty target/bench/empty-filter.wasm --probes target/bench --json target/bench/floor.json
 
 # Not part of `make test`: SOAK_SECONDS (600), SOAK_RATE (300), SOAK_OUTAGE_SECONDS (60); see README "Soak test".
 soak: build envoy

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kfauth_bench::empty_filter::{empty_filter_path, Probe, PROBE_CALLS};
 use kfauth_testkit::bootstrap::{repo_root, wasm_path};
 use kfauth_testkit::envoy::envoy_bin;
 use kfauth_testkit::idp::{standard_claims, Alg, Idp};
@@ -49,80 +50,6 @@ enum Variant {
     /// The empty filter plus one kind of host call made `PROBE_CALLS` times per
     /// request: what that call costs (compare with `WasmEmpty`).
     Probe(Probe),
-}
-
-/// Host calls (and one VM entry) whose cost the probe variants measure.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Probe {
-    /// `proxy_get_current_time_nanoseconds`.
-    Clock,
-    /// `proxy_get_header_map_pairs`: the host copies every request header into
-    /// memory it asks the module for (`proxy_on_memory_allocate`, a VM entry).
-    HeaderPairs,
-    /// `proxy_get_header_map_value("authorization")`, also through the allocator.
-    HeaderValue,
-    /// `proxy_replace_header_map_value` of one header.
-    ReplaceHeader,
-    /// `proxy_add_header_map_value` of one header.
-    AddHeader,
-    /// `proxy_remove_header_map_value` of a header the request lacks.
-    RemoveAbsentHeader,
-    /// `proxy_increment_metric` of one counter.
-    IncrementMetric,
-    /// Two more per-request VM entries: `proxy_on_done` and `proxy_on_log`
-    /// exported (empty), so Envoy calls them.
-    TwoMoreEntries,
-    /// No call: about 1 MB of functions nothing calls, for what code size
-    /// alone costs in Envoy's memory (compare peak RSS with `WasmEmpty`).
-    DeadCode,
-}
-
-/// Calls per request in a probe: the cost of one is (probe − empty) / this.
-const PROBE_CALLS: usize = 8;
-
-impl Probe {
-    const ALL: [Probe; 9] = [
-        Probe::Clock,
-        Probe::HeaderPairs,
-        Probe::HeaderValue,
-        Probe::ReplaceHeader,
-        Probe::AddHeader,
-        Probe::RemoveAbsentHeader,
-        Probe::IncrementMetric,
-        Probe::TwoMoreEntries,
-        Probe::DeadCode,
-    ];
-
-    fn key(self) -> &'static str {
-        match self {
-            Probe::Clock => "probe-clock",
-            Probe::HeaderPairs => "probe-header-pairs",
-            Probe::HeaderValue => "probe-header-value",
-            Probe::ReplaceHeader => "probe-replace-header",
-            Probe::AddHeader => "probe-add-header",
-            Probe::RemoveAbsentHeader => "probe-remove-absent-header",
-            Probe::IncrementMetric => "probe-increment-metric",
-            Probe::TwoMoreEntries => "probe-two-more-entries",
-            Probe::DeadCode => "probe-dead-code",
-        }
-    }
-
-    /// The WAT statement making the call once (its result dropped), or `None`
-    /// for the probe that adds exports instead.
-    fn call(self) -> Option<&'static str> {
-        // Memory layout of the probe module: 16 result pointer, 20 result size,
-        // 64 "authorization", 96 "x-kfauth-probe", 8192 what the allocator hands out.
-        Some(match self {
-            Probe::Clock => "(drop (call $clock (i32.const 16)))",
-            Probe::HeaderPairs => "(drop (call $pairs (i32.const 0) (i32.const 16) (i32.const 20)))",
-            Probe::HeaderValue => "(drop (call $get (i32.const 0) (i32.const 64) (i32.const 13) (i32.const 16) (i32.const 20)))",
-            Probe::ReplaceHeader => "(drop (call $replace (i32.const 0) (i32.const 96) (i32.const 14) (i32.const 64) (i32.const 5)))",
-            Probe::AddHeader => "(drop (call $add (i32.const 0) (i32.const 96) (i32.const 14) (i32.const 64) (i32.const 5)))",
-            Probe::RemoveAbsentHeader => "(drop (call $remove (i32.const 0) (i32.const 96) (i32.const 14)))",
-            Probe::IncrementMetric => "(drop (call $increment (global.get $metric) (i64.const 1)))",
-            Probe::TwoMoreEntries | Probe::DeadCode => return None,
-        })
-    }
 }
 
 impl Variant {
@@ -259,88 +186,6 @@ fn wasm_filter_yaml(module: &Path, configuration: &str) -> String {
         },
     });
     format!("          - name: envoy.filters.http.wasm\n            typed_config: {config}\n")
-}
-
-/// The least a Proxy-Wasm HTTP filter can be (ABI 0.2.1): it accepts any
-/// configuration, and lets every request through without reading anything.
-/// Envoy still creates a context per request, calls `on_request_headers`, and
-/// deletes the context: the part of kfauth's cost no Wasm filter can avoid.
-/// With a `probe`, `on_request_headers` also makes that host call
-/// `PROBE_CALLS` times (or the module exports two more callbacks).
-fn empty_filter_wat(probe: Option<Probe>) -> String {
-    let calls = probe
-        .and_then(Probe::call)
-        .map(|call| [call; PROBE_CALLS].join(" "))
-        .unwrap_or_default();
-    let more = match probe {
-        Some(Probe::TwoMoreEntries) => {
-            r#"(func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_log") (param i32))"#
-                .to_string()
-        }
-        Some(Probe::DeadCode) => dead_code_wat(),
-        _ => String::new(),
-    };
-    // Only the counter probe defines a counter: the empty filter's callbacks stay empty.
-    let define = if probe == Some(Probe::IncrementMetric) {
-        "(drop (call $define (i32.const 0) (i32.const 128) (i32.const 12) (i32.const 200)))
-    (global.set $metric (i32.load (i32.const 200)))"
-    } else {
-        ""
-    };
-    format!(
-        r#"(module
-  (import "env" "proxy_get_current_time_nanoseconds" (func $clock (param i32) (result i32)))
-  (import "env" "proxy_get_header_map_pairs" (func $pairs (param i32 i32 i32) (result i32)))
-  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
-  (import "env" "proxy_replace_header_map_value" (func $replace (param i32 i32 i32 i32 i32) (result i32)))
-  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
-  (import "env" "proxy_remove_header_map_value" (func $remove (param i32 i32 i32) (result i32)))
-  (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
-  (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
-  (memory (export "memory") 2)
-  (data (i32.const 64) "authorization")
-  (data (i32.const 96) "x-kfauth-probe")
-  (data (i32.const 128) "kfauth.probe")
-  (global $metric (mut i32) (i32.const 0))
-  (func (export "proxy_abi_version_0_2_1"))
-  ;; Every answer lands at the same place: a probe reads nothing back.
-  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32) (i32.const 8192))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) {define} (i32.const 1))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) {calls} (i32.const 0))
-  (func (export "proxy_on_delete") (param i32))
-  {more})"#
-    )
-}
-
-/// 200 functions of 400 multiply-adds each (about 1 MB of Wasm), which nothing
-/// calls.
-fn dead_code_wat() -> String {
-    (0..200)
-        .map(|function| {
-            let steps: String = (0..400)
-                .map(|step| {
-                    format!(
-                        "(local.set $x (i64.add (i64.mul (local.get $x) (i64.const {})) (i64.const {})))",
-                        3 + step + function,
-                        step * 7 + 1
-                    )
-                })
-                .collect();
-            format!("(func $unused{function} (param $x i64) (result i64) {steps} (local.get $x))\n")
-        })
-        .collect()
-}
-
-fn empty_filter_path(probe: Option<Probe>) -> PathBuf {
-    let name = probe.map_or("empty-filter", Probe::key);
-    let path = repo_root().join(format!("target/bench/{name}.wasm"));
-    let module = wat::parse_str(empty_filter_wat(probe)).expect("the empty filter's WAT is valid");
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(&path, module).unwrap();
-    path
 }
 
 fn envoy_yaml(variant: Variant, jwks: &str, port: u16, admin_port: u16) -> String {

@@ -1,0 +1,142 @@
+// The floor harness's host calls do what Envoy's do, shown on the built
+// kfauth.wasm: a bad token gets kfauth's 401 local reply, a good one its
+// identity headers, a skipped path loses the identity headers a client sent.
+// Run by `make test` (e2e step): node --test tools/floor/host.test.mjs
+
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { Action, HeaderMap, Vm, parsePairs, serializePairs } from "./host.mjs";
+import { kfauthConfig, kubeflowRequest, makeIssuer, mintToken } from "./fixtures.mjs";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const wasmPath = process.env.KFAUTH_WASM ?? join(root, "target/wasm32-wasip1/release/kfauth.wasm");
+
+/** The newest modification time under `dir`, in ms. */
+function newest(dir) {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    latest = Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs);
+  }
+  return latest;
+}
+
+// Like the testkit: a module older than src/ would test yesterday's code.
+const built = statSync(wasmPath, { throwIfNoEntry: false });
+if (!built) throw new Error(`${wasmPath} is missing: run make build`);
+if (!process.env.KFAUTH_WASM && built.mtimeMs < newest(join(root, "src"))) {
+  throw new Error(`${wasmPath} is older than src/: run make build`);
+}
+const kfauth = new WebAssembly.Module(readFileSync(wasmPath));
+const issuer = makeIssuer();
+
+function started(config) {
+  const vm = new Vm(kfauth);
+  assert.equal(vm.start({ pluginConfiguration: config }), true, JSON.stringify(vm.logs));
+  return vm;
+}
+
+test("a token with a bad signature gets the 401 local reply, its reason word and one log line", () => {
+  const vm = started(kfauthConfig(issuer));
+  const good = mintToken(issuer, 1);
+  const forged = `${good.slice(0, good.lastIndexOf(".") + 1)}${Buffer.alloc(256, 1).toString("base64url")}`;
+  const logsBefore = vm.logs.length;
+  const request = kubeflowRequest(forged);
+
+  assert.equal(vm.request(request), Action.pause);
+
+  assert.equal(vm.localReply.status, 401);
+  assert.deepEqual(JSON.parse(vm.localReply.body), { code: 401, reason: "signature_invalid" });
+  assert.equal(
+    new HeaderMap(vm.localReply.headers).get("www-authenticate"),
+    'Bearer realm="kfauth", error="invalid_token"',
+  );
+  const lines = vm.logs.slice(logsBefore).filter((line) => line.message.includes("signature_invalid"));
+  assert.equal(lines.length, 1);
+  assert.equal(vm.metric("kfauth.jwt.denied.signature_invalid"), 1n);
+  assert.deepEqual([...vm.unimplemented], []);
+});
+
+test("a good token continues with its identity headers, the client's copies and the token removed", () => {
+  const vm = started(kfauthConfig(issuer));
+  const request = kubeflowRequest(mintToken(issuer, 7), {
+    extra: [
+      ["kubeflow-userid", "mallory@example.com"],
+      ["kubeflow-groups", "cluster-admins"],
+    ],
+  });
+
+  assert.equal(vm.request(request), Action.continue);
+
+  assert.equal(vm.localReply, null);
+  assert.deepEqual(request.getAll("kubeflow-userid"), ["user7@example.com"]);
+  assert.deepEqual(request.getAll("kubeflow-groups"), ["kubeflow-user-example-com,team-a,team-b"]);
+  assert.equal(request.get("authorization"), undefined);
+  assert.equal(request.get(":path"), kubeflowRequest("x").get(":path"));
+  assert.equal(vm.metric("kfauth.jwt.allowed"), 1n);
+
+  // The same token again: answered from the cache, the same headers.
+  request.reset();
+  assert.equal(vm.request(request), Action.continue);
+  assert.deepEqual(request.getAll("kubeflow-userid"), ["user7@example.com"]);
+  assert.equal(vm.metric("kfauth.jwt.allowed"), 2n);
+  assert.deepEqual([...vm.unimplemented], []);
+});
+
+test("an ES256 token (r || s signature) continues with its identity headers", () => {
+  const ec = makeIssuer("ES256");
+  const vm = started(kfauthConfig(ec));
+  const request = kubeflowRequest(mintToken(ec, 3));
+
+  assert.equal(vm.request(request), Action.continue);
+
+  assert.equal(vm.localReply, null, JSON.stringify(vm.localReply));
+  assert.deepEqual(request.getAll("kubeflow-userid"), ["user3@example.com"]);
+});
+
+test("a skipped path (the floor) continues without a token, and loses the identity headers the client sent", () => {
+  const vm = started(kfauthConfig(issuer, { floor: true }));
+  const request = kubeflowRequest("not-a-token", { extra: [["kubeflow-userid", "mallory@example.com"]] });
+
+  assert.equal(vm.request(request), Action.continue);
+
+  assert.equal(vm.localReply, null);
+  assert.equal(request.get("kubeflow-userid"), undefined);
+  assert.deepEqual([...vm.unimplemented], []);
+});
+
+test("a configuration kfauth cannot read is refused with a line naming the field", () => {
+  const vm = new Vm(kfauth);
+
+  assert.equal(vm.start({ pluginConfiguration: JSON.stringify({ jwtRules: [{ issuer: 5 }] }) }), false);
+
+  assert.ok(vm.logs.some((line) => line.message.includes("jwtRules")), JSON.stringify(vm.logs));
+});
+
+test("header maps cross the ABI in its serialized form and edit as Envoy's do", () => {
+  const pairs = [
+    [":path", "/"],
+    ["x-a", "1"],
+    ["x-a", "2"],
+    ["é", "ü"],
+  ];
+  assert.deepEqual(parsePairs(serializePairs(pairs)), pairs);
+  assert.equal(parsePairs(serializePairs(pairs).subarray(0, 20)), null);
+
+  const map = new HeaderMap(pairs);
+  map.replace("x-a", "3");
+  map.add("x-b", "4");
+  map.remove(":path");
+  assert.deepEqual(map.pairs, [
+    ["x-a", "3"],
+    ["é", "ü"],
+    ["x-b", "4"],
+  ]);
+  assert.deepEqual(parsePairs(map.toSerialized()), map.pairs);
+  map.reset();
+  assert.deepEqual(map.pairs, pairs);
+});

@@ -1,0 +1,31 @@
+// Self time by function from a V8 CPU profile (node --cpu-prof), with Wasm
+// functions named from the module's name section (a build with symbols:
+// CARGO_PROFILE_RELEASE_STRIP=none). Names are demangled enough to show the
+// crate: `node profile-summary.mjs FILE.cpuprofile [TOP]`.
+
+import { readFileSync } from "node:fs";
+
+const [file, top = "30"] = process.argv.slice(2);
+const profile = JSON.parse(readFileSync(file, "utf8"));
+const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+const selfTime = new Map();
+const byPart = new Map();
+const part = (url) =>
+  url.includes(".wasm") ? "the module (Wasm)" : url.endsWith("host.mjs") ? "the JavaScript host" : url.endsWith(".mjs") ? "the harness" : "Node, V8 and GC";
+profile.samples.forEach((id, index) => {
+  const frame = nodes.get(id).callFrame;
+  const url = frame.url.split("/").pop();
+  const name = `${frame.functionName || "(anonymous)"}${url ? ` ${url}:${frame.lineNumber + 1}` : ""}`;
+  const time = profile.timeDeltas[index] ?? 0;
+  selfTime.set(name, (selfTime.get(name) ?? 0) + time);
+  byPart.set(part(url), (byPart.get(part(url)) ?? 0) + time);
+});
+const total = [...selfTime.values()].reduce((sum, each) => sum + each, 0);
+console.log(`${(total / 1000).toFixed(0)} ms sampled`);
+for (const [name, time] of [...byPart].sort((a, b) => b[1] - a[1])) {
+  console.log(`${((100 * time) / total).toFixed(1).padStart(5)}%  ${name}`);
+}
+console.log("");
+for (const [name, time] of [...selfTime].sort((a, b) => b[1] - a[1]).slice(0, Number(top))) {
+  console.log(`${((100 * time) / total).toFixed(1).padStart(5)}%  ${name}`);
+}
