@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{remote_jwks, Endpoint};
+use crate::endpoint::Endpoint;
 
 #[derive(Deserialize)]
 struct ProviderMetadata {
@@ -26,7 +26,8 @@ pub fn jwks_endpoint(
             metadata.issuer
         ));
     }
-    remote_jwks(&metadata.jwks_uri, jwks_cluster).map_err(|problem| format!("jwks_uri: {problem}"))
+    Endpoint::from_url(&metadata.jwks_uri, jwks_cluster)
+        .map_err(|problem| format!("jwks_uri: {problem}"))
 }
 
 #[cfg(test)]

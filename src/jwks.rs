@@ -243,7 +243,7 @@ struct RawJwk {
 /// keys that cannot be used are skipped with a note.
 pub fn parse_jwks(document: &[u8]) -> Result<ParsedJwks, String> {
     // serde would read the document struct from an array too (`[[]]`).
-    if crate::config::first_json_byte(document) != Some(b'{') {
+    if crate::json::first_byte(document) != Some(b'{') {
         return Err("not a JWKS document (not a JSON object)".into());
     }
     let document: JwksDocument = serde_json::from_slice(document)

@@ -12,8 +12,9 @@ pub mod shared;
 
 use std::time::Duration;
 
-use crate::config::{remote_jwks, Config, Endpoint, KeySource};
+use crate::config::{Config, KeySource};
 use crate::discovery::jwks_endpoint;
+use crate::endpoint::Endpoint;
 use crate::jwks::{parse_jwks, KeySet};
 use record::{millis, Lease, SharedRecord};
 use shared::{SharedData, WriteError};
@@ -330,7 +331,7 @@ impl KeyStore {
             } => match written
                 .jwks_uri
                 .as_deref()
-                .and_then(|uri| remote_jwks(uri, jwks_cluster.as_deref()).ok())
+                .and_then(|uri| Endpoint::from_url(uri, jwks_cluster.as_deref()).ok())
             {
                 Some(endpoint) => (FetchStage::Jwks, endpoint),
                 None => (FetchStage::Discovery, document.clone()),
