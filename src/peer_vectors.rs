@@ -99,7 +99,7 @@ fn signature_verdict(token: &str, keys: &KeySet) -> Result<(), Reason> {
     {
         Ok(())
     } else {
-        Err(failure)
+        Err(failure.into())
     }
 }
 
@@ -162,7 +162,7 @@ fn check(token: &str, jwks: &Value) -> Result<(), Reason> {
     let crate::config::KeySource::Inline(keys) = &rule.keys else {
         panic!("inline keys expected")
     };
-    verify(token, &decode(token)?, rule, keys, NOW, config.clock_skew)
+    verify(token, &decode(token)?, rule, keys, NOW, config.clock_skew).map_err(Reason::from)
 }
 
 fn without(document: &Value, member: &str) -> Value {
