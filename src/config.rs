@@ -460,7 +460,7 @@ fn validate_rule(
                 ));
             }
             let parsed = parse_jwks(inline.as_bytes())
-                .map_err(|message| ConfigError::new(format!("{field}.jwks"), message))?;
+                .map_err(|problem| ConfigError::new(format!("{field}.jwks"), problem.to_string()))?;
             if parsed.keys.is_empty() {
                 return Err(ConfigError::new(
                     format!("{field}.jwks"),

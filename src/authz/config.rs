@@ -311,8 +311,9 @@ fn validate_rule(field: &str, raw: RawRule) -> Result<AuthzRule, ConfigError> {
         value
             .as_deref()
             .map(|text| {
-                Template::parse(text, &host_names, &path_names)
-                    .map_err(|message| ConfigError::new(format!("{field}.{name}"), message))
+                Template::parse(text, &host_names, &path_names).map_err(|problem| {
+                    ConfigError::new(format!("{field}.{name}"), problem.to_string())
+                })
             })
             .transpose()
     };

@@ -399,7 +399,7 @@ impl KeyStore {
             (Some(FetchStage::Jwks), Ok(body)) => match parse_jwks(body) {
                 Ok(parsed) if !parsed.keys.is_empty() => Ok((parsed, body)),
                 Ok(parsed) => Err(format!("no usable key ({})", parsed.skipped.join("; "))),
-                Err(why) => Err(why),
+                Err(why) => Err(why.to_string()),
             },
         };
         let Some(slot) = self.slots.get_mut(rule) else {
