@@ -13,7 +13,7 @@ use regex_lite::Regex;
 use serde::Deserialize;
 
 use crate::config_field::ConfigError;
-use crate::config_field::{duration, regexes};
+use crate::config_field::{cookie_names, duration, regexes};
 use crate::endpoint::Endpoint;
 use crate::jwks::{parse_jwks, KeySet};
 use crate::token::TokenLocation;
@@ -569,14 +569,9 @@ fn token_locations(field: &str, raw: &RawJwtRule) -> Result<Vec<TokenLocation>, 
         }
         locations.push(TokenLocation::Param(name.clone()));
     }
-    for (index, name) in raw.from_cookies.iter().flatten().enumerate() {
-        if name.is_empty() || name.contains([';', '=', ' ', ',']) {
-            return Err(ConfigError::new(
-                format!("{field}.fromCookies[{index}]"),
-                "not a cookie name",
-            ));
-        }
-        locations.push(TokenLocation::Cookie(name.clone()));
+    if let Some(names) = &raw.from_cookies {
+        cookie_names(&format!("{field}.fromCookies"), names)?;
+        locations.extend(names.iter().cloned().map(TokenLocation::Cookie));
     }
     if locations.is_empty() {
         locations.push(TokenLocation::Header {

@@ -72,6 +72,22 @@ pub fn duration(
     }
 }
 
+/// Checks the list of cookie names at `field`: a name cannot be empty or hold
+/// what separates cookies or their values in a `Cookie` header (RFC 6265
+/// section 4.2.1: `;`, `=`, whitespace; `,` which old servers split on).
+pub fn cookie_names(field: &str, names: &[String]) -> Result<(), ConfigError> {
+    match names
+        .iter()
+        .position(|name| name.is_empty() || name.contains([';', '=', ' ', ',', '\t']))
+    {
+        Some(index) => Err(ConfigError::new(
+            format!("{field}[{index}]"),
+            "not a cookie name",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
@@ -109,6 +125,25 @@ mod tests {
         let problem = duration("cache.deniedTtl", Some("soon"), default).unwrap_err();
         assert_eq!(problem.field, "cache.deniedTtl");
         assert!(problem.message.contains("`soon`"), "{problem}");
+    }
+
+    #[test]
+    fn a_cookie_name_without_separators_passes_and_one_with_them_is_named() {
+        let names = |list: &[&str]| list.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            cookie_names("session.cookies", &names(&["a_0", "b"])),
+            Ok(())
+        );
+        for bad in ["", "a;b", "a=b", "a b", "a,b", "a\tb"] {
+            assert_eq!(
+                cookie_names("grpc.stripCookies", &names(&["ok", bad])),
+                Err(ConfigError::new(
+                    "grpc.stripCookies[1]",
+                    "not a cookie name"
+                )),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use regex_lite::Regex;
 use serde::Deserialize;
 
-use crate::config_field::{regexes, ConfigError};
+use crate::config_field::{cookie_names, regexes, ConfigError};
 use crate::cookie_header::{current_cookies, remove_cookies};
 use crate::outcome::{is_grpc_content_type, HeaderEdits};
 use crate::request::RequestView;
@@ -40,16 +40,7 @@ pub(crate) fn validate(raw: RawGrpc) -> Result<GrpcConfig, ConfigError> {
         .cookie_paths
         .unwrap_or_else(|| vec![DEFAULT_COOKIE_PATH.to_string()]);
     let cookie_paths = regexes("grpc.cookiePaths", &patterns)?;
-    if let Some(index) = raw
-        .strip_cookies
-        .iter()
-        .position(|name| name.is_empty() || name.contains([';', '=', ' ', ',']))
-    {
-        return Err(ConfigError::new(
-            format!("grpc.stripCookies[{index}]"),
-            "not a cookie name",
-        ));
-    }
+    cookie_names("grpc.stripCookies", &raw.strip_cookies)?;
     Ok(GrpcConfig {
         cookie_paths,
         strip_cookies: raw.strip_cookies,

@@ -13,7 +13,7 @@
 use regex_lite::Regex;
 use serde::Deserialize;
 
-use crate::config_field::{regexes, ConfigError};
+use crate::config_field::{cookie_names, regexes, ConfigError};
 use crate::cookie_header::remove_cookies;
 use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
@@ -56,15 +56,7 @@ pub(crate) fn validate(raw: RawSession) -> Result<SessionConfig, ConfigError> {
     let cookies = raw
         .cookies
         .unwrap_or_else(|| vec![DEFAULT_COOKIE.to_string()]);
-    if let Some(index) = cookies
-        .iter()
-        .position(|name| name.is_empty() || name.contains([';', '=', ' ', ',', '\t']))
-    {
-        return Err(ConfigError::new(
-            format!("session.cookies[{index}]"),
-            "not a cookie name",
-        ));
-    }
+    cookie_names("session.cookies", &cookies)?;
     let exempt_paths = regexes(
         "session.exemptPaths",
         &raw.exempt_paths
