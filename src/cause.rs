@@ -4,7 +4,7 @@
 //! word alone, so a client learns no more than before. A cause never holds
 //! token material.
 
-use crate::outcome::Reason;
+use crate::reason::Reason;
 
 /// One cause of a refusal; [`Cause::reason`] is its reason word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,7 +18,7 @@ pub enum Cause {
     // token_malformed: the token cannot be read as a JWT kfauth accepts.
     /// The same request carries two different tokens.
     TokensDiffer,
-    /// Longer than `verify::MAX_TOKEN_BYTES`.
+    /// Longer than `token::MAX_TOKEN_BYTES`.
     TokenTooLong,
     /// Not `header.payload.signature`.
     NotThreeSegments,

@@ -132,7 +132,7 @@ impl VerifyingKey {
             artificial_time: Some(UnixTimeStamp::from_secs(0)),
             time_tolerance: Some(UnixTimeStamp::from_secs(0)),
             accept_future: true,
-            max_token_length: Some(crate::verify::MAX_TOKEN_BYTES),
+            max_token_length: Some(crate::token::MAX_TOKEN_BYTES),
             ..VerificationOptions::default()
         });
         let claims = match self {

@@ -38,6 +38,7 @@ pub mod jwks;
 pub mod keystore;
 pub mod outcome;
 pub mod pipeline;
+pub mod reason;
 pub mod request;
 pub mod rsa_pkcs1;
 pub mod session;

@@ -15,9 +15,7 @@ use serde_json::{Map, Value};
 use crate::cause::Cause;
 use crate::config::JwtRule;
 use crate::jwks::{Algorithm, KeySet, VerifyingKey};
-
-/// Tokens longer than this are refused before any parsing.
-pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
+use crate::token::MAX_TOKEN_BYTES;
 
 /// The most signatures one token is checked against, whatever the key set
 /// holds: the first this many candidate keys (JWKS order) are tried. A token
