@@ -12,7 +12,9 @@ use std::time::Duration;
 use regex_lite::Regex;
 use serde::Deserialize;
 
-use crate::duration::parse_duration;
+use crate::config_field::ConfigError;
+use crate::config_field::{cookie_names, duration, regexes};
+use crate::endpoint::Endpoint;
 use crate::jwks::{parse_jwks, KeySet};
 use crate::token::TokenLocation;
 
@@ -116,30 +118,6 @@ struct RawClaimToHeader {
     prefix: String,
 }
 
-/// A configuration error: the JSON path of the offending field and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "invalid pluginConfig at `{}`: {}",
-            self.field, self.message
-        )
-    }
-}
-
-fn error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 /// Where a rule's keys come from.
 #[derive(Debug)]
 pub enum KeySource {
@@ -169,19 +147,6 @@ impl KeySource {
             KeySource::Discovery { document, .. } => &document.uri,
         }
     }
-}
-
-/// An HTTP endpoint, resolved to what an Envoy HTTP callout needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub uri: String,
-    /// Envoy cluster the callout goes to.
-    pub cluster: String,
-    /// `:authority` of the callout.
-    pub authority: String,
-    /// `:path` of the callout (with query).
-    pub path: String,
-    pub scheme: String,
 }
 
 /// One `outputClaimToHeaders` entry.
@@ -270,8 +235,8 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         // serde reads a struct from a JSON array too (fields by position); a
         // configuration is an object, with its fields named.
-        if first_json_byte(json).is_some_and(|byte| byte != b'{') {
-            return Err(error("pluginConfig", "must be a JSON object"));
+        if crate::json::first_byte(json).is_some_and(|byte| byte != b'{') {
+            return Err(ConfigError::new("pluginConfig", "must be a JSON object"));
         }
         let mut deserializer = serde_json::Deserializer::from_slice(json);
         let raw: RawConfig =
@@ -284,21 +249,14 @@ impl Config {
                 } else {
                     path
                 };
-                error(field, strip_position(&problem.inner().to_string()))
+                ConfigError::new(field, strip_position(&problem.inner().to_string()))
             })?;
         // One JSON document, nothing after it (found by the config_parse fuzz target).
-        deserializer
-            .end()
-            .map_err(|problem| error("pluginConfig", strip_position(&problem.to_string())))?;
+        deserializer.end().map_err(|problem| {
+            ConfigError::new("pluginConfig", strip_position(&problem.to_string()))
+        })?;
         validate(raw, env)
     }
-}
-
-/// The first byte of a JSON text that is not whitespace (RFC 8259 section 2).
-pub fn first_json_byte(json: &[u8]) -> Option<u8> {
-    json.iter()
-        .copied()
-        .find(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
 /// serde_json appends "at line 1 column 42"; the field path says more.
@@ -314,47 +272,40 @@ fn validate(
     env: crate::authz::config::EnvLookup<'_>,
 ) -> Result<Config, ConfigError> {
     if raw.jwt_rules.is_empty() {
-        return Err(error("jwtRules", "at least one rule is required"));
+        return Err(ConfigError::new(
+            "jwtRules",
+            "at least one rule is required",
+        ));
     }
-    let duration_field = |field: &str, value: &Option<String>, default: Duration| match value {
-        Some(text) => parse_duration(text).map_err(|message| error(field, message)),
-        None => Ok(default),
-    };
-    let clock_skew = duration_field("clockSkew", &raw.clock_skew, DEFAULT_CLOCK_SKEW)?;
-    let jwks_refresh_interval = duration_field(
+    let clock_skew = duration("clockSkew", raw.clock_skew.as_deref(), DEFAULT_CLOCK_SKEW)?;
+    let jwks_refresh_interval = duration(
         "jwksRefreshInterval",
-        &raw.jwks_refresh_interval,
+        raw.jwks_refresh_interval.as_deref(),
         DEFAULT_JWKS_REFRESH_INTERVAL,
     )?;
     if jwks_refresh_interval < Duration::from_secs(1) {
-        return Err(error("jwksRefreshInterval", "must be at least 1s"));
+        return Err(ConfigError::new(
+            "jwksRefreshInterval",
+            "must be at least 1s",
+        ));
     }
-    let jwks_refetch_min_interval = duration_field(
+    let jwks_refetch_min_interval = duration(
         "jwksRefetchMinInterval",
-        &raw.jwks_refetch_min_interval,
+        raw.jwks_refetch_min_interval.as_deref(),
         DEFAULT_JWKS_REFETCH_MIN_INTERVAL,
     )?;
-    let jwks_max_stale =
-        duration_field("jwksMaxStale", &raw.jwks_max_stale, DEFAULT_JWKS_MAX_STALE)?;
+    let jwks_max_stale = duration(
+        "jwksMaxStale",
+        raw.jwks_max_stale.as_deref(),
+        DEFAULT_JWKS_MAX_STALE,
+    )?;
     if jwks_max_stale < jwks_refresh_interval {
-        return Err(error(
+        return Err(ConfigError::new(
             "jwksMaxStale",
             "must be at least jwksRefreshInterval, or keys would be dropped before their refresh",
         ));
     }
-    let skip_paths = raw
-        .skip_paths
-        .iter()
-        .enumerate()
-        .map(|(index, pattern)| {
-            Regex::new(pattern).map_err(|problem| {
-                error(
-                    format!("skipPaths[{index}]"),
-                    format!("not a valid regex: {}", first_line(&problem.to_string())),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let skip_paths = regexes("skipPaths", &raw.skip_paths)?;
 
     let mut config = Config {
         rules: Vec::new(),
@@ -386,14 +337,14 @@ fn validate(
             .insert(rule.issuer.clone(), index)
             .is_some()
         {
-            return Err(error(
+            return Err(ConfigError::new(
                 format!("{field}.issuer"),
                 format!("issuer `{}` is already used by another rule", rule.issuer),
             ));
         }
         if rule.required {
             if let Some(first) = config.required_rule.replace(index) {
-                return Err(error(
+                return Err(ConfigError::new(
                     format!("{field}.presence"),
                     format!(
                         "jwtRules[{first}] is REQUIRED too; kfauth verifies one token per request, so at most one rule can be REQUIRED"
@@ -435,7 +386,7 @@ fn validate(
             .iter()
             .position(|rule| rule.token_review.is_some())
         {
-            return Err(error(
+            return Err(ConfigError::new(
                 format!("jwtRules[{index}].tokenReview"),
                 "needs an `authorization` block (its `apiserver` says where to send reviews)",
             ));
@@ -450,7 +401,7 @@ fn validate(
                 .iter()
                 .any(|rule| rule.claim_headers.is_empty())
         {
-            return Err(error(
+            return Err(ConfigError::new(
                 "authorization.userClaim",
                 "set it, or give every jwt rule an outputClaimToHeaders entry (its first one names the user)",
             ));
@@ -460,25 +411,20 @@ fn validate(
     Ok(config)
 }
 
-fn first_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn validate_rule(
     field: &str,
     raw: RawJwtRule,
     warnings: &mut Vec<String>,
 ) -> Result<JwtRule, ConfigError> {
     if raw.issuer.is_empty() {
-        return Err(error(format!("{field}.issuer"), "must not be empty"));
+        return Err(ConfigError::new(
+            format!("{field}.issuer"),
+            "must not be empty",
+        ));
     }
     let jwks_uri = match (&raw.jwks_uri, &raw.jwks_uri_snake) {
         (Some(_), Some(_)) => {
-            return Err(error(
+            return Err(ConfigError::new(
                 format!("{field}.jwks_uri"),
                 "give at most one of `jwksUri`, `jwks_uri` (its other spelling) and `jwks`",
             ))
@@ -488,18 +434,18 @@ fn validate_rule(
     };
     let keys = match (&raw.jwks, jwks_uri) {
         (Some(_), Some(_)) => {
-            return Err(error(
+            return Err(ConfigError::new(
                 format!("{field}.jwks"),
                 "give either `jwks` or `jwksUri` (or `jwks_uri`), not both",
             ))
         }
         (None, None) => KeySource::Discovery {
-            document: remote_jwks(
+            document: Endpoint::from_url(
                 &discovery_url(&raw.issuer),
                 raw.jwks_cluster.as_deref(),
             )
             .map_err(|message| {
-                error(
+                ConfigError::new(
                     format!("{field}.issuer"),
                     format!("no jwks or jwksUri, and OpenID discovery needs an http(s) issuer: {message}"),
                 )
@@ -508,15 +454,15 @@ fn validate_rule(
         },
         (Some(inline), None) => {
             if raw.jwks_cluster.is_some() {
-                return Err(error(
+                return Err(ConfigError::new(
                     format!("{field}.jwksCluster"),
                     "only meaningful with `jwksUri` or OpenID discovery",
                 ));
             }
             let parsed = parse_jwks(inline.as_bytes())
-                .map_err(|message| error(format!("{field}.jwks"), message))?;
+                .map_err(|problem| ConfigError::new(format!("{field}.jwks"), problem.to_string()))?;
             if parsed.keys.is_empty() {
-                return Err(error(
+                return Err(ConfigError::new(
                     format!("{field}.jwks"),
                     format!("no usable key ({})", parsed.skipped.join("; ")),
                 ));
@@ -530,36 +476,38 @@ fn validate_rule(
             KeySource::Inline(parsed.keys)
         }
         (None, Some(uri)) => KeySource::Remote(
-            remote_jwks(uri, raw.jwks_cluster.as_deref()).map_err(|message| {
+            Endpoint::from_url(uri, raw.jwks_cluster.as_deref()).map_err(|message| {
                 let name = if raw.jwks_uri.is_some() {
                     "jwksUri"
                 } else {
                     "jwks_uri"
                 };
-                error(format!("{field}.{name}"), message)
+                ConfigError::new(format!("{field}.{name}"), message.to_string())
             })?,
         ),
     };
-    let timeout = match &raw.timeout {
-        Some(text) => {
-            parse_duration(text).map_err(|message| error(format!("{field}.timeout"), message))?
-        }
-        None => DEFAULT_FETCH_TIMEOUT,
-    };
+    let timeout = duration(
+        &format!("{field}.timeout"),
+        raw.timeout.as_deref(),
+        DEFAULT_FETCH_TIMEOUT,
+    )?;
     // Istio's CRD: `duration(self) >= duration('1ms')`.
     if timeout < Duration::from_millis(1) {
-        return Err(error(format!("{field}.timeout"), "must be at least 1ms"));
+        return Err(ConfigError::new(
+            format!("{field}.timeout"),
+            "must be at least 1ms",
+        ));
     }
     let space_delimited_claims = raw.space_delimited_claims.clone().unwrap_or_default();
     // Istio's CRD: at most 64 entries, none empty.
     if space_delimited_claims.len() > 64 {
-        return Err(error(
+        return Err(ConfigError::new(
             format!("{field}.spaceDelimitedClaims"),
             "at most 64 claims",
         ));
     }
     if let Some(index) = space_delimited_claims.iter().position(String::is_empty) {
-        return Err(error(
+        return Err(ConfigError::new(
             format!("{field}.spaceDelimitedClaims[{index}]"),
             "must not be empty",
         ));
@@ -583,7 +531,10 @@ fn validate_rule(
             .map(|(index, entry)| {
                 let entry_field = format!("{field}.outputClaimToHeaders[{index}]");
                 if entry.claim.is_empty() {
-                    return Err(error(format!("{entry_field}.claim"), "must not be empty"));
+                    return Err(ConfigError::new(
+                        format!("{entry_field}.claim"),
+                        "must not be empty",
+                    ));
                 }
                 Ok(ClaimHeader {
                     header: header_name(&format!("{entry_field}.header"), &entry.header)?,
@@ -611,21 +562,16 @@ fn token_locations(field: &str, raw: &RawJwtRule) -> Result<Vec<TokenLocation>, 
     }
     for (index, name) in raw.from_params.iter().flatten().enumerate() {
         if name.is_empty() || name.contains(['&', '=', '#']) {
-            return Err(error(
+            return Err(ConfigError::new(
                 format!("{field}.fromParams[{index}]"),
                 "not a query parameter name",
             ));
         }
         locations.push(TokenLocation::Param(name.clone()));
     }
-    for (index, name) in raw.from_cookies.iter().flatten().enumerate() {
-        if name.is_empty() || name.contains([';', '=', ' ', ',']) {
-            return Err(error(
-                format!("{field}.fromCookies[{index}]"),
-                "not a cookie name",
-            ));
-        }
-        locations.push(TokenLocation::Cookie(name.clone()));
+    if let Some(names) = &raw.from_cookies {
+        cookie_names(&format!("{field}.fromCookies"), names)?;
+        locations.extend(names.iter().cloned().map(TokenLocation::Cookie));
     }
     if locations.is_empty() {
         locations.push(TokenLocation::Header {
@@ -640,14 +586,20 @@ fn token_locations(field: &str, raw: &RawJwtRule) -> Result<Vec<TokenLocation>, 
 fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(is_token_char) {
-        return Err(error(field, format!("`{name}` is not a valid header name")));
+        return Err(ConfigError::new(
+            field,
+            format!("`{name}` is not a valid header name"),
+        ));
     }
     let lower = name.to_ascii_lowercase();
     if matches!(
         lower.as_str(),
         "host" | "content-length" | "transfer-encoding" | "connection" | "te" | "upgrade"
     ) {
-        return Err(error(field, format!("`{name}` cannot be used here")));
+        return Err(ConfigError::new(
+            field,
+            format!("`{name}` cannot be used here"),
+        ));
     }
     Ok(lower)
 }
@@ -658,50 +610,6 @@ pub fn discovery_url(issuer: &str) -> String {
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     )
-}
-
-/// Splits `jwksUri` and names its Envoy cluster the way Istio names outbound
-/// clusters: `outbound|PORT||HOST` (80 for http, 443 for https by default).
-pub fn remote_jwks(uri: &str, cluster: Option<&str>) -> Result<Endpoint, String> {
-    let (scheme, rest) = uri
-        .split_once("://")
-        .ok_or_else(|| format!("`{uri}` is not an absolute http(s) URL"))?;
-    let default_port = match scheme {
-        "http" => 80,
-        "https" => 443,
-        _ => return Err(format!("`{uri}`: scheme must be http or https")),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(index) => rest.split_at(index),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() || authority.contains('@') {
-        return Err(format!("`{uri}` has no usable host"));
-    }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("`{uri}` has an invalid port"))?;
-            (host, port)
-        }
-        _ => (authority, default_port),
-    };
-    if host.is_empty() {
-        return Err(format!("`{uri}` has no host"));
-    }
-    let cluster = match cluster {
-        Some("") => return Err("jwksCluster must not be empty".into()),
-        Some(name) => name.to_string(),
-        None => format!("outbound|{port}||{host}"),
-    };
-    Ok(Endpoint {
-        uri: uri.to_string(),
-        cluster,
-        authority: authority.to_string(),
-        path: path.split('#').next().unwrap_or("/").to_string(),
-        scheme: scheme.to_string(),
-    })
 }
 
 #[cfg(test)]
@@ -772,29 +680,6 @@ mod tests {
             )),
             "bypassCorsPreflight"
         );
-    }
-
-    #[test]
-    fn default_cluster_ports_follow_the_scheme() {
-        assert_eq!(
-            remote_jwks("https://login.example.com/keys", None)
-                .unwrap()
-                .cluster,
-            "outbound|443||login.example.com"
-        );
-        assert_eq!(
-            remote_jwks("http://idp/keys", None).unwrap().cluster,
-            "outbound|80||idp"
-        );
-        assert_eq!(
-            remote_jwks("http://idp:9000/k?x=1", Some("my-cluster"))
-                .unwrap()
-                .cluster,
-            "my-cluster"
-        );
-        assert!(remote_jwks("ftp://idp/keys", None).is_err());
-        assert!(remote_jwks("idp/keys", None).is_err());
-        assert!(remote_jwks("http://idp:port/keys", None).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use regex_lite::Regex;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config_field::{cookie_names, regexes, ConfigError};
 use crate::cookie_header::{current_cookies, remove_cookies};
 use crate::outcome::{is_grpc_content_type, HeaderEdits};
 use crate::request::RequestView;
@@ -39,29 +39,8 @@ pub(crate) fn validate(raw: RawGrpc) -> Result<GrpcConfig, ConfigError> {
     let patterns = raw
         .cookie_paths
         .unwrap_or_else(|| vec![DEFAULT_COOKIE_PATH.to_string()]);
-    let cookie_paths = patterns
-        .iter()
-        .enumerate()
-        .map(|(index, pattern)| {
-            Regex::new(pattern).map_err(|problem| ConfigError {
-                field: format!("grpc.cookiePaths[{index}]"),
-                message: format!(
-                    "not a valid regex: {}",
-                    problem.to_string().lines().last().unwrap_or("").trim()
-                ),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(index) = raw
-        .strip_cookies
-        .iter()
-        .position(|name| name.is_empty() || name.contains([';', '=', ' ', ',']))
-    {
-        return Err(ConfigError {
-            field: format!("grpc.stripCookies[{index}]"),
-            message: "not a cookie name".into(),
-        });
-    }
+    let cookie_paths = regexes("grpc.cookiePaths", &patterns)?;
+    cookie_names("grpc.stripCookies", &raw.strip_cookies)?;
     Ok(GrpcConfig {
         cookie_paths,
         strip_cookies: raw.strip_cookies,

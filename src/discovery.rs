@@ -3,12 +3,48 @@
 
 use serde::Deserialize;
 
-use crate::config::{remote_jwks, Endpoint};
+use crate::endpoint::{Endpoint, EndpointError};
 
 #[derive(Deserialize)]
 struct ProviderMetadata {
     issuer: String,
     jwks_uri: String,
+}
+
+/// Why a discovery document gives no JWKS endpoint.
+#[derive(Debug)]
+pub enum DiscoveryError {
+    NotADocument(serde_json::Error),
+    /// The document speaks for another issuer: `found`, not `expected`.
+    OtherIssuer {
+        found: String,
+        expected: String,
+    },
+    JwksUri(EndpointError),
+}
+
+impl std::fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DiscoveryError::NotADocument(problem) => {
+                write!(f, "not an OpenID configuration document ({problem})")
+            }
+            DiscoveryError::OtherIssuer { found, expected } => {
+                write!(f, "the document's issuer `{found}` is not `{expected}`")
+            }
+            DiscoveryError::JwksUri(problem) => write!(f, "jwks_uri: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for DiscoveryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DiscoveryError::NotADocument(problem) => Some(problem),
+            DiscoveryError::OtherIssuer { .. } => None,
+            DiscoveryError::JwksUri(problem) => Some(problem),
+        }
+    }
 }
 
 /// The JWKS endpoint of a discovery document fetched for `issuer`. Section 4.3:
@@ -17,16 +53,16 @@ pub fn jwks_endpoint(
     document: &[u8],
     issuer: &str,
     jwks_cluster: Option<&str>,
-) -> Result<Endpoint, String> {
-    let metadata: ProviderMetadata = serde_json::from_slice(document)
-        .map_err(|problem| format!("not an OpenID configuration document ({problem})"))?;
+) -> Result<Endpoint, DiscoveryError> {
+    let metadata: ProviderMetadata =
+        serde_json::from_slice(document).map_err(DiscoveryError::NotADocument)?;
     if metadata.issuer != issuer {
-        return Err(format!(
-            "the document's issuer `{}` is not `{issuer}`",
-            metadata.issuer
-        ));
+        return Err(DiscoveryError::OtherIssuer {
+            found: metadata.issuer,
+            expected: issuer.into(),
+        });
     }
-    remote_jwks(&metadata.jwks_uri, jwks_cluster).map_err(|problem| format!("jwks_uri: {problem}"))
+    Endpoint::from_url(&metadata.jwks_uri, jwks_cluster).map_err(DiscoveryError::JwksUri)
 }
 
 #[cfg(test)]
@@ -51,12 +87,18 @@ mod tests {
     fn refuses_a_document_for_another_issuer_or_without_keys() {
         let other =
             br#"{"issuer":"https://evil.example.com","jwks_uri":"https://evil.example.com/jwks"}"#;
-        assert!(jwks_endpoint(other, ISSUER, None)
-            .unwrap_err()
-            .contains("evil"));
+        assert_eq!(
+            jwks_endpoint(other, ISSUER, None).unwrap_err().to_string(),
+            "the document's issuer `https://evil.example.com` is not `https://login.example.com`"
+        );
         assert!(jwks_endpoint(br#"{"issuer":"https://login.example.com"}"#, ISSUER, None).is_err());
         assert!(jwks_endpoint(b"<html>", ISSUER, None).is_err());
         let relative = br#"{"issuer":"https://login.example.com","jwks_uri":"/jwks"}"#;
-        assert!(jwks_endpoint(relative, ISSUER, None).is_err());
+        assert_eq!(
+            jwks_endpoint(relative, ISSUER, None)
+                .unwrap_err()
+                .to_string(),
+            "jwks_uri: `/jwks` is not an absolute http(s) URL"
+        );
     }
 }

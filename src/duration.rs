@@ -32,13 +32,46 @@ fn unit_nanos(unit: &str) -> Option<u128> {
 /// Go's limit: a `time.Duration` is an int64 of nanoseconds.
 const MAX_NANOS: u128 = i64::MAX as u128;
 
-/// Parses a duration string; returns a message that names what is wrong.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Why a text is not a duration; its Display names the text and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DurationError {
+    Empty,
+    Invalid(String),
+    NoUnit(String),
+    UnknownUnit { text: String, unit: String },
+    OutOfRange(String),
+    Negative(String),
+}
+
+impl std::fmt::Display for DurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DurationError::Empty => write!(f, "empty duration"),
+            DurationError::Invalid(text) => write!(
+                f,
+                "`{text}` is not a duration like 500ms, 1.5s, 20m or 1h30m"
+            ),
+            DurationError::NoUnit(text) => {
+                write!(f, "`{text}` has a number without a unit (use {UNITS})")
+            }
+            DurationError::UnknownUnit { text, unit } => {
+                write!(f, "`{text}` has unknown unit `{unit}` (use {UNITS})")
+            }
+            DurationError::OutOfRange(text) => write!(f, "`{text}` is out of range"),
+            DurationError::Negative(text) => write!(f, "`{text}` is negative"),
+        }
+    }
+}
+
+impl std::error::Error for DurationError {}
+
+/// Parses a duration string.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
-    let invalid = || format!("`{text}` is not a duration like 500ms, 1.5s, 20m or 1h30m");
+    let invalid = || DurationError::Invalid(text.into());
     let (negative, mut rest) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
@@ -53,7 +86,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let number_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("`{text}` has a number without a unit (use {UNITS})"))?;
+            .ok_or_else(|| DurationError::NoUnit(text.into()))?;
         let (number, after) = rest.split_at(number_end);
         let unit_end = after
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -65,12 +98,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         let per_unit = unit_nanos(unit).ok_or_else(|| {
             if unit.is_empty() {
-                format!("`{text}` has a number without a unit (use {UNITS})")
+                DurationError::NoUnit(text.into())
             } else {
-                format!("`{text}` has unknown unit `{unit}` (use {UNITS})")
+                DurationError::UnknownUnit {
+                    text: text.into(),
+                    unit: unit.into(),
+                }
             }
         })?;
-        let out_of_range = || format!("`{text}` is out of range");
+        let out_of_range = || DurationError::OutOfRange(text.into());
         // Whole part: digits until the value passes Go's limit.
         let mut value: u128 = 0;
         for digit in whole.bytes() {
@@ -105,11 +141,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = next;
     }
     if negative && total > 0 {
-        return Err(format!("`{text}` is negative"));
+        return Err(DurationError::Negative(text.into()));
     }
     u64::try_from(total)
         .map(Duration::from_nanos)
-        .map_err(|_| format!("`{text}` is out of range"))
+        .map_err(|_| DurationError::OutOfRange(text.into()))
 }
 
 #[cfg(test)]
@@ -185,9 +221,13 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
-        assert!(parse_duration("-1s").unwrap_err().contains("negative"));
-        assert!(parse_duration("1d")
-            .unwrap_err()
-            .contains("unknown unit `d`"));
+        assert_eq!(
+            parse_duration("-1s").unwrap_err().to_string(),
+            "`-1s` is negative"
+        );
+        assert_eq!(
+            parse_duration("1d").unwrap_err().to_string(),
+            "`1d` has unknown unit `d` (use ns, us (µs), ms, s, m or h)"
+        );
     }
 }

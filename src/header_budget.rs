@@ -11,7 +11,7 @@
 use regex_lite::Regex;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config_field::{regexes, ConfigError};
 use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
 
@@ -39,31 +39,18 @@ pub(crate) fn validate(raw: Vec<RawHeaderBudget>) -> Result<Vec<HeaderBudget>, C
         .map(|(index, entry)| {
             let field = format!("headerBudgets[{index}]");
             if entry.paths.is_empty() {
-                return Err(ConfigError {
-                    field: format!("{field}.paths"),
-                    message: "at least one path regex is required".into(),
-                });
+                return Err(ConfigError::new(
+                    format!("{field}.paths"),
+                    "at least one path regex is required",
+                ));
             }
             if entry.max_header_bytes < MIN_HEADER_BYTES {
-                return Err(ConfigError {
-                    field: format!("{field}.maxHeaderBytes"),
-                    message: format!("must be at least {MIN_HEADER_BYTES}"),
-                });
+                return Err(ConfigError::new(
+                    format!("{field}.maxHeaderBytes"),
+                    format!("must be at least {MIN_HEADER_BYTES}"),
+                ));
             }
-            let paths = entry
-                .paths
-                .iter()
-                .enumerate()
-                .map(|(path_index, pattern)| {
-                    Regex::new(pattern).map_err(|problem| ConfigError {
-                        field: format!("{field}.paths[{path_index}]"),
-                        message: format!(
-                            "not a valid regex: {}",
-                            problem.to_string().lines().last().unwrap_or("").trim()
-                        ),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let paths = regexes(&format!("{field}.paths"), &entry.paths)?;
             Ok(HeaderBudget {
                 paths,
                 max_header_bytes: entry.max_header_bytes,

@@ -20,6 +20,19 @@ pub enum PairsError {
     TooLarge,
 }
 
+impl std::fmt::Display for PairsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PairsError::Truncated => "header map shorter than its sizes say",
+            PairsError::MissingNul => "header map entry without its NUL byte",
+            PairsError::TrailingBytes => "bytes after the header map's last pair",
+            PairsError::TooLarge => "header map too large for u32 sizes",
+        })
+    }
+}
+
+impl std::error::Error for PairsError {}
+
 /// Serializes `pairs` for the host (local replies, callout headers).
 pub fn encode<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Result<Vec<u8>, PairsError> {
     let too_large = |_| PairsError::TooLarge;

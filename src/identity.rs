@@ -3,9 +3,10 @@
 
 use serde_json::{Map, Value};
 
+use crate::cause::Cause;
 use crate::claims::{is_safe_header_value, lookup_list, rendered};
 use crate::config::{Config, JwtRule};
-use crate::outcome::{HeaderEdits, Reason};
+use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
 
 /// Edits that drop every identity header a client may have sent: any case, any
@@ -65,14 +66,14 @@ pub fn verified_identity_headers(
     rule: &JwtRule,
     claims: &Map<String, Value>,
     payload_segment: &str,
-) -> Result<Vec<(String, String)>, Reason> {
+) -> Result<Vec<(String, String)>, Cause> {
     let mut headers = Vec::with_capacity(rule.claim_headers.len().saturating_add(1));
     for mapping in &rule.claim_headers {
         let value = lookup_list(claims, &mapping.claim, mapping.space_delimited);
         if let Some(value) = value.as_deref().and_then(rendered) {
             let value = format!("{}{}", mapping.prefix, value);
             if !is_safe_header_value(&value) {
-                return Err(Reason::TokenMalformed);
+                return Err(Cause::UnsafeClaimValue);
             }
             headers.push((mapping.header.clone(), value));
         }
@@ -188,7 +189,7 @@ mod tests {
             let claims = json!({"email": email});
             assert_eq!(
                 verified_identity_headers(&config.rules[0], claims.as_object().unwrap(), "e30"),
-                Err(Reason::TokenMalformed),
+                Err(Cause::UnsafeClaimValue),
                 "{email:?}"
             );
         }
@@ -196,7 +197,7 @@ mod tests {
         let claims = json!({"email": "a@b.c", "groups": ["ok", "x\ny"]});
         assert_eq!(
             verified_identity_headers(&config.rules[0], claims.as_object().unwrap(), "e30"),
-            Err(Reason::TokenMalformed)
+            Err(Cause::UnsafeClaimValue)
         );
         let claims = json!({"email": "jose@example.com", "groups": ["a b", "c"]});
         let headers =

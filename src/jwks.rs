@@ -132,7 +132,7 @@ impl VerifyingKey {
             artificial_time: Some(UnixTimeStamp::from_secs(0)),
             time_tolerance: Some(UnixTimeStamp::from_secs(0)),
             accept_future: true,
-            max_token_length: Some(crate::verify::MAX_TOKEN_BYTES),
+            max_token_length: Some(crate::token::MAX_TOKEN_BYTES),
             ..VerificationOptions::default()
         });
         let claims = match self {
@@ -239,15 +239,39 @@ struct RawJwk {
     y: Option<String>,
 }
 
+/// A document that is not a JWKS (RFC 7517 section 5: an object with `keys`).
+#[derive(Debug)]
+pub enum JwksError {
+    NotAnObject,
+    Unreadable(serde_json::Error),
+}
+
+impl std::fmt::Display for JwksError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwksError::NotAnObject => write!(f, "not a JWKS document (not a JSON object)"),
+            JwksError::Unreadable(problem) => write!(f, "not a JWKS document ({problem})"),
+        }
+    }
+}
+
+impl std::error::Error for JwksError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JwksError::NotAnObject => None,
+            JwksError::Unreadable(problem) => Some(problem),
+        }
+    }
+}
+
 /// Parses a JWKS document. Fails only when the document itself is not a JWKS;
 /// keys that cannot be used are skipped with a note.
-pub fn parse_jwks(document: &[u8]) -> Result<ParsedJwks, String> {
+pub fn parse_jwks(document: &[u8]) -> Result<ParsedJwks, JwksError> {
     // serde would read the document struct from an array too (`[[]]`).
-    if crate::config::first_json_byte(document) != Some(b'{') {
-        return Err("not a JWKS document (not a JSON object)".into());
+    if crate::json::first_byte(document) != Some(b'{') {
+        return Err(JwksError::NotAnObject);
     }
-    let document: JwksDocument = serde_json::from_slice(document)
-        .map_err(|problem| format!("not a JWKS document ({problem})"))?;
+    let document: JwksDocument = serde_json::from_slice(document).map_err(JwksError::Unreadable)?;
     let mut parsed = ParsedJwks {
         keys: KeySet::default(),
         skipped: Vec::new(),

@@ -19,21 +19,26 @@
 )]
 
 pub mod authz;
+pub mod cause;
 pub mod claims;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod config;
+pub mod config_field;
 pub mod cookie_diet;
 pub mod cookie_header;
 pub mod discovery;
 pub mod duration;
+pub mod endpoint;
 pub mod header_budget;
 pub mod header_pairs;
 pub mod identity;
+pub mod json;
 pub mod jwks;
 pub mod keystore;
 pub mod outcome;
 pub mod pipeline;
+pub mod reason;
 pub mod request;
 pub mod rsa_pkcs1;
 pub mod session;

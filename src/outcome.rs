@@ -1,89 +1,17 @@
 //! What the core decides for a request, and how a refusal becomes a response.
 
-/// Why a request was refused. The words are part of the contract: stable, snake_case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    TokenMissing,
-    /// The API server's TokenReview refused a token whose signature is good.
-    TokenRevoked,
-    TokenMalformed,
-    TokenExpired,
-    TokenNotYetValid,
-    IssuerUnknown,
-    AudienceMismatch,
-    SignatureInvalid,
-    KeyUnknown,
-    JwksUnavailable,
-    Forbidden,
-    AuthorizerUnavailable,
-    /// A header the backend would receive is over the path's `headerBudgets`
-    /// entry (`maxHeaderBytes`): 431 rather than the backend's own failure.
-    HeaderTooLarge,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 13] = [
-        Reason::TokenMissing,
-        Reason::TokenRevoked,
-        Reason::TokenMalformed,
-        Reason::TokenExpired,
-        Reason::TokenNotYetValid,
-        Reason::IssuerUnknown,
-        Reason::AudienceMismatch,
-        Reason::SignatureInvalid,
-        Reason::KeyUnknown,
-        Reason::JwksUnavailable,
-        Reason::Forbidden,
-        Reason::AuthorizerUnavailable,
-        Reason::HeaderTooLarge,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::TokenMissing => "token_missing",
-            Reason::TokenRevoked => "token_revoked",
-            Reason::TokenMalformed => "token_malformed",
-            Reason::TokenExpired => "token_expired",
-            Reason::TokenNotYetValid => "token_not_yet_valid",
-            Reason::IssuerUnknown => "issuer_unknown",
-            Reason::AudienceMismatch => "audience_mismatch",
-            Reason::SignatureInvalid => "signature_invalid",
-            Reason::KeyUnknown => "key_unknown",
-            Reason::JwksUnavailable => "jwks_unavailable",
-            Reason::Forbidden => "forbidden",
-            Reason::AuthorizerUnavailable => "authorizer_unavailable",
-            Reason::HeaderTooLarge => "header_too_large",
-        }
-    }
-
-    /// The HTTP status of a plain HTTP refusal.
-    pub fn http_status(self) -> u32 {
-        match self {
-            Reason::Forbidden => 403,
-            Reason::JwksUnavailable | Reason::AuthorizerUnavailable => 503,
-            // RFC 6585 section 5: Request Header Fields Too Large.
-            Reason::HeaderTooLarge => 431,
-            _ => 401,
-        }
-    }
-
-    /// The gRPC status code of a refusal of a gRPC request:
-    /// 16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 14 UNAVAILABLE,
-    /// 8 RESOURCE_EXHAUSTED (what gRPC servers answer to metadata over their limit).
-    pub fn grpc_status(self) -> u32 {
-        match self.http_status() {
-            403 => 7,
-            503 => 14,
-            431 => 8,
-            _ => 16,
-        }
-    }
-}
+use crate::cause::Cause;
+// The reason words live in their own module (`cause` needs them too); the
+// decisions are where most code looks for them.
+pub use crate::reason::Reason;
 
 /// A refusal: the reason, and whether the client sent a token (RFC 6750 `error=`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub reason: Reason,
+    /// What happened, for the log line only; `None` where the reason word
+    /// (and the detail) says it all.
+    pub cause: Option<Cause>,
     pub token_sent: bool,
     /// Optional detail for the body (e.g. an authorizer's reason); never token material.
     pub detail: Option<String>,
@@ -93,8 +21,33 @@ impl Denial {
     pub fn new(reason: Reason, token_sent: bool) -> Self {
         Denial {
             reason,
+            cause: None,
             token_sent,
             detail: None,
+        }
+    }
+
+    /// A refusal for `cause`, with its reason word.
+    pub fn because(cause: Cause, token_sent: bool) -> Self {
+        Denial {
+            cause: Some(cause),
+            ..Denial::new(cause.reason(), token_sent)
+        }
+    }
+}
+
+/// What the denial's log line says after the request: the reason word, its
+/// cause, and for `header_too_large` the detail (a header's name and sizes;
+/// other details, such as an authorizer's words, stay in the body).
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.cause {
+            Some(cause) => write!(f, "{cause}")?,
+            None => write!(f, "{}", self.reason)?,
+        }
+        match (&self.reason, &self.detail) {
+            (Reason::HeaderTooLarge, Some(detail)) => write!(f, " ({detail})"),
+            _ => Ok(()),
         }
     }
 }
@@ -287,6 +240,39 @@ mod tests {
             assert_eq!(reply.status, 200);
             assert_eq!(reply.grpc, Some((code, reason.as_str().to_string())));
         }
+    }
+
+    #[test]
+    fn the_cause_is_for_the_log_line_and_the_wire_keeps_the_reason_word() {
+        let denial = Denial::because(Cause::HeaderNotJson, true);
+        assert_eq!(denial.reason, Reason::TokenMalformed);
+        assert_eq!(
+            denial.to_string(),
+            "token_malformed: header not a JSON object"
+        );
+        for is_grpc in [false, true] {
+            assert_eq!(
+                local_reply(&denial, is_grpc),
+                local_reply(&Denial::new(Reason::TokenMalformed, true), is_grpc)
+            );
+        }
+        // An outage of kfauth's own is told apart from missing keys in the log only.
+        let unreadable = Denial::because(Cause::HeadersUnreadable, false);
+        assert_eq!(
+            unreadable.to_string(),
+            "jwks_unavailable: request headers unreadable"
+        );
+        assert_eq!(local_reply(&unreadable, false).status, 503);
+        let mut oversized = Denial::new(Reason::HeaderTooLarge, false);
+        oversized.detail = Some("header `x-big` is 9000 bytes".into());
+        assert_eq!(
+            oversized.to_string(),
+            "header_too_large (header `x-big` is 9000 bytes)"
+        );
+        // Other details (an authorizer's words) stay in the body.
+        let mut forbidden = Denial::new(Reason::Forbidden, true);
+        forbidden.detail = Some("no RBAC rule".into());
+        assert_eq!(forbidden.to_string(), "forbidden");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The key sets Envoy's jwt_authn accepts, as its JWT library's own tests
 //! state them: google/jwt_verify_lib (commit b59e807), `test/jwks_test.cc`,
-//! `test/verify_jwk_ec_test.cc`, `test/verify_jwk_rsa_pss_test.cc`. Keys and
-//! tokens below are copied from those files (their private keys are printed in
+//! `test/verify_jwk_ec_test.cc`, `test/verify_jwk_rsa_pss_test.cc`. Keys (in
+//! `keys.rs`) and tokens below are copied from those files (their private keys are printed in
 //! `verify_jwk_ec_test.cc`'s comments; they guard nothing). The peer's tokens
 //! carry no `exp`, so they are checked here for their signature and key
 //! choice; whole tokens signed with the same keys go through `verify`.
@@ -10,25 +10,15 @@ use base64::Engine;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
+mod keys;
+
 use crate::jwks::{parse_jwks, Algorithm, KeySet};
 use crate::outcome::Reason;
 use crate::testutil::{b64, claims_of, standard_claims, NOW};
 use crate::verify::{candidate_keys, decode, verify, MAX_SIGNATURE_CHECKS};
+use keys::*;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
-
-const P256_X: &str = "EB54wykhS7YJFD6RYJNnwbWEz3cI7CF5bCDTXlrwI5k";
-const P256_Y: &str = "92bCBTvMFQ8lKbS2MbgjT3YfmYo6HnPEE2tsAqWUJw8";
-const P384_X: &str = "yY8DWcyWlrr93FTrscI5Ydz2NC7emfoKYHJLX2dr3cSgfw0GuxAkuQ5nBMJmVV5g";
-const P384_Y: &str = "An5wVxEfksDOa_zvSHHGkeYJUfl8y11wYkOlFjBt9pOCw5-RlfZgPOa3pbmUquxZ";
-const P521_X: &str =
-    "Abijiex7rz7t-_Zj_E6Oo0OXe9C_-MCSD-OWio15ATQGjH9WpbWjN62ZqrrU_nwJiqqwx6ZsYKhUc_J3PRaMbdVC";
-const P521_Y: &str =
-    "FxaljCIuoVEA7PJIaDPJ5ePXtZ0hkinT1B_bQ91mShCiR_43Whsn1P7Gz30WEnLuJs1SGVz1oT4lIRUYni2OfIk";
-/// The private scalars of the P-256 and P-521 keys above (from the SEC1 PEMs
-/// in `verify_jwk_ec_test.cc`).
-const P256_D: &str = "ec9ff7a78a74579215878788cd3dbc6032973fbf6ae697284afe7c166cb05b09";
-const P521_D: &str = "012a51bb18f228a90ba3247c1edb5ae7b1978fc92172778e473dedc57a5760650107a9c522660a5b0608ae60c3c7cad11aa218f5c82e60c8e3ac39f82c598daa4ac5";
 
 /// `verify_jwk_ec_test.cc` `PublicKeyJwkEC`.
 fn public_key_jwk_ec() -> Value {
@@ -80,13 +70,6 @@ fn keys(document: &Value) -> KeySet {
     parsed.keys
 }
 
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
-        .collect()
-}
-
 /// What `verifyJwt` decides about the signature and the key choice (time and
 /// claims aside): `Ok` when a candidate key verifies.
 fn signature_verdict(token: &str, keys: &KeySet) -> Result<(), Reason> {
@@ -99,7 +82,7 @@ fn signature_verdict(token: &str, keys: &KeySet) -> Result<(), Reason> {
     {
         Ok(())
     } else {
-        Err(failure)
+        Err(failure.into())
     }
 }
 
@@ -162,7 +145,7 @@ fn check(token: &str, jwks: &Value) -> Result<(), Reason> {
     let crate::config::KeySource::Inline(keys) = &rule.keys else {
         panic!("inline keys expected")
     };
-    verify(token, &decode(token)?, rule, keys, NOW, config.clock_skew)
+    verify(token, &decode(token)?, rule, keys, NOW, config.clock_skew).map_err(Reason::from)
 }
 
 fn without(document: &Value, member: &str) -> Value {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::authz::cache::DecisionCache;
 use crate::authz::token_review::{TokenReviewCache, TokenStatus};
 use crate::authz::{authorize, AuthzStep};
+use crate::cause::Cause;
 use crate::config::Config;
 use crate::cookie_diet;
 use crate::header_budget;
@@ -71,7 +72,7 @@ pub fn decide(
         Err(outcome) => return *outcome,
     };
     if identity.is_none() && config.require_jwt {
-        return Outcome::Deny(Denial::new(Reason::TokenMissing, false));
+        return Outcome::Deny(Denial::because(Cause::NoToken, false));
     }
     // `presence: REQUIRED` (Istio): that rule's token must be there, even
     // when another rule's token is valid.
@@ -79,7 +80,7 @@ pub fn decide(
         .required_rule
         .is_some_and(|required| identity.as_ref().map(|found| found.rule) != Some(required))
     {
-        return Outcome::Deny(Denial::new(Reason::TokenMissing, false));
+        return Outcome::Deny(Denial::because(Cause::RequiredRuleTokenAbsent, false));
     }
     // After authentication, so that a token carried in a cookie was found.
     // Before authorization: a request refused here costs no review.
@@ -125,6 +126,7 @@ fn finish_edits(
         None => Ok(()),
         Some(oversized) => Err(Denial {
             reason: Reason::HeaderTooLarge,
+            cause: None,
             token_sent: false,
             detail: Some(oversized.detail()),
         }),
@@ -141,7 +143,7 @@ fn authenticate(
     may_wait: bool,
     edits: &mut HeaderEdits,
 ) -> Result<Option<Identity>, Box<Outcome>> {
-    let deny = |reason| Box::new(Outcome::Deny(Denial::new(reason, true)));
+    let deny = |cause| Box::new(Outcome::Deny(Denial::because(cause, true)));
     let Some(found) = find_token(request, &config.token_locations).map_err(deny)? else {
         return Ok(None);
     };
@@ -163,10 +165,7 @@ fn authenticate(
     };
     let rule_index = verified.rule;
     let Some(rule) = config.rules.get(rule_index) else {
-        return Err(Box::new(Outcome::Deny(Denial::new(
-            Reason::IssuerUnknown,
-            true,
-        ))));
+        return Err(deny(Cause::IssuerNotConfigured));
     };
 
     // Signature good; a service-account token may still have been revoked.
@@ -180,6 +179,7 @@ fn authenticate(
         Some(Some(TokenStatus::Rejected(why))) => {
             return Err(Box::new(Outcome::Deny(Denial {
                 reason: Reason::TokenRevoked,
+                cause: None,
                 token_sent: true,
                 detail: Some(why.clone()),
             })))
@@ -219,27 +219,27 @@ fn verify_token(
     now: Duration,
     may_wait: bool,
 ) -> Result<VerifiedToken, Box<Outcome>> {
-    let deny = |reason| Box::new(Outcome::Deny(Denial::new(reason, true)));
+    let deny = |cause| Box::new(Outcome::Deny(Denial::because(cause, true)));
     let unverified = decode(token).map_err(deny)?;
     let Some((rule_index, rule)) = unverified
         .issuer()
         .and_then(|issuer| config.rule_by_issuer.get(issuer))
         .and_then(|&index| Some((index, config.rules.get(index)?)))
     else {
-        return Err(deny(Reason::IssuerUnknown));
+        return Err(deny(Cause::IssuerNotConfigured));
     };
     let key_set = match keys.state(config, rule_index, now) {
         KeyState::Ready(key_set) => key_set,
         KeyState::Pending if may_wait => return Err(Box::new(Outcome::FetchKeys(rule_index))),
-        KeyState::Pending | KeyState::Unavailable => return Err(deny(Reason::JwksUnavailable)),
+        KeyState::Pending | KeyState::Unavailable => return Err(deny(Cause::KeysNotFetched)),
     };
     match verify(token, &unverified, rule, key_set, now, config.clock_skew) {
         Ok(()) => {}
         // Keys rotate: a `kid` we do not know may be in a fresh fetch.
-        Err(Reason::KeyUnknown) if may_wait && keys.may_refetch(config, rule_index, now) => {
+        Err(Cause::KidUnknown) if may_wait && keys.may_refetch(config, rule_index, now) => {
             return Err(Box::new(Outcome::FetchKeys(rule_index)))
         }
-        Err(reason) => return Err(deny(reason)),
+        Err(cause) => return Err(deny(cause)),
     }
     // Headers are computed (and their values checked) before the token is
     // remembered: a token whose claims cannot become headers is never cached.
@@ -396,7 +396,7 @@ mod tests {
         let closed = config(value);
         assert_eq!(
             run(&closed, &request("/notebooks", &[])),
-            Outcome::Deny(Denial::new(Reason::TokenMissing, false))
+            Outcome::Deny(Denial::because(Cause::NoToken, false))
         );
         let Outcome::Allow { edits, .. } = run(
             &closed,
@@ -476,7 +476,7 @@ mod tests {
         assert_eq!(edits.remove, ["cookie"]);
 
         // Not a preflight: the method, or either header, missing.
-        let missing = Outcome::Deny(Denial::new(Reason::TokenMissing, false));
+        let missing = Outcome::Deny(Denial::because(Cause::NoToken, false));
         let mut get = preflight("/ns/team-a/runs", &[]);
         get.method = "GET".into();
         let mut no_origin = preflight("/ns/team-a/runs", &[]);
@@ -508,14 +508,14 @@ mod tests {
                 &config,
                 &request("/", &[("authorization", &bearer(&token))])
             ),
-            Outcome::Deny(Denial::new(Reason::TokenExpired, true))
+            Outcome::Deny(Denial::because(Cause::Expired, true))
         );
         assert_eq!(
             run(
                 &config,
                 &request("/", &[("authorization", "Bearer garbage")])
             ),
-            Outcome::Deny(Denial::new(Reason::TokenMalformed, true))
+            Outcome::Deny(Denial::because(Cause::NotThreeSegments, true))
         );
     }
 
@@ -532,7 +532,7 @@ mod tests {
                 {"header": "x-words", "claim": "words"}]},
             {"issuer": K8S, "jwks": jwks, "presence": "OPTIONAL"},
         ], "skipPaths": ["^/healthz$"]}));
-        let missing = Outcome::Deny(Denial::new(Reason::TokenMissing, false));
+        let missing = Outcome::Deny(Denial::because(Cause::RequiredRuleTokenAbsent, false));
         // No token: refused although requireJwt is false.
         assert_eq!(run(&config, &request("/", &[])), missing);
         // skipPaths still skips.
@@ -606,7 +606,7 @@ mod tests {
                 &config,
                 &request("/", &[("authorization", &bearer(&token))])
             ),
-            Outcome::Deny(Denial::new(Reason::IssuerUnknown, true))
+            Outcome::Deny(Denial::because(Cause::IssuerNotConfigured, true))
         );
     }
 
@@ -623,7 +623,7 @@ mod tests {
         );
         assert_eq!(
             decide(&config, &caches(&keys), &view, NOW, false),
-            Outcome::Deny(Denial::new(Reason::JwksUnavailable, true)),
+            Outcome::Deny(Denial::because(Cause::KeysNotFetched, true)),
             "a request that already waited is answered"
         );
         let keys = fetched(&config, Ok(rsa_jwks_json().as_bytes()));
@@ -640,7 +640,7 @@ mod tests {
         let keys = fetched(&config, Ok(rsa_jwks_json().as_bytes()));
         let token = sign("RS256", Some("rotated"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);
-        let key_unknown = Outcome::Deny(Denial::new(Reason::KeyUnknown, true));
+        let key_unknown = Outcome::Deny(Denial::because(Cause::KidUnknown, true));
         assert_eq!(
             decide(&config, &caches(&keys), &view, NOW, true),
             key_unknown,
@@ -667,7 +667,7 @@ mod tests {
         let view = request("/", &[("authorization", &bearer(&token))]);
         assert_eq!(
             decide(&config, &caches(&keys), &view, NOW, true),
-            Outcome::Deny(Denial::new(Reason::JwksUnavailable, true))
+            Outcome::Deny(Denial::because(Cause::KeysNotFetched, true))
         );
     }
 
@@ -987,7 +987,7 @@ mod tests {
         let after = NOW + Duration::from_secs(161);
         assert_eq!(
             decide(&config, &caches, &view, after, true),
-            Outcome::Deny(Denial::new(Reason::TokenExpired, true))
+            Outcome::Deny(Denial::because(Cause::Expired, true))
         );
         // A failed token is never remembered.
         let forged = format!("{}x", &token[..token.len() - 1]);

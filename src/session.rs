@@ -13,7 +13,7 @@
 use regex_lite::Regex;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config_field::{cookie_names, regexes, ConfigError};
 use crate::cookie_header::remove_cookies;
 use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
@@ -56,30 +56,12 @@ pub(crate) fn validate(raw: RawSession) -> Result<SessionConfig, ConfigError> {
     let cookies = raw
         .cookies
         .unwrap_or_else(|| vec![DEFAULT_COOKIE.to_string()]);
-    if let Some(index) = cookies
-        .iter()
-        .position(|name| name.is_empty() || name.contains([';', '=', ' ', ',', '\t']))
-    {
-        return Err(ConfigError {
-            field: format!("session.cookies[{index}]"),
-            message: "not a cookie name".into(),
-        });
-    }
-    let exempt_paths = raw
-        .exempt_paths
-        .unwrap_or_else(|| vec![DEFAULT_EXEMPT_PATH.to_string()])
-        .iter()
-        .enumerate()
-        .map(|(index, pattern)| {
-            Regex::new(pattern).map_err(|problem| ConfigError {
-                field: format!("session.exemptPaths[{index}]"),
-                message: format!(
-                    "not a valid regex: {}",
-                    problem.to_string().lines().last().unwrap_or("").trim()
-                ),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    cookie_names("session.cookies", &cookies)?;
+    let exempt_paths = regexes(
+        "session.exemptPaths",
+        &raw.exempt_paths
+            .unwrap_or_else(|| vec![DEFAULT_EXEMPT_PATH.to_string()]),
+    )?;
     Ok(SessionConfig {
         cookies,
         exempt_paths,

@@ -1,8 +1,13 @@
 //! Finding the bearer token of a request (headers, query parameters, cookies) and
 //! removing it before the request goes upstream.
 
-use crate::outcome::{HeaderEdits, Reason};
+use crate::cause::Cause;
+use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
+
+/// Tokens longer than this are refused before any parsing (`verify::decode`),
+/// and jwt-simple is told the same limit (`jwks`).
+pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 
 /// A place a token may be, from `fromHeaders`, `fromParams` or `fromCookies`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +37,7 @@ pub struct FoundToken {
 pub fn find_token(
     request: &RequestView,
     locations: &[TokenLocation],
-) -> Result<Option<FoundToken>, Reason> {
+) -> Result<Option<FoundToken>, Cause> {
     let mut found: Option<FoundToken> = None;
     for location in locations {
         let values: Vec<&str> = match location {
@@ -55,7 +60,7 @@ pub fn find_token(
                         also_at: Vec::new(),
                     })
                 }
-                Some(first) if first.value != value => return Err(Reason::TokenMalformed),
+                Some(first) if first.value != value => return Err(Cause::TokensDiffer),
                 Some(first) => {
                     if first.location != *location && !first.also_at.contains(location) {
                         first.also_at.push(location.clone());
@@ -279,7 +284,7 @@ mod tests {
         ] {
             assert_eq!(
                 find_token(&view, &locations),
-                Err(Reason::TokenMalformed),
+                Err(Cause::TokensDiffer),
                 "{view:?}"
             );
         }
@@ -288,7 +293,7 @@ mod tests {
             "/",
             &[("cookie", "id_token=a; x=1"), ("cookie", "id_token=b")],
         );
-        assert_eq!(find_token(&view, &cookie), Err(Reason::TokenMalformed));
+        assert_eq!(find_token(&view, &cookie), Err(Cause::TokensDiffer));
         // A non-bearer Authorization beside the bearer one is not a token.
         let view = request(
             "/",

@@ -12,12 +12,10 @@ use base64::Engine;
 use jwt_simple::JWTError;
 use serde_json::{Map, Value};
 
+use crate::cause::Cause;
 use crate::config::JwtRule;
 use crate::jwks::{Algorithm, KeySet, VerifyingKey};
-use crate::outcome::Reason;
-
-/// Tokens longer than this are refused before any parsing.
-pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
+use crate::token::MAX_TOKEN_BYTES;
 
 /// The most signatures one token is checked against, whatever the key set
 /// holds: the first this many candidate keys (JWKS order) are tried. A token
@@ -46,18 +44,18 @@ impl UnverifiedToken {
     }
 }
 
-fn decode_segment(segment: &str) -> Result<Vec<u8>, Reason> {
+fn decode_segment(segment: &str) -> Result<Vec<u8>, Cause> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment)
-        .map_err(|_| Reason::TokenMalformed)
+        .map_err(|_| Cause::NotBase64url)
 }
 
 /// Decodes a compact JWS (`header.payload.signature`) without trusting it.
 /// Registered claims must have their RFC 7519 types, so that what is verified
 /// later is exactly what was read here.
-pub fn decode(token: &str) -> Result<UnverifiedToken, Reason> {
+pub fn decode(token: &str) -> Result<UnverifiedToken, Cause> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(Reason::TokenMalformed);
+        return Err(Cause::TokenTooLong);
     }
     let mut segments = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) = (
@@ -66,35 +64,35 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Reason> {
         segments.next(),
         segments.next(),
     ) else {
-        return Err(Reason::TokenMalformed);
+        return Err(Cause::NotThreeSegments);
     };
     // jwt-simple refuses longer header segments; refuse them here, whatever the kid.
     if header.len() > jwt_simple::token::MAX_HEADER_LENGTH {
-        return Err(Reason::TokenMalformed);
+        return Err(Cause::HeaderTooLong);
     }
     decode_segment(signature)?;
     // Duplicate member names are refused: what kfauth reads must be what
     // jwt-simple and the backends read.
-    let header = crate::claims::parse_unique_object(&decode_segment(header)?)
-        .ok_or(Reason::TokenMalformed)?;
+    let header =
+        crate::claims::parse_unique_object(&decode_segment(header)?).ok_or(Cause::HeaderNotJson)?;
     let claims = crate::claims::parse_unique_object(&decode_segment(payload)?)
-        .ok_or(Reason::TokenMalformed)?;
+        .ok_or(Cause::PayloadNotJson)?;
 
     let alg = match header.get("alg") {
         Some(Value::String(alg)) => alg.clone(),
-        _ => return Err(Reason::TokenMalformed),
+        _ => return Err(Cause::AlgNotString),
     };
     let kid = match header.get("kid") {
         None => None,
         Some(Value::String(kid)) => Some(kid.clone()),
-        Some(_) => return Err(Reason::TokenMalformed),
+        Some(_) => return Err(Cause::KidNotString),
     };
     // RFC 7515 section 4.1.11: a critical extension we do not understand must be refused.
     if header
         .get("crit")
         .is_some_and(|crit| crit.as_array().is_none_or(|list| !list.is_empty()))
     {
-        return Err(Reason::TokenMalformed);
+        return Err(Cause::CritExtension);
     }
     // Header parameters jwt-simple reads must have the types it reads (it takes
     // `jwk` as a string, though RFC 7515 makes it an object): a token it cannot
@@ -102,7 +100,7 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Reason> {
     // are never used to find a key.
     for name in ["cty", "jku", "jwk", "x5u", "x5t", "x5t#S256", "salt"] {
         if header.get(name).is_some_and(|value| !value.is_string()) {
-            return Err(Reason::TokenMalformed);
+            return Err(Cause::HeaderParameterType);
         }
     }
     if header.get("x5c").is_some_and(|value| {
@@ -110,13 +108,13 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Reason> {
             .as_array()
             .is_none_or(|list| !list.iter().all(Value::is_string))
     }) {
-        return Err(Reason::TokenMalformed);
+        return Err(Cause::HeaderParameterType);
     }
     match header.get("typ") {
         None => {}
         Some(Value::String(typ))
             if typ.eq_ignore_ascii_case("JWT") || typ.to_ascii_uppercase().ends_with("+JWT") => {}
-        Some(_) => return Err(Reason::TokenMalformed),
+        Some(_) => return Err(Cause::TypNotJwt),
     }
     for name in ["exp", "nbf", "iat"] {
         if let Some(value) = claims.get(name) {
@@ -126,13 +124,13 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Reason> {
                 .as_f64()
                 .is_none_or(|time| !(0.0..MAX_NUMERIC_DATE).contains(&time))
             {
-                return Err(Reason::TokenMalformed);
+                return Err(Cause::TimeClaimType);
             }
         }
     }
     for name in ["iss", "sub", "jti", "nonce"] {
         if claims.get(name).is_some_and(|value| !value.is_string()) {
-            return Err(Reason::TokenMalformed);
+            return Err(Cause::ClaimNotString);
         }
     }
     if let Some(aud) = claims.get("aud") {
@@ -142,7 +140,7 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Reason> {
             _ => false,
         };
         if !valid {
-            return Err(Reason::TokenMalformed);
+            return Err(Cause::AudienceType);
         }
     }
     Ok(UnverifiedToken {
@@ -162,9 +160,9 @@ pub fn verify(
     keys: &KeySet,
     now: Duration,
     clock_skew: Duration,
-) -> Result<(), Reason> {
+) -> Result<(), Cause> {
     // `none`, `HS*` and unknown algorithms: no key of ours can vouch for them.
-    let algorithm = Algorithm::from_name(&unverified.alg).ok_or(Reason::SignatureInvalid)?;
+    let algorithm = Algorithm::from_name(&unverified.alg).ok_or(Cause::AlgorithmUnsupported)?;
     let (candidates, failure) = candidate_keys(keys, unverified.kid.as_deref(), algorithm);
     if candidates.is_empty() {
         return Err(failure);
@@ -178,11 +176,11 @@ pub fn verify(
                 break;
             }
             Err(problem) => {
-                let reason = classify(&problem);
-                if reason != Reason::SignatureInvalid {
+                let cause = classify(&problem);
+                if cause != Cause::SignatureMismatch {
                     // The signature was good (jwt-simple checks it first) or the
                     // token is unreadable: another key will not change that.
-                    return Err(reason);
+                    return Err(cause);
                 }
             }
         }
@@ -194,16 +192,16 @@ pub fn verify(
 
     // jwt-simple accepts tokens without `exp`; a token that never expires is refused.
     if !unverified.claims.contains_key("exp") {
-        return Err(Reason::TokenMalformed);
+        return Err(Cause::ExpMissing);
     }
     if !rule.audiences.is_empty() && !audience_matches(&unverified.claims, &rule.audiences) {
-        return Err(Reason::AudienceMismatch);
+        return Err(Cause::AudienceMismatch);
     }
     Ok(())
 }
 
 /// The keys `token` may be checked against, at most [`MAX_SIGNATURE_CHECKS`]
-/// of them in JWKS order, and the reason to answer when none verifies.
+/// of them in JWKS order, and the cause to answer when none verifies.
 ///
 /// As Envoy's jwt_authn (google/jwt_verify_lib `src/verify.cc`,
 /// `verifyJwtWithoutTimeChecking`), a key is passed over only when both it and
@@ -218,26 +216,28 @@ pub fn candidate_keys<'a>(
     keys: &'a KeySet,
     kid: Option<&str>,
     algorithm: Algorithm,
-) -> (Vec<&'a VerifyingKey>, Reason) {
+) -> (Vec<&'a VerifyingKey>, Cause) {
     let named = kid.filter(|kid| keys.has_kid(kid));
     let tried = |jwk_kid: Option<&str>| match (kid, named) {
         (_, Some(named)) => jwk_kid == Some(named),
         (Some(_), None) => jwk_kid.is_none(),
         (None, _) => true,
     };
-    // A named key of another type, or no key of the token's type: the
-    // algorithm does not fit; a `kid` nothing carries is an unknown key.
-    let failure = if kid.is_some() && named.is_none() {
-        Reason::KeyUnknown
-    } else {
-        Reason::SignatureInvalid
-    };
-    let candidates = keys
+    let candidates: Vec<_> = keys
         .iter()
         .filter(|jwk| tried(jwk.kid.as_deref()))
         .filter_map(|jwk| jwk.key_for(algorithm))
         .take(MAX_SIGNATURE_CHECKS)
         .collect();
+    // A `kid` nothing carries is an unknown key; a named key of another
+    // type, or no key of the token's type: the algorithm does not fit.
+    let failure = if kid.is_some() && named.is_none() {
+        Cause::KidUnknown
+    } else if candidates.is_empty() {
+        Cause::NoKeyForAlgorithm
+    } else {
+        Cause::SignatureMismatch
+    };
     (candidates, failure)
 }
 
@@ -249,34 +249,34 @@ fn check_times(
     claims: &Map<String, Value>,
     now: Duration,
     clock_skew: Duration,
-) -> Result<(), Reason> {
+) -> Result<(), Cause> {
     let time = |name| claims.get(name).and_then(Value::as_f64);
     let now = now.as_secs_f64();
     let skew = clock_skew.as_secs_f64();
     if time("iat").is_some_and(|iat| iat > now + skew)
         || time("nbf").is_some_and(|nbf| nbf > now + skew)
     {
-        return Err(Reason::TokenNotYetValid);
+        return Err(Cause::NotYetValid);
     }
     if time("exp").is_some_and(|exp| now - skew > exp) {
-        return Err(Reason::TokenExpired);
+        return Err(Cause::Expired);
     }
     Ok(())
 }
 
-fn classify(problem: &jwt_simple::Error) -> Reason {
+fn classify(problem: &jwt_simple::Error) -> Cause {
     match problem.downcast_ref::<JWTError>() {
-        Some(JWTError::TokenHasExpired) => Reason::TokenExpired,
-        Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => Reason::TokenNotYetValid,
+        Some(JWTError::TokenHasExpired) => Cause::Expired,
+        Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => Cause::NotYetValid,
         Some(
             JWTError::CompactEncodingError
             | JWTError::HeaderTooLarge
             | JWTError::TokenTooLong
             | JWTError::NotJWT,
-        ) => Reason::TokenMalformed,
+        ) => Cause::LibraryRefused,
         // A header or claims jwt-simple cannot parse (decode should have refused it).
-        None if problem.downcast_ref::<serde_json::Error>().is_some() => Reason::TokenMalformed,
-        _ => Reason::SignatureInvalid,
+        None if problem.downcast_ref::<serde_json::Error>().is_some() => Cause::LibraryRefused,
+        _ => Cause::SignatureMismatch,
     }
 }
 
@@ -298,7 +298,7 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn check(token: &str, config_json: serde_json::Value) -> Result<(), Reason> {
+    fn check(token: &str, config_json: serde_json::Value) -> Result<(), Cause> {
         let config = crate::config::Config::parse(config_json.to_string().as_bytes()).unwrap();
         let unverified = decode(token)?;
         let rule = &config.rules[0];
@@ -333,7 +333,7 @@ mod tests {
         claims["exp"] = (NOW_SECS - 61).into();
         assert_eq!(
             check(&sign("RS256", Some("rsa-1"), &claims), all_keys_config()),
-            Err(Reason::TokenExpired)
+            Err(Cause::Expired)
         );
         claims["exp"] = (NOW_SECS - 30).into();
         assert_eq!(
@@ -345,20 +345,20 @@ mod tests {
         claims["nbf"] = (NOW_SECS + 120).into();
         assert_eq!(
             check(&sign("RS256", Some("rsa-1"), &claims), all_keys_config()),
-            Err(Reason::TokenNotYetValid)
+            Err(Cause::NotYetValid)
         );
         let mut claims = standard_claims();
         claims["iat"] = (NOW_SECS + 120).into();
         assert_eq!(
             check(&sign("RS256", Some("rsa-1"), &claims), all_keys_config()),
-            Err(Reason::TokenNotYetValid)
+            Err(Cause::NotYetValid)
         );
 
         let mut claims = standard_claims();
         claims.as_object_mut().unwrap().remove("exp");
         assert_eq!(
             check(&sign("RS256", Some("rsa-1"), &claims), all_keys_config()),
-            Err(Reason::TokenMalformed)
+            Err(Cause::ExpMissing)
         );
     }
 
@@ -375,12 +375,12 @@ mod tests {
         claims["aud"] = "x".into();
         assert_eq!(
             check(&sign("RS256", Some("rsa-1"), &claims), config.clone()),
-            Err(Reason::AudienceMismatch)
+            Err(Cause::AudienceMismatch)
         );
         claims.as_object_mut().unwrap().remove("aud");
         assert_eq!(
             check(&sign("RS256", Some("rsa-1"), &claims), config),
-            Err(Reason::AudienceMismatch)
+            Err(Cause::AudienceMismatch)
         );
     }
 
@@ -396,7 +396,7 @@ mod tests {
         parts[1] = &altered;
         assert_eq!(
             check(&parts.join("."), all_keys_config()),
-            Err(Reason::SignatureInvalid)
+            Err(Cause::SignatureMismatch)
         );
         // Signed by another key that claims a known kid.
         assert_eq!(
@@ -404,22 +404,22 @@ mod tests {
                 &sign_with_other_rsa_key("rsa-1", &claims),
                 all_keys_config()
             ),
-            Err(Reason::SignatureInvalid)
+            Err(Cause::SignatureMismatch)
         );
         // Unknown kid.
         assert_eq!(
             check(&sign("RS256", Some("nope"), &claims), all_keys_config()),
-            Err(Reason::KeyUnknown)
+            Err(Cause::KidUnknown)
         );
         // alg: none.
         assert_eq!(
             check(&unsigned_token(Some("rsa-1"), &claims), all_keys_config()),
-            Err(Reason::SignatureInvalid)
+            Err(Cause::AlgorithmUnsupported)
         );
         // HS256 with the RSA public key as the HMAC secret.
         assert_eq!(
             check(&hs256_with_public_key("rsa-1", &claims), all_keys_config()),
-            Err(Reason::SignatureInvalid)
+            Err(Cause::AlgorithmUnsupported)
         );
         // An EC algorithm on an RSA key.
         let signed = sign("ES256", Some("ec-1"), &claims);
@@ -434,7 +434,7 @@ mod tests {
         let header_swapped = format!("{}.{rest}", b64(&header));
         assert_eq!(
             check(&header_swapped, all_keys_config()),
-            Err(Reason::SignatureInvalid)
+            Err(Cause::NoKeyForAlgorithm)
         );
     }
 
@@ -442,35 +442,68 @@ mod tests {
     fn malformed_tokens_are_refused_before_crypto() {
         let good = sign("RS256", Some("rsa-1"), &standard_claims());
         let (head, _) = good.rsplit_once('.').unwrap();
-        for bad in [
-            head.to_string(),
-            good[..good.len() / 3].to_string(),
-            "not-a-jwt".to_string(),
-            "a.b.c".to_string(),
-            "%%%.$$$.***".to_string(),
-            format!("{}.{}.sig", b64("{\"alg\":\"RS256\"}"), b64("[1,2]")),
-            format!(
-                "{}.{}.sig",
-                b64("{\"alg\":\"RS256\"}"),
-                b64("{\"exp\":\"tomorrow\"}")
+        for (bad, cause) in [
+            (head.to_string(), Cause::NotThreeSegments),
+            (good[..good.len() / 3].to_string(), Cause::NotThreeSegments),
+            ("not-a-jwt".to_string(), Cause::NotThreeSegments),
+            ("a.b.c".to_string(), Cause::NotBase64url),
+            ("%%%.$$$.***".to_string(), Cause::NotBase64url),
+            (
+                format!("{}.{}.sig", b64("{\"alg\":\"RS256\"}"), b64("[1,2]")),
+                Cause::PayloadNotJson,
             ),
-            format!(
-                "{}.{}.sig",
-                b64("{\"alg\":\"RS256\",\"crit\":[\"x\"]}"),
-                b64("{}")
+            (
+                format!("{}.{}.sig", b64("[\"RS256\"]"), b64("{}")),
+                Cause::HeaderNotJson,
             ),
-            format!(
-                "{}.{}.sig",
-                b64("{\"alg\":\"RS256\",\"typ\":\"JWE\"}"),
-                b64("{}")
+            (
+                format!("{}.{}.sig", b64("{\"alg\":256}"), b64("{}")),
+                Cause::AlgNotString,
             ),
-            "x".repeat(MAX_TOKEN_BYTES + 1),
+            (
+                format!("{}.{}.sig", b64("{\"alg\":\"RS256\",\"kid\":1}"), b64("{}")),
+                Cause::KidNotString,
+            ),
+            (
+                format!(
+                    "{}.{}.sig",
+                    b64("{\"alg\":\"RS256\"}"),
+                    b64("{\"exp\":\"tomorrow\"}")
+                ),
+                Cause::TimeClaimType,
+            ),
+            (
+                format!("{}.{}.sig", b64("{\"alg\":\"RS256\"}"), b64("{\"sub\":7}")),
+                Cause::ClaimNotString,
+            ),
+            (
+                format!(
+                    "{}.{}.sig",
+                    b64("{\"alg\":\"RS256\"}"),
+                    b64("{\"aud\":[7]}")
+                ),
+                Cause::AudienceType,
+            ),
+            (
+                format!(
+                    "{}.{}.sig",
+                    b64("{\"alg\":\"RS256\",\"crit\":[\"x\"]}"),
+                    b64("{}")
+                ),
+                Cause::CritExtension,
+            ),
+            (
+                format!(
+                    "{}.{}.sig",
+                    b64("{\"alg\":\"RS256\",\"typ\":\"JWE\"}"),
+                    b64("{}")
+                ),
+                Cause::TypNotJwt,
+            ),
+            ("x".repeat(MAX_TOKEN_BYTES + 1), Cause::TokenTooLong),
         ] {
-            assert_eq!(
-                decode(&bad).err(),
-                Some(Reason::TokenMalformed),
-                "{bad:.60}"
-            );
+            assert_eq!(decode(&bad).err(), Some(cause), "{bad:.60}");
+            assert_eq!(cause.reason(), crate::outcome::Reason::TokenMalformed);
         }
     }
 
@@ -480,42 +513,58 @@ mod tests {
         let inner = claims.to_string();
         let inner = inner.strip_prefix('{').unwrap();
         let header = b64("{\"alg\":\"RS256\",\"kid\":\"rsa-1\"}");
-        for bad in [
+        let mut far_future = standard_claims();
+        far_future["exp"] = 1e300.into();
+        for (bad, cause) in [
             // Duplicate members, in the payload and in the header.
-            format!("{header}.{}.sig", b64(&format!("{{\"iss\":\"x\",{inner}"))),
-            format!(
-                "{}.{}.sig",
-                b64("{\"alg\":\"none\",\"alg\":\"RS256\"}"),
-                b64(&claims.to_string())
+            (
+                format!("{header}.{}.sig", b64(&format!("{{\"iss\":\"x\",{inner}"))),
+                Cause::PayloadNotJson,
+            ),
+            (
+                format!(
+                    "{}.{}.sig",
+                    b64("{\"alg\":\"none\",\"alg\":\"RS256\"}"),
+                    b64(&claims.to_string())
+                ),
+                Cause::HeaderNotJson,
             ),
             // Header parameters of a type jwt-simple cannot read.
-            format!(
-                "{}.{}.sig",
-                b64("{\"alg\":\"RS256\",\"jwk\":{\"kty\":\"RSA\"}}"),
-                b64(&claims.to_string())
+            (
+                format!(
+                    "{}.{}.sig",
+                    b64("{\"alg\":\"RS256\",\"jwk\":{\"kty\":\"RSA\"}}"),
+                    b64(&claims.to_string())
+                ),
+                Cause::HeaderParameterType,
             ),
-            format!(
-                "{}.{}.sig",
-                b64("{\"alg\":\"RS256\",\"x5c\":\"MII\"}"),
-                b64(&claims.to_string())
+            (
+                format!(
+                    "{}.{}.sig",
+                    b64("{\"alg\":\"RS256\",\"x5c\":\"MII\"}"),
+                    b64(&claims.to_string())
+                ),
+                Cause::HeaderParameterType,
             ),
             // A header longer than jwt-simple reads.
-            format!(
-                "{}.{}.sig",
-                b64(&format!(
-                    "{{\"alg\":\"RS256\",\"kid\":\"{}\"}}",
-                    "k".repeat(8192)
-                )),
-                b64(&claims.to_string())
+            (
+                format!(
+                    "{}.{}.sig",
+                    b64(&format!(
+                        "{{\"alg\":\"RS256\",\"kid\":\"{}\"}}",
+                        "k".repeat(8192)
+                    )),
+                    b64(&claims.to_string())
+                ),
+                Cause::HeaderTooLong,
             ),
             // NumericDates jwt-simple's clock cannot hold.
-            format!("{header}.{}.sig", b64(&format!("{{\"exp\":1e300,{inner}"))),
+            (
+                format!("{header}.{}.sig", b64(&far_future.to_string())),
+                Cause::TimeClaimType,
+            ),
         ] {
-            assert_eq!(
-                decode(&bad).err(),
-                Some(Reason::TokenMalformed),
-                "{bad:.80}"
-            );
+            assert_eq!(decode(&bad).err(), Some(cause), "{bad:.80}");
         }
         let mut fractional = standard_claims();
         fractional["exp"] = (NOW_SECS as f64 + 0.5).into();

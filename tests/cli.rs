@@ -453,6 +453,7 @@ fn kfauth_verifies(jwks: &str, token: &str) -> Result<(), Reason> {
         now(),
         std::time::Duration::from_secs(60),
     )
+    .map_err(Reason::from)
 }
 
 #[test]

@@ -12,7 +12,9 @@
 //! - truncated (`header.payload`, or cut inside the payload) → token_malformed;
 //! - not base64url → token_malformed;
 //! - larger than 64 KiB → token_malformed;
-//! - `clockSkew` is configurable.
+//! - `clockSkew` is configurable;
+//! - the denial's log line names the cause within the reason word
+//!   (`token_malformed: payload not a JSON object`); the response does not.
 
 // End-to-end against a real Envoy: native only (the testkit is not built for wasm).
 #![cfg(not(target_arch = "wasm32"))]
@@ -24,6 +26,7 @@
 )]
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use kfauth_testkit::forge::{self, b64url};
 use kfauth_testkit::idp::{now, EC_KID, RSA_KID};
@@ -238,4 +241,66 @@ fn clock_skew_is_configurable() {
     expect::rejected(&response, "token_expired");
     let fresh = sign(&valid());
     expect::allowed(&gateway.get("/echo", &[("authorization", &format!("Bearer {fresh}"))]));
+}
+
+#[test]
+fn the_denial_log_line_names_the_cause() {
+    let gateway = Gateway::start(with_rules(
+        vec![inline_rule(ISSUER, Idp::shared())],
+        json!({}),
+    ));
+    let token = sign(&valid());
+    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+    parts[1] = b64url(b"this is not JSON");
+    let mut no_exp = valid();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let cases = [
+        (
+            "/payload",
+            parts.join("."),
+            "token_malformed",
+            "payload not a JSON object",
+        ),
+        ("/no-exp", sign(&no_exp), "token_malformed", "no exp"),
+        (
+            "/truncated",
+            forge::without_signature_part(&token),
+            "token_malformed",
+            "not three dot-separated segments",
+        ),
+        (
+            "/kid",
+            Idp::shared().sign_with_kid(Alg::RS256, "rotated-away", &valid()),
+            "key_unknown",
+            "no key has its kid",
+        ),
+    ];
+    for (path, token, reason, cause) in &cases {
+        let response = gateway.get(path, &[("authorization", &format!("Bearer {token}"))]);
+        expect::rejected(&response, reason);
+        assert!(!response.body.contains(cause), "{}", response.body);
+    }
+    // Envoy flushes its log file every 100 ms (the testkit's setting).
+    let expected: Vec<String> = cases
+        .iter()
+        .map(|(path, _, reason, cause)| format!("denied 401 GET {path}: {reason}: {cause}"))
+        .collect();
+    let missing = || -> Vec<String> {
+        let lines = gateway.wasm_logs();
+        expected
+            .iter()
+            .filter(|line| !lines.iter().any(|logged| logged.contains(line.as_str())))
+            .cloned()
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !missing().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        missing().is_empty(),
+        "no log line {:#?}\nkfauth log lines: {:#?}",
+        missing(),
+        gateway.wasm_logs()
+    );
 }

@@ -1,6 +1,6 @@
 //! Key sets Envoy's jwt_authn accepts, from its JWT library's own tests
-//! (google/jwt_verify_lib, commit b59e807; its keys, copied below, are the
-//! ones printed in those files, private halves included): kfauth accepts them
+//! (google/jwt_verify_lib, commit b59e807; its keys, in src/peer_vectors/keys.rs,
+//! are the ones printed in those files, private halves included): kfauth accepts them
 //! too. One Envoy, one rule per key set (each its own issuer):
 //! - keys without `kid` (`verify_jwk_ec_test.cc` VerifyJwkECTest.PubkeyNoKidOK,
 //!   `verify_jwk_rsa_test.cc` VerifyJwkRsaTest.OkPublicKeyNotKid): a token whose
@@ -43,31 +43,16 @@ use kfauth_testkit::plugin_config::{kubeflow_rule, with_rules, AUDIENCE};
 use kfauth_testkit::{expect, scenarios, standard_claims, Gateway, HttpResponse, JwksServer};
 use serde_json::{json, Value};
 
-// ---- the peer's keys (verify_jwk_ec_test.cc) ----
-
-const P256_X: &str = "EB54wykhS7YJFD6RYJNnwbWEz3cI7CF5bCDTXlrwI5k";
-const P256_Y: &str = "92bCBTvMFQ8lKbS2MbgjT3YfmYo6HnPEE2tsAqWUJw8";
-const P384_X: &str = "yY8DWcyWlrr93FTrscI5Ydz2NC7emfoKYHJLX2dr3cSgfw0GuxAkuQ5nBMJmVV5g";
-const P384_Y: &str = "An5wVxEfksDOa_zvSHHGkeYJUfl8y11wYkOlFjBt9pOCw5-RlfZgPOa3pbmUquxZ";
-const P521_X: &str =
-    "Abijiex7rz7t-_Zj_E6Oo0OXe9C_-MCSD-OWio15ATQGjH9WpbWjN62ZqrrU_nwJiqqwx6ZsYKhUc_J3PRaMbdVC";
-const P521_Y: &str =
-    "FxaljCIuoVEA7PJIaDPJ5ePXtZ0hkinT1B_bQ91mShCiR_43Whsn1P7Gz30WEnLuJs1SGVz1oT4lIRUYni2OfIk";
-const P256_D: &str = "ec9ff7a78a74579215878788cd3dbc6032973fbf6ae697284afe7c166cb05b09";
-const P521_D: &str = "012a51bb18f228a90ba3247c1edb5ae7b1978fc92172778e473dedc57a5760650107a9c522660a5b0608ae60c3c7cad11aa218f5c82e60c8e3ac39f82c598daa4ac5";
+// The peer's keys (verify_jwk_ec_test.cc), shared with the unit tests.
+#[path = "../src/peer_vectors/keys.rs"]
+mod peer_keys;
+use peer_keys::*;
 
 const NO_KID: &str = "https://no-kid.peer.test";
 const NO_CRV: &str = "https://no-crv.peer.test";
 const ES512: &str = "https://es512.peer.test";
 const CAP_HIT: &str = "https://four-decoys.peer.test";
 const CAP_MISS: &str = "https://three-decoys.peer.test";
-
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
-        .collect()
-}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -93,21 +93,6 @@ pub fn trusted(rule: usize) -> &'static [Trusted] {
     }
 }
 
-pub fn alg_name(algorithm: Algorithm) -> &'static str {
-    match algorithm {
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::ES512 => "ES512",
-        Algorithm::EdDSA => "EdDSA",
-    }
-}
-
 struct Keys {
     rsa_a: rsa::RsaPrivateKey,
     rsa_b: rsa::RsaPrivateKey,

@@ -140,7 +140,7 @@ pub fn seeds() -> &'static [Seed] {
             .into_iter()
             .map(|(name, kid, key, algorithm, claims)| {
                 let (token, signed) = signed_token(
-                    &header(keys::alg_name(algorithm), kid),
+                    &header(algorithm.name(), kid),
                     claims,
                     key,
                     algorithm,

@@ -7,8 +7,7 @@ use regex_lite::Regex;
 use serde::Deserialize;
 
 use super::template::Template;
-use crate::config::ConfigError;
-use crate::duration::parse_duration;
+use crate::config_field::{duration, regexes, ConfigError};
 
 /// The Kubernetes webhook authorizer's cache defaults.
 pub const DEFAULT_ALLOWED_TTL: Duration = Duration::from_secs(5 * 60);
@@ -186,42 +185,6 @@ pub struct Authorization {
     pub failure_mode: FailureMode,
 }
 
-fn error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
-fn duration(
-    field: &str,
-    value: &Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match value {
-        Some(text) => parse_duration(text).map_err(|message| error(field, message)),
-        None => Ok(default),
-    }
-}
-
-fn regexes(field: &str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
-    patterns
-        .iter()
-        .enumerate()
-        .map(|(index, pattern)| {
-            Regex::new(pattern).map_err(|problem| {
-                error(
-                    format!("{field}[{index}]"),
-                    format!(
-                        "not a valid regex: {}",
-                        problem.to_string().lines().last().unwrap_or("").trim()
-                    ),
-                )
-            })
-        })
-        .collect()
-}
-
 fn capture_names(patterns: &[Regex]) -> Vec<String> {
     patterns
         .iter()
@@ -263,7 +226,7 @@ pub(crate) fn validate(
         None | Some("deny") => FailureMode::Deny,
         Some("allow") => FailureMode::Allow,
         Some(other) => {
-            return Err(error(
+            return Err(ConfigError::new(
                 format!("{field}.failureMode"),
                 format!("`{other}` is neither `deny` nor `allow`"),
             ))
@@ -271,7 +234,7 @@ pub(crate) fn validate(
     };
     let credential = match &raw_apiserver.token_env {
         Some(name) if name.is_empty() => {
-            return Err(error(
+            return Err(ConfigError::new(
                 format!("{field}.apiserver.tokenEnv"),
                 "must not be empty",
             ))
@@ -298,12 +261,12 @@ pub(crate) fn validate(
         credential,
         timeout: duration(
             &format!("{field}.apiserver.timeout"),
-            &raw_apiserver.timeout,
+            raw_apiserver.timeout.as_deref(),
             DEFAULT_APISERVER_TIMEOUT,
         )?,
     };
     if apiserver.cluster.is_empty() {
-        return Err(error(
+        return Err(ConfigError::new(
             format!("{field}.apiserver.cluster"),
             "must not be empty",
         ));
@@ -326,12 +289,12 @@ pub(crate) fn validate(
         groups_claim: raw.groups_claim,
         allowed_ttl: duration(
             &format!("{field}.cache.allowedTtl"),
-            &cache.allowed_ttl,
+            cache.allowed_ttl.as_deref(),
             DEFAULT_ALLOWED_TTL,
         )?,
         denied_ttl: duration(
             &format!("{field}.cache.deniedTtl"),
-            &cache.denied_ttl,
+            cache.denied_ttl.as_deref(),
             DEFAULT_DENIED_TTL,
         )?,
         max_entries,
@@ -348,20 +311,21 @@ fn validate_rule(field: &str, raw: RawRule) -> Result<AuthzRule, ConfigError> {
         value
             .as_deref()
             .map(|text| {
-                Template::parse(text, &host_names, &path_names)
-                    .map_err(|message| error(format!("{field}.{name}"), message))
+                Template::parse(text, &host_names, &path_names).map_err(|problem| {
+                    ConfigError::new(format!("{field}.{name}"), problem.to_string())
+                })
             })
             .transpose()
     };
     let attributes = match (raw.resource_attributes, raw.non_resource_attributes) {
         (Some(_), Some(_)) => {
-            return Err(error(
+            return Err(ConfigError::new(
                 format!("{field}.resourceAttributes"),
                 "give either resourceAttributes or nonResourceAttributes, not both",
             ))
         }
         (None, None) => {
-            return Err(error(
+            return Err(ConfigError::new(
                 format!("{field}.resourceAttributes"),
                 "one of resourceAttributes or nonResourceAttributes is required",
             ))

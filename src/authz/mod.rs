@@ -239,6 +239,7 @@ pub fn authorize(
     let forbidden = |detail: String| {
         AuthzStep::Deny(Denial {
             reason: Reason::Forbidden,
+            cause: None,
             token_sent: true,
             detail: Some(detail),
         })
@@ -265,6 +266,7 @@ pub fn authorize(
             reason,
         }) => AuthzStep::Deny(Denial {
             reason: Reason::Forbidden,
+            cause: None,
             token_sent: true,
             detail: reason.clone(),
         }),
@@ -283,6 +285,7 @@ pub fn unavailable(authz: &Authorization, env: &str) -> Option<Denial> {
         FailureMode::Allow => None,
         FailureMode::Deny => Some(Denial {
             reason: Reason::AuthorizerUnavailable,
+            cause: None,
             token_sent: true,
             detail: Some(format!("no API server credential: `{env}` is not set")),
         }),
@@ -323,6 +326,7 @@ pub fn review_answered(
             );
             Some(Denial {
                 reason: Reason::Forbidden,
+                cause: None,
                 token_sent: true,
                 detail: reason.clone(),
             })

@@ -24,6 +24,35 @@ pub struct Captures {
     pub query: HashMap<String, String>,
 }
 
+/// Why an attribute value is no template; its Display names the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateError {
+    /// A `{` without its `}` in `text`.
+    Unclosed(String),
+    /// `{host.NAME}` or `{path.NAME}` (`inner`) whose NAME no capture group has.
+    NoCaptureGroup { inner: String, name: String },
+    /// A placeholder (`inner`) that is none of host, path, query.
+    UnknownPlaceholder(String),
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplateError::Unclosed(text) => write!(f, "`{text}`: unclosed `{{`"),
+            TemplateError::NoCaptureGroup { inner, name } => write!(
+                f,
+                "`{{{inner}}}`: no capture group `(?P<{name}>...)` in the rule's match regexes"
+            ),
+            TemplateError::UnknownPlaceholder(inner) => write!(
+                f,
+                "`{{{inner}}}`: use {{host.NAME}}, {{path.NAME}} or {{query.NAME}}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
 impl Template {
     /// Parses `text`; every `{host.X}` / `{path.X}` must name a capture group
     /// of the rule's host / path regexes.
@@ -31,7 +60,7 @@ impl Template {
         text: &str,
         host_names: &[String],
         path_names: &[String],
-    ) -> Result<Template, String> {
+    ) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find('{') {
@@ -41,7 +70,7 @@ impl Template {
             }
             let close = after
                 .find('}')
-                .ok_or_else(|| format!("`{text}`: unclosed `{{`"))?;
+                .ok_or_else(|| TemplateError::Unclosed(text.into()))?;
             let inner = after.get(1..close).unwrap_or("");
             let part = match inner.split_once('.') {
                 Some(("host", name)) if host_names.iter().any(|known| known == name) => {
@@ -52,15 +81,12 @@ impl Template {
                 }
                 Some(("query", name)) if !name.is_empty() => Part::Query(name.to_string()),
                 Some(("host" | "path", name)) => {
-                    return Err(format!(
-                    "`{{{inner}}}`: no capture group `(?P<{name}>...)` in the rule's match regexes"
-                ))
+                    return Err(TemplateError::NoCaptureGroup {
+                        inner: inner.into(),
+                        name: name.into(),
+                    })
                 }
-                _ => {
-                    return Err(format!(
-                        "`{{{inner}}}`: use {{host.NAME}}, {{path.NAME}} or {{query.NAME}}"
-                    ))
-                }
+                _ => return Err(TemplateError::UnknownPlaceholder(inner.into())),
             };
             parts.push(part);
             rest = after.get(close.saturating_add(1)..).unwrap_or("");
@@ -129,11 +155,20 @@ mod tests {
 
     #[test]
     fn refuses_unknown_captures_and_syntax() {
-        assert!(Template::parse("{host.ns}", &[], &[])
-            .unwrap_err()
-            .contains("ns"));
-        assert!(Template::parse("{path.x", &[], &names(&["x"])).is_err());
-        assert!(Template::parse("{user}", &[], &[]).is_err());
+        assert_eq!(
+            Template::parse("{host.ns}", &[], &[])
+                .unwrap_err()
+                .to_string(),
+            "`{host.ns}`: no capture group `(?P<ns>...)` in the rule's match regexes"
+        );
+        assert_eq!(
+            Template::parse("{path.x", &[], &names(&["x"])),
+            Err(TemplateError::Unclosed("{path.x".into()))
+        );
+        assert_eq!(
+            Template::parse("{user}", &[], &[]).unwrap_err().to_string(),
+            "`{user}`: use {host.NAME}, {path.NAME} or {query.NAME}"
+        );
         assert_eq!(
             Template::parse("pipelines.kubeflow.org", &[], &[])
                 .unwrap()

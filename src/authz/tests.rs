@@ -224,6 +224,7 @@ fn answers_are_cached_with_their_own_ttls() {
         ),
         Some(Denial {
             reason: Reason::Forbidden,
+            cause: None,
             token_sent: true,
             detail: Some("no".into())
         })
@@ -314,6 +315,7 @@ fn a_missing_credential_keeps_the_config_and_follows_the_failure_mode() {
         step,
         AuthzStep::Deny(Denial {
             reason: Reason::AuthorizerUnavailable,
+            cause: None,
             token_sent: true,
             detail: Some("no API server credential: `NOT_ROLLED_OUT` is not set".into()),
         })

@@ -7,7 +7,8 @@ use serde_json::Value;
 use super::lint::lint_config;
 use super::manifests::{documents, kind, name};
 use super::wasmplugin_spec::{check_spec, SpecReport};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::config_field::ConfigError;
 
 /// One configuration found in a file, and what the parser says of it.
 #[derive(Debug)]

@@ -85,7 +85,7 @@ pub fn decide_and_act(
             log::error(&format!("cannot read request headers ({status:?})"));
             send_denial(
                 &RequestView::default(),
-                &Denial::new(crate::outcome::Reason::JwksUnavailable, false),
+                &Denial::because(crate::cause::Cause::HeadersUnreadable, false),
             );
             return Action::Pause;
         }
@@ -98,7 +98,7 @@ pub fn decide_and_act(
             drop(guard);
             send_denial(
                 &view,
-                &Denial::new(crate::outcome::Reason::JwksUnavailable, false),
+                &Denial::because(crate::cause::Cause::NotConfigured, false),
             );
             return Action::Pause;
         };
@@ -210,18 +210,11 @@ pub fn decide_and_act(
 
 /// Answers the current request with a refusal, and logs one line.
 pub fn deny(view: &RequestView, denial: &Denial) {
-    // A header over its budget: the line names the header and its size
-    // (the detail never holds a value).
-    let detail = match (&denial.reason, &denial.detail) {
-        (crate::outcome::Reason::HeaderTooLarge, Some(detail)) => format!(" ({detail})"),
-        _ => String::new(),
-    };
     log::info(&format!(
-        "denied {} {} {}: {}{detail}",
+        "denied {} {} {}: {denial}",
         denial.reason.http_status(),
         view.method,
         view.path_only(),
-        denial.reason.as_str()
     ));
     send_denial(view, denial);
 }

@@ -12,8 +12,9 @@ pub mod shared;
 
 use std::time::Duration;
 
-use crate::config::{remote_jwks, Config, Endpoint, KeySource};
+use crate::config::{Config, KeySource};
 use crate::discovery::jwks_endpoint;
+use crate::endpoint::Endpoint;
 use crate::jwks::{parse_jwks, KeySet};
 use record::{millis, Lease, SharedRecord};
 use shared::{SharedData, WriteError};
@@ -330,7 +331,7 @@ impl KeyStore {
             } => match written
                 .jwks_uri
                 .as_deref()
-                .and_then(|uri| remote_jwks(uri, jwks_cluster.as_deref()).ok())
+                .and_then(|uri| Endpoint::from_url(uri, jwks_cluster.as_deref()).ok())
             {
                 Some(endpoint) => (FetchStage::Jwks, endpoint),
                 None => (FetchStage::Discovery, document.clone()),
@@ -398,7 +399,7 @@ impl KeyStore {
             (Some(FetchStage::Jwks), Ok(body)) => match parse_jwks(body) {
                 Ok(parsed) if !parsed.keys.is_empty() => Ok((parsed, body)),
                 Ok(parsed) => Err(format!("no usable key ({})", parsed.skipped.join("; "))),
-                Err(why) => Err(why),
+                Err(why) => Err(why.to_string()),
             },
         };
         let Some(slot) = self.slots.get_mut(rule) else {

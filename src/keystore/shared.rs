@@ -12,6 +12,17 @@ pub enum WriteError {
     Refused,
 }
 
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriteError::CasMismatch => "written by another VM since it was read",
+            WriteError::Refused => "refused by the host",
+        })
+    }
+}
+
+impl std::error::Error for WriteError {}
+
 pub trait SharedData {
     /// The value and its CAS token, or `None` when the key was never written.
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;

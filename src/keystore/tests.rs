@@ -287,7 +287,7 @@ fn a_discovery_document_for_another_issuer_is_refused() {
 fn kid_less_keys_are_tried_before_an_unknown_kid_refetches() {
     use crate::authz::cache::DecisionCache;
     use crate::authz::token_review::TokenReviewCache;
-    use crate::outcome::{Denial, Outcome, Reason};
+    use crate::outcome::{Denial, Outcome};
     use crate::pipeline::{decide, Caches};
     use crate::request::RequestView;
     use crate::testutil::{sign, sign_with_other_rsa_key, standard_claims};
@@ -337,7 +337,7 @@ fn kid_less_keys_are_tried_before_an_unknown_kid_refetches() {
     let forged = sign_with_other_rsa_key("rotated", &standard_claims());
     assert_eq!(
         decide(&gateway.config, &caches, &request(&forged), NOW, true),
-        Outcome::Deny(Denial::new(Reason::KeyUnknown, true)),
+        Outcome::Deny(Denial::because(crate::cause::Cause::KidUnknown, true)),
         "just fetched: no refetch"
     );
     assert_eq!(
@@ -346,7 +346,7 @@ fn kid_less_keys_are_tried_before_an_unknown_kid_refetches() {
     );
     assert_eq!(
         decide(&gateway.config, &caches, &request(&forged), later, false),
-        Outcome::Deny(Denial::new(Reason::KeyUnknown, true)),
+        Outcome::Deny(Denial::because(crate::cause::Cause::KidUnknown, true)),
         "after the refetch"
     );
 }
