@@ -19,6 +19,7 @@
 )]
 
 pub mod authz;
+pub mod broker;
 pub mod claims;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;

@@ -173,7 +173,7 @@ fn authenticate(
     let reviewed = match rule
         .token_review
         .as_ref()
-        .map(|_| caches.tokens.get(found.value.as_str(), now))
+        .map(|_| caches.tokens.get(&digest, now))
     {
         None | Some(Some(TokenStatus::Unreviewed)) => None,
         Some(Some(TokenStatus::Authenticated(subject))) => Some(subject.clone()),
@@ -873,7 +873,7 @@ mod tests {
             groups: vec!["system:serviceaccounts".into()],
         };
         tokens.insert(
-            token.clone(),
+            verified.digest(&token),
             TokenStatus::Authenticated(subject),
             Duration::from_secs(120),
             NOW,
@@ -886,7 +886,7 @@ mod tests {
         assert_eq!(body["spec"]["groups"], json!(["system:serviceaccounts"]));
 
         tokens.insert(
-            token.clone(),
+            verified.digest(&token),
             TokenStatus::Rejected("deleted".into()),
             Duration::from_secs(120),
             NOW,

@@ -43,7 +43,7 @@ pub struct VerifiedToken {
 }
 
 /// A token's keyed digest under one cache's key ([`TokenCache::digest`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenDigest(u128);
 
 /// A bounded memo of verified tokens; interior mutability keeps the pipeline's

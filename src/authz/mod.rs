@@ -16,10 +16,12 @@ use crate::claims::{header_value, lookup, lookup_list};
 use crate::config::JwtRule;
 use crate::outcome::{Denial, Identity, Reason};
 use crate::request::RequestView;
+use crate::token_cache::TokenDigest;
 use cache::{CachedDecision, DecisionCache};
 use config::{Attributes, Authorization, AuthzRule, FailureMode};
 use review::{review_body, review_spec, ReviewAnswer, Subject};
 use template::{Captures, Template};
+use token_review::{TokenReviewCache, TokenStatus, TOKEN_REVIEW_TTL, UNREVIEWED_TTL};
 
 /// What authorization decides before any callout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +334,26 @@ pub fn review_answered(
             FailureMode::Deny => Some(Denial::new(Reason::AuthorizerUnavailable, true)),
         },
     }
+}
+
+/// What is known of a token after its TokenReview, cached for its lifetime:
+/// the answer; or, when there was none (`Err`), with `failureMode: allow` the
+/// token goes on unreviewed for a while, with `deny` nothing is known (`None`:
+/// its requests are refused as unavailable, and the next one asks again).
+pub fn token_review_answered(
+    failure_mode: FailureMode,
+    cache: &mut TokenReviewCache,
+    digest: TokenDigest,
+    answer: Result<TokenStatus, String>,
+    now: Duration,
+) -> Option<TokenStatus> {
+    let (status, ttl) = match (answer, failure_mode) {
+        (Ok(status), _) => (status, TOKEN_REVIEW_TTL),
+        (Err(_), FailureMode::Allow) => (TokenStatus::Unreviewed, UNREVIEWED_TTL),
+        (Err(_), FailureMode::Deny) => return None,
+    };
+    cache.insert(digest, status.clone(), ttl, now);
+    Some(status)
 }
 
 #[cfg(test)]
