@@ -479,3 +479,89 @@ fn another_scope_shares_nothing() {
     assert_ne!(theirs, digest);
     assert_eq!(elsewhere.lookup(&shared, &theirs, NOW), Lookup::Vacant);
 }
+
+/// Envoy's shared data as threads see it: each get or set is atomic, the
+/// steps between them are not.
+#[cfg(not(target_arch = "wasm32"))]
+struct Threaded<'a>(&'a std::sync::Mutex<MemorySharedData>);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl SharedData for Threaded<'_> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.0.lock().unwrap().get(key)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        self.0.lock().unwrap().set(key, value, cas)
+    }
+}
+
+/// Eight workers on eight threads go through the same 200 reviews at once
+/// (how often they meet depends on the scheduler; the property does not),
+/// each asking the API server only when it wins the lease: every review is
+/// asked exactly once, and every worker ends with every review's own answer.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn workers_on_threads_ask_each_review_exactly_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    const THREADS: u64 = 8;
+    const REVIEWS: usize = 200;
+    let (prepared, _) = workers(1, DEFAULT_SLOTS);
+    let store = Mutex::new(prepared);
+    let asked: Vec<AtomicUsize> = (0..REVIEWS).map(|_| AtomicUsize::new(0)).collect();
+    let answer_of = |review: usize| Answer::Denied {
+        reason: Some(format!("review {review}")),
+    };
+    let barrier = std::sync::Barrier::new(THREADS as usize);
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let (store, asked, barrier) = (&store, &asked, &barrier);
+            scope.spawn(move || {
+                let mut shared = Threaded(store);
+                let table = SharedDecisions::new(100 + thread, DEFAULT_SLOTS, SCOPE);
+                // Same order, same start: they race for every review.
+                barrier.wait();
+                let mut pending: Vec<usize> = (0..REVIEWS).collect();
+                while !pending.is_empty() {
+                    pending.retain(|review| {
+                        let spec = spec(&format!("user-{review}"), "iris");
+                        let digest = table
+                            .digest(&shared, &Review::Access { spec: &spec })
+                            .unwrap();
+                        match table.lookup(&shared, &digest, NOW) {
+                            Lookup::Answer { answer, .. } => {
+                                assert_eq!(answer, answer_of(*review));
+                                return false;
+                            }
+                            Lookup::Leased { .. } => return true,
+                            Lookup::Vacant => {}
+                        }
+                        match table.lease(&mut shared, &digest, NOW, LEASE) {
+                            Claim::Won => {
+                                asked[*review].fetch_add(1, Ordering::SeqCst);
+                                let expires = NOW + secs(300);
+                                assert!(table.publish(
+                                    &mut shared,
+                                    &digest,
+                                    answer_of(*review),
+                                    expires,
+                                    NOW
+                                ));
+                                false
+                            }
+                            Claim::Alone => panic!("review {review}: no slot for a lease"),
+                            Claim::Held { .. } | Claim::Answered { .. } => true,
+                        }
+                    });
+                }
+            });
+        }
+    });
+    let counts: Vec<usize> = asked.iter().map(|n| n.load(Ordering::SeqCst)).collect();
+    assert!(
+        counts.iter().all(|n| *n == 1),
+        "asks per review: {counts:?}"
+    );
+}
