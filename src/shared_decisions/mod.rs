@@ -249,7 +249,9 @@ impl SharedDecisions {
         expires: Duration,
         now: Duration,
     ) -> bool {
-        if answer.kind() != digest.kind {
+        // An answer of another kind, or one already expired (a zero TTL):
+        // nothing to share, and nothing to push out for it.
+        if answer.kind() != digest.kind || expires <= now {
             return false;
         }
         let now_ms = millis(now);

@@ -243,6 +243,10 @@ fn an_expired_answer_is_ignored_and_its_slot_reused() {
         }
     );
     assert_eq!(vms[1].lookup(&shared, &digest, expires), Lookup::Vacant);
+    assert!(
+        !vms[1].publish(&mut shared, &digest, Answer::Allowed, expires, expires),
+        "an answer that ends as it is published is not shared"
+    );
     assert_eq!(
         vms[1].lease(&mut shared, &digest, expires, LEASE),
         Claim::Won
