@@ -38,6 +38,7 @@ pub mod pipeline;
 pub mod request;
 pub mod rsa_pkcs1;
 pub mod session;
+pub mod shared_decisions;
 pub mod token;
 pub mod token_cache;
 pub mod verify;
