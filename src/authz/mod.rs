@@ -291,8 +291,56 @@ pub fn unavailable(authz: &Authorization, env: &str) -> Option<Denial> {
     }
 }
 
-/// The verdict on an answer, after caching it. `None`: allow (an allowed
-/// review, or the API server failed with `failureMode: allow`).
+/// How long an answer stands: `allowedTtl` or `deniedTtl`; `None` for no
+/// usable answer (never cached).
+pub fn review_ttl(authz: &Authorization, answer: &ReviewAnswer) -> Option<Duration> {
+    match answer {
+        ReviewAnswer::Allowed => Some(authz.allowed_ttl),
+        ReviewAnswer::Denied(_) => Some(authz.denied_ttl),
+        ReviewAnswer::Unusable(_) => None,
+    }
+}
+
+/// Caches an answer for `ttl` (an unusable one is not cached).
+pub fn remember_review(
+    cache: &mut DecisionCache,
+    key: &str,
+    answer: &ReviewAnswer,
+    ttl: Duration,
+    now: Duration,
+) {
+    let decision = match answer {
+        ReviewAnswer::Allowed => CachedDecision {
+            allowed: true,
+            reason: None,
+        },
+        ReviewAnswer::Denied(reason) => CachedDecision {
+            allowed: false,
+            reason: reason.clone(),
+        },
+        ReviewAnswer::Unusable(_) => return,
+    };
+    cache.insert(key.to_string(), decision, ttl, now);
+}
+
+/// The verdict on an answer. `None`: allow (an allowed review, or the API
+/// server failed with `failureMode: allow`).
+pub fn review_verdict(authz: &Authorization, answer: &ReviewAnswer) -> Option<Denial> {
+    match answer {
+        ReviewAnswer::Allowed => None,
+        ReviewAnswer::Denied(reason) => Some(Denial {
+            reason: Reason::Forbidden,
+            token_sent: true,
+            detail: reason.clone(),
+        }),
+        ReviewAnswer::Unusable(_) => match authz.failure_mode {
+            FailureMode::Allow => None,
+            FailureMode::Deny => Some(Denial::new(Reason::AuthorizerUnavailable, true)),
+        },
+    }
+}
+
+/// The verdict on an answer, after caching it for its configured TTL.
 pub fn review_answered(
     authz: &Authorization,
     cache: &mut DecisionCache,
@@ -300,40 +348,10 @@ pub fn review_answered(
     answer: &ReviewAnswer,
     now: Duration,
 ) -> Option<Denial> {
-    match answer {
-        ReviewAnswer::Allowed => {
-            cache.insert(
-                key.to_string(),
-                CachedDecision {
-                    allowed: true,
-                    reason: None,
-                },
-                authz.allowed_ttl,
-                now,
-            );
-            None
-        }
-        ReviewAnswer::Denied(reason) => {
-            cache.insert(
-                key.to_string(),
-                CachedDecision {
-                    allowed: false,
-                    reason: reason.clone(),
-                },
-                authz.denied_ttl,
-                now,
-            );
-            Some(Denial {
-                reason: Reason::Forbidden,
-                token_sent: true,
-                detail: reason.clone(),
-            })
-        }
-        ReviewAnswer::Unusable(_) => match authz.failure_mode {
-            FailureMode::Allow => None,
-            FailureMode::Deny => Some(Denial::new(Reason::AuthorizerUnavailable, true)),
-        },
+    if let Some(ttl) = review_ttl(authz, answer) {
+        remember_review(cache, key, answer, ttl, now);
     }
+    review_verdict(authz, answer)
 }
 
 /// What is known of a token after its TokenReview, cached for its lifetime:

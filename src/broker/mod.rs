@@ -10,33 +10,32 @@
 //! Requests that need the same answer wait on one [`Question`] and it is asked
 //! once: the keys of a rule, a SubjectAccessReview, a TokenReview.
 
+mod answer;
 pub mod callout;
 pub mod event;
+mod gateway;
 pub mod question;
 pub mod verdict;
 
-use std::collections::hash_map::{Entry, RandomState};
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::time::Duration;
 
 use crate::authz::cache::DecisionCache;
-use crate::authz::config::FailureMode;
-use crate::authz::review::{parse_answer, ReviewAnswer};
-use crate::authz::token_review::{
-    parse_token_review, token_review_body, TokenReviewCache, TokenStatus,
-};
-use crate::authz::{review_answered, token_review_answered};
+use crate::authz::token_review::{token_review_body, TokenReviewCache};
 use crate::config::Config;
 use crate::keystore::shared::SharedData;
-use crate::keystore::{FetchResult, KeyStore};
-use crate::outcome::{Denial, Outcome, Reason};
+use crate::keystore::KeyStore;
+use crate::outcome::{Outcome, Reason};
 use crate::pipeline::{decide, Caches};
 use crate::request::RequestView;
+use crate::shared_decisions::{DigestKey, Review, SharedDecisions, DEFAULT_SLOTS};
 use crate::token_cache::TokenCache;
+use answer::Heard;
 use callout::{Outgoing, SUBJECT_ACCESS_REVIEWS, TOKEN_REVIEWS};
 use event::{Event, Level, Metric};
-use question::{Pass, Question, Then, Waiter};
+use question::{Asking, Pass, Question, Then, Waiter};
 pub use verdict::Verdict;
 
 /// The tick while requests wait for keys: it starts the fetch, or notices
@@ -58,14 +57,6 @@ pub struct Resume {
     pub verdict: Verdict,
 }
 
-/// How a question was answered.
-enum Heard<'a> {
-    /// An HTTP response (`None`: no response at all, a timeout or reset).
-    Response(Option<&'a str>, &'a [u8]),
-    /// The host refused to send the callout to `cluster` (with its status).
-    NotSent { cluster: String, status: String },
-}
-
 struct Callout {
     question: Question,
     deadline: Duration,
@@ -81,9 +72,12 @@ pub struct Broker {
     decisions: DecisionCache,
     /// TokenReview answers.
     token_reviews: TokenReviewCache,
+    /// SubjectAccessReview and TokenReview answers and leases shared with
+    /// the other workers (`None` without `authorization` or its cache).
+    gateway: Option<SharedDecisions>,
     /// Requests parked per question. A review's question stays until it is
     /// answered (later requests join it); a key question while it has waiters.
-    questions: HashMap<Question, Vec<Waiter>>,
+    questions: HashMap<Question, Asking>,
     /// Callouts to send.
     unsent: VecDeque<Outgoing>,
     /// Callouts sent, by the host's callout id.
@@ -104,8 +98,21 @@ fn random_vm_id(now: Duration) -> u64 {
 impl Broker {
     /// A broker for an accepted configuration; creates the shared key records.
     pub fn new(config: Config, mut shared: Box<dyn SharedData>, now: Duration) -> Broker {
-        let keys = KeyStore::new(&config, random_vm_id(now));
+        let vm_id = random_vm_id(now);
+        let keys = KeyStore::new(&config, vm_id);
         keys.ensure_records(&config, shared.as_mut());
+        // Plugins that share a `vm_id` but ask another API server share nothing.
+        let gateway = config
+            .authorization
+            .as_ref()
+            .filter(|authorization| authorization.max_entries > 0)
+            .map(|authorization| {
+                let apiserver = &authorization.apiserver;
+                let scope = format!("{}|{}", apiserver.cluster, apiserver.authority);
+                let table = SharedDecisions::new(vm_id, DEFAULT_SLOTS, &scope);
+                table.prepare(shared.as_mut(), DigestKey::fresh());
+                table
+            });
         let max_entries = config.authorization.as_ref().map_or(0, |a| a.max_entries);
         let mut events = VecDeque::new();
         for warning in &config.warnings {
@@ -130,6 +137,7 @@ impl Broker {
             config,
             shared,
             keys,
+            gateway,
             questions: HashMap::new(),
             unsent: VecDeque::new(),
             callouts: HashMap::new(),
@@ -151,18 +159,22 @@ impl Broker {
     }
 
     /// A request ended (or was answered): it no longer waits for anything.
+    /// A question nobody waits for any more is dropped, unless this worker
+    /// asks it (its answer is still cached and shared).
     pub fn on_stream_end(&mut self, context: u32) {
-        for waiters in self.questions.values_mut() {
-            waiters.retain(|waiter| waiter.context != context);
+        for asking in self.questions.values_mut() {
+            asking.waiters.retain(|waiter| waiter.context != context);
         }
-        self.questions.retain(|question, waiters| {
-            !(matches!(question, Question::Jwks(_)) && waiters.is_empty())
+        self.questions.retain(|question, asking| {
+            let asked_here = !matches!(question, Question::Jwks(_)) && asking.elsewhere.is_none();
+            asked_here || !asking.waiters.is_empty()
         });
     }
 
     /// The host's periodic tick: read the shared key records, start the key
     /// fetches that are due, wake requests whose keys came (or whose wait
-    /// timed out), and give up on callouts long past their timeout.
+    /// timed out), give up on callouts long past their timeout, and look up
+    /// the reviews other workers ask.
     pub fn on_tick(&mut self, now: Duration) {
         self.ticked = true;
         let overdue: Vec<u32> = self
@@ -220,19 +232,24 @@ impl Broker {
                 .get(rule)
                 .map_or(Duration::ZERO, |r| r.timeout);
             let generation = self.keys.generation(rule);
-            let Some(waiters) = self.questions.remove(&Question::Jwks(rule)) else {
+            let Some(asking) = self.questions.remove(&Question::Jwks(rule)) else {
                 continue;
             };
             let (ready, kept): (Vec<Waiter>, Vec<Waiter>) =
-                waiters.into_iter().partition(|waiter| {
+                asking.waiters.into_iter().partition(|waiter| {
                     matches!(waiter.then, Then::DecideWithKeys { generation: g } if g != generation)
                         || now.saturating_sub(waiter.since) >= timeout
                 });
             if !kept.is_empty() {
-                self.questions.insert(Question::Jwks(rule), kept);
+                let asking = Asking {
+                    waiters: kept,
+                    ..Asking::default()
+                };
+                self.questions.insert(Question::Jwks(rule), asking);
             }
             self.decide_again(ready, Pass::AfterKeys, now);
         }
+        self.poll_gateway(now);
     }
 
     /// The next callout to send (only from the root context: its answer
@@ -288,11 +305,14 @@ impl Broker {
 
     /// The tick period to set, when it differs from the last one returned:
     /// 1 ms while a review waits to be sent, 10 ms while requests wait for
-    /// keys (and until the first tick, to fetch before the first request), 1 s
-    /// otherwise. Ask after draining the callouts.
+    /// keys or for another worker's review (and until the first tick, to
+    /// fetch before the first request), 1 s otherwise. Ask after draining
+    /// the callouts.
     pub fn poll_tick_period(&mut self) -> Option<Duration> {
-        let keys_awaited = self.questions.iter().any(|(question, waiters)| {
-            matches!(question, Question::Jwks(_)) && !waiters.is_empty()
+        // Requests wait for keys, or for a review another worker asks.
+        let keys_awaited = self.questions.iter().any(|(question, asking)| {
+            (matches!(question, Question::Jwks(_)) && !asking.waiters.is_empty())
+                || asking.elsewhere.is_some()
         });
         let wanted = if !self.unsent.is_empty() {
             REVIEW_TICK
@@ -339,13 +359,14 @@ impl Broker {
 
     /// Decides for a request and carries out what waiting needs.
     fn decide(&mut self, context: u32, view: RequestView, now: Duration, pass: Pass) -> Verdict {
-        let caches = Caches {
-            keys: &self.keys,
-            verified: &self.verified,
-            decisions: &self.decisions,
-            tokens: &self.token_reviews,
-        };
-        let outcome = decide(&self.config, &caches, &view, now, pass != Pass::AfterKeys);
+        let mut outcome = self.run_pipeline(&view, now, pass);
+        if self.adopt(&outcome, now) {
+            // Another worker's answer: the decision is made again with it,
+            // and only that decision's cache hits count.
+            self.decisions.take_hits();
+            self.token_reviews.take_hits();
+            outcome = self.run_pipeline(&view, now, pass);
+        }
         let hits = self.decisions.take_hits();
         if hits > 0 {
             self.events
@@ -388,6 +409,7 @@ impl Broker {
                 self.questions
                     .entry(Question::Jwks(rule))
                     .or_default()
+                    .waiters
                     .push(waiter(view, Then::DecideWithKeys { generation }));
                 Verdict::Hold
             }
@@ -397,12 +419,18 @@ impl Broker {
                     digest: self.verified.digest(&token),
                 };
                 let audiences = self.audiences(rule).to_vec();
+                let review = Review::Token {
+                    token: &token,
+                    audiences: &audiences,
+                };
                 let body = || token_review_body(&token, &audiences);
                 let first = self.park(
                     question,
+                    review,
                     TOKEN_REVIEWS,
                     body,
                     waiter(view, Then::DecideAgain),
+                    now,
                 );
                 self.count(if first {
                     Metric::TokenReviewCacheMiss
@@ -412,12 +440,14 @@ impl Broker {
                 Verdict::Hold
             }
             Outcome::Review { edits, key, body } => {
-                let question = Question::SubjectAccessReview(key);
+                let question = Question::SubjectAccessReview(key.clone());
                 let first = self.park(
                     question,
+                    Review::Access { spec: &key },
                     SUBJECT_ACCESS_REVIEWS,
                     || body,
                     waiter(view, Then::Allow(edits)),
+                    now,
                 );
                 self.count(if first {
                     Metric::AuthzCacheMiss
@@ -429,33 +459,44 @@ impl Broker {
         }
     }
 
+    fn run_pipeline(&self, view: &RequestView, now: Duration, pass: Pass) -> Outcome {
+        let caches = Caches {
+            keys: &self.keys,
+            verified: &self.verified,
+            decisions: &self.decisions,
+            tokens: &self.token_reviews,
+        };
+        decide(&self.config, &caches, view, now, pass != Pass::AfterKeys)
+    }
+
     /// Parks a request on a review, asking it unless it is already pending.
-    /// True when the request is its only waiter (a cache miss, not coalesced).
+    /// True when the request is its only waiter and this worker asks it (a
+    /// cache miss: one per review sent), false when it joins one in flight.
     fn park(
         &mut self,
         question: Question,
+        review: Review,
         path: &str,
         body: impl FnOnce() -> Vec<u8>,
         waiter: Waiter,
+        now: Duration,
     ) -> bool {
-        let waiters = match self.questions.entry(question) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                // Only a configuration with `authorization` asks for reviews.
-                if let Some(authorization) = &self.config.authorization {
-                    let question = entry.key().clone();
-                    self.unsent.push_back(callout::review(
-                        &authorization.apiserver,
-                        question,
-                        path,
-                        body(),
-                    ));
+        let mut asking = match self.questions.remove(&question) {
+            Some(asking) => asking,
+            // Only a configuration with `authorization` asks for reviews.
+            None => match &self.config.authorization {
+                Some(authorization) => {
+                    let outgoing =
+                        callout::review(&authorization.apiserver, question.clone(), path, body());
+                    self.ask(review, outgoing, now)
                 }
-                entry.insert(Vec::new())
-            }
+                None => Asking::default(),
+            },
         };
-        let first = waiters.is_empty();
-        waiters.push(waiter);
+        // Joining a review another worker asks is joining a review in flight.
+        let first = asking.waiters.is_empty() && asking.elsewhere.is_none();
+        asking.waiters.push(waiter);
+        self.questions.insert(question, asking);
         first
     }
 
@@ -466,173 +507,6 @@ impl Broker {
             if verdict != Verdict::Hold {
                 self.resumes.push_back(Resume { context, verdict });
             }
-        }
-    }
-
-    /// A question was answered (or could not be asked).
-    fn heard(&mut self, question: Question, heard: Heard, now: Duration) {
-        match question {
-            Question::Jwks(rule) => self.keys_heard(rule, heard, now),
-            Question::SubjectAccessReview(key) => {
-                let answer = match heard {
-                    Heard::Response(status, body) => parse_answer(status, body),
-                    Heard::NotSent { cluster, status } => {
-                        self.warn_not_sent(&cluster, &status);
-                        ReviewAnswer::Unusable("dispatch refused".into())
-                    }
-                };
-                self.review_heard(key, answer, now);
-            }
-            Question::TokenReview { rule, digest } => {
-                let audiences = self.audiences(rule);
-                let parsed = match heard {
-                    Heard::Response(status, body) => parse_token_review(status, body, audiences),
-                    Heard::NotSent { cluster, status } => {
-                        self.warn_not_sent(&cluster, &status);
-                        Err("dispatch refused".to_string())
-                    }
-                };
-                self.token_review_heard(Question::TokenReview { rule, digest }, parsed, now);
-            }
-        }
-    }
-
-    fn warn_not_sent(&mut self, cluster: &str, status: &str) {
-        self.log(
-            Level::Warn,
-            format!("cannot reach the API server through cluster `{cluster}` ({status}): is it defined?"),
-        );
-    }
-
-    fn keys_heard(&mut self, rule: usize, heard: Heard, now: Duration) {
-        let answer = match heard {
-            Heard::Response(Some("200"), body) => Ok(body),
-            Heard::Response(Some(code), _) => Err(format!("HTTP {code}")),
-            Heard::Response(None, _) => Err("no response (timeout or connection failure)".into()),
-            Heard::NotSent { cluster, status } => Err(format!(
-                "cannot reach cluster `{cluster}` ({status}): is it defined?"
-            )),
-        };
-        let result =
-            self.keys
-                .fetch_answered(&self.config, rule, answer, self.shared.as_mut(), now);
-        let source = self
-            .config
-            .rules
-            .get(rule)
-            .map(|rule| format!("{} ({})", rule.issuer, rule.keys.location()))
-            .unwrap_or_default();
-        match result {
-            FetchResult::Next(plan) => {
-                self.unsent.push_back(callout::fetch(plan));
-                return;
-            }
-            FetchResult::Succeeded { keys, skipped } => {
-                self.count(Metric::FetchSucceeded);
-                self.log(
-                    Level::Info,
-                    format!("fetched keys of {source}: {keys} usable"),
-                );
-                for note in skipped {
-                    self.log(
-                        Level::Warn,
-                        format!("keys of {source}: skipped a key: {note}"),
-                    );
-                }
-            }
-            FetchResult::Failed(why) => {
-                self.count(Metric::FetchFailed);
-                self.log(
-                    Level::Warn,
-                    format!(
-                        "fetching keys of {source} failed: {why}; keeping the last good keys, if any"
-                    ),
-                );
-            }
-        }
-        let waiters = self
-            .questions
-            .remove(&Question::Jwks(rule))
-            .unwrap_or_default();
-        self.decide_again(waiters, Pass::AfterKeys, now);
-    }
-
-    /// Caches a SubjectAccessReview's verdict and lets its waiters go on or
-    /// answers them.
-    fn review_heard(&mut self, key: String, answer: ReviewAnswer, now: Duration) {
-        let waiters = self
-            .questions
-            .remove(&Question::SubjectAccessReview(key.clone()))
-            .unwrap_or_default();
-        if let ReviewAnswer::Unusable(why) = &answer {
-            self.log(Level::Warn, format!("SubjectAccessReview failed: {why}"));
-        }
-        let Some(authorization) = self.config.authorization.as_ref() else {
-            return;
-        };
-        let verdict = review_answered(authorization, &mut self.decisions, &key, &answer, now);
-        for waiter in waiters {
-            let verdict = match (&verdict, waiter.then) {
-                (None, Then::Allow(edits)) => {
-                    self.count(Metric::AuthzAllowed);
-                    self.count(Metric::Allowed);
-                    self.proceed(edits)
-                }
-                (Some(denial), _) => {
-                    self.count_refusal(denial.reason);
-                    self.refuse(&waiter.view, denial)
-                }
-                // Only SubjectAccessReview waiters wait here.
-                (None, _) => continue,
-            };
-            self.resumes.push_back(Resume {
-                context: waiter.context,
-                verdict,
-            });
-        }
-    }
-
-    /// Applies `failureMode` to a TokenReview's answer, caches what is known
-    /// of the token, and decides again for its waiters.
-    fn token_review_heard(
-        &mut self,
-        question: Question,
-        parsed: Result<TokenStatus, String>,
-        now: Duration,
-    ) {
-        let Question::TokenReview { digest, .. } = question else {
-            return;
-        };
-        let waiters = self.questions.remove(&question).unwrap_or_default();
-        if let Err(why) = &parsed {
-            self.log(Level::Warn, format!("TokenReview failed: {why}"));
-        }
-        let failure_mode = self
-            .config
-            .authorization
-            .as_ref()
-            .map_or(FailureMode::Deny, |authorization| {
-                authorization.failure_mode
-            });
-        let status =
-            token_review_answered(failure_mode, &mut self.token_reviews, digest, parsed, now);
-        self.count(match status {
-            Some(TokenStatus::Authenticated(_)) => Metric::TokenReviewAllowed,
-            Some(TokenStatus::Rejected(_)) => Metric::TokenReviewDenied,
-            Some(TokenStatus::Unreviewed) | None => Metric::TokenReviewError,
-        });
-        if status.is_some() {
-            self.decide_again(waiters, Pass::AfterTokenReview, now);
-            return;
-        }
-        let denial = Denial::new(Reason::AuthorizerUnavailable, true);
-        for waiter in waiters {
-            self.count_refusal(denial.reason);
-            let verdict = self.refuse(&waiter.view, &denial);
-            self.resumes.push_back(Resume {
-                context: waiter.context,
-                verdict,
-            });
         }
     }
 }

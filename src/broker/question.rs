@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use super::callout::Outgoing;
 use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
+use crate::shared_decisions::ReviewDigest;
 use crate::token_cache::TokenDigest;
 
 /// What a callout is about: requests that need the same answer wait on the
@@ -47,4 +49,15 @@ pub struct Waiter {
     pub view: RequestView,
     pub since: Duration,
     pub then: Then,
+}
+
+/// The requests parked on one question, and where its answer will come from.
+#[derive(Debug, Default)]
+pub struct Asking {
+    pub waiters: Vec<Waiter>,
+    /// A review's digest in the gateway-wide table, when it takes part.
+    pub digest: Option<ReviewDigest>,
+    /// Another worker holds the review's lease: the callout to send here
+    /// should that lease lapse.
+    pub elsewhere: Option<Outgoing>,
 }

@@ -539,3 +539,143 @@ fn refusals_are_counted_and_logged_once() {
         .collect();
     assert_eq!(lines, ["denied 401 GET /ns/team-a: token_malformed"]);
 }
+
+fn token_of(email: &str) -> String {
+    let mut claims = standard_claims();
+    claims["email"] = email.into();
+    sign("RS256", Some("rsa-1"), &claims)
+}
+
+#[test]
+fn workers_ask_a_subject_access_review_once_and_share_its_answer() {
+    let shared = Shared::default();
+    let mut a = Worker::new(authz_config("deny"), &shared);
+    let mut b = Worker::new(authz_config("deny"), &shared);
+    let alice = token();
+    assert_eq!(a.request(1, "/ns/team-a", &alice, NOW), Verdict::Hold);
+    assert_eq!(b.request(2, "/ns/team-a", &alice, NOW), Verdict::Hold);
+    let sent = a.tick(NOW + MS);
+    assert_eq!(sent.len(), 1, "a won the lease");
+    assert!(b.tick(NOW + MS).is_empty(), "b waits for a's answer");
+    assert_eq!(
+        a.counted(Metric::AuthzCacheMiss),
+        1,
+        "one miss per review sent"
+    );
+    assert_eq!(b.counted(Metric::AuthzCacheMiss), 0);
+    assert_eq!(b.counted(Metric::AuthzCoalesced), 1, "b joined a's review");
+    assert_eq!(
+        b.broker.poll_tick_period(),
+        Some(WAITING_TICK),
+        "and looks it up"
+    );
+    assert_eq!(a.answer(sent[0].0, "201", ALLOWED, NOW + 2 * MS).len(), 1);
+    assert!(b.tick(NOW + 10 * MS).is_empty());
+    let resumed = b.resumes();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(user_header(&resumed[0].verdict), Some("alice@example.com"));
+
+    // A third worker adopts the answer without asking or waiting.
+    let mut c = Worker::new(authz_config("deny"), &shared);
+    let verdict = c.request(3, "/ns/team-a", &alice, NOW + SECOND);
+    assert_eq!(user_header(&verdict), Some("alice@example.com"));
+    assert_eq!(c.counted(Metric::AuthzCacheHit), 1);
+    assert!(c.tick(NOW + SECOND).is_empty());
+    // Not for another user, nor for another namespace: those are other reviews.
+    let mallory = token_of("mallory@example.com");
+    assert_eq!(
+        c.request(4, "/ns/team-a", &mallory, NOW + SECOND),
+        Verdict::Hold
+    );
+    assert_eq!(
+        c.request(5, "/ns/team-b", &alice, NOW + SECOND),
+        Verdict::Hold
+    );
+    assert_eq!(c.tick(NOW + SECOND + MS).len(), 2);
+}
+
+#[test]
+fn a_refused_answer_is_shared_too_and_expires_where_it_was_asked() {
+    let shared = Shared::default();
+    let mut a = Worker::new(authz_config("deny"), &shared);
+    let mut b = Worker::new(authz_config("deny"), &shared);
+    let alice = token();
+    a.request(1, "/ns/team-a", &alice, NOW);
+    let sent = a.tick(NOW);
+    a.answer(sent[0].0, "201", DENIED, NOW);
+    let verdict = b.request(2, "/ns/team-a", &alice, NOW + SECOND);
+    assert_eq!(refused(&verdict).as_deref(), Some("forbidden"));
+    // deniedTtl (30 s by default) runs from a's answer, in b too.
+    let after = NOW + Duration::from_secs(30);
+    assert_eq!(b.request(3, "/ns/team-a", &alice, after), Verdict::Hold);
+}
+
+#[test]
+fn a_failed_review_releases_its_lease_and_each_worker_asks_for_itself() {
+    let shared = Shared::default();
+    let mut a = Worker::new(authz_config("deny"), &shared);
+    let mut b = Worker::new(authz_config("deny"), &shared);
+    let alice = token();
+    a.request(1, "/ns/team-a", &alice, NOW);
+    b.request(2, "/ns/team-a", &alice, NOW);
+    let sent = a.tick(NOW);
+    assert!(b.tick(NOW).is_empty());
+    let resumed = a.answer(sent[0].0, "500", "", NOW + MS);
+    assert_eq!(
+        refused(&resumed[0].verdict).as_deref(),
+        Some("authorizer_unavailable")
+    );
+    let sent = b.tick(NOW + 10 * MS);
+    assert_eq!(sent.len(), 1, "b asks for itself");
+    let resumed = b.answer(sent[0].0, "201", ALLOWED, NOW + 20 * MS);
+    assert_eq!(user_header(&resumed[0].verdict), Some("alice@example.com"));
+}
+
+#[test]
+fn a_lease_whose_worker_never_answers_is_taken_over() {
+    let shared = Shared::default();
+    let mut a = Worker::new(authz_config("deny"), &shared);
+    let mut b = Worker::new(authz_config("deny"), &shared);
+    let alice = token();
+    a.request(1, "/ns/team-a", &alice, NOW);
+    assert_eq!(a.tick(NOW).len(), 1);
+    // a's VM is gone (its worker restarted): nobody answers, nobody releases.
+    b.request(2, "/ns/team-a", &alice, NOW);
+    assert!(
+        b.tick(NOW + 2 * SECOND).is_empty(),
+        "within the 2 s timeout"
+    );
+    let sent = b.tick(NOW + 3 * SECOND);
+    assert_eq!(sent.len(), 1, "the lease lapsed after timeout + grace");
+    let resumed = b.answer(sent[0].0, "201", ALLOWED, NOW + 3 * SECOND);
+    assert_eq!(resumed.len(), 1);
+}
+
+#[test]
+fn workers_ask_a_token_review_once_and_share_its_answer() {
+    let shared = Shared::default();
+    let mut a = Worker::new(token_review_config("deny"), &shared);
+    let mut b = Worker::new(token_review_config("deny"), &shared);
+    let token = token();
+    a.request(1, "/ns/team-a", &token, NOW);
+    b.request(2, "/ns/team-a", &token, NOW);
+    let sent = a.tick(NOW);
+    assert!(b.tick(NOW).is_empty());
+    a.answer(sent[0].0, "201", RUNNER, NOW + MS);
+    // a asks the SubjectAccessReview for the service account; b adopts the
+    // TokenReview's answer and waits for a's SubjectAccessReview.
+    let sent = a.send(NOW + MS);
+    assert_eq!(path_of(&sent[0].1), SUBJECT_ACCESS_REVIEWS);
+    assert!(b.tick(NOW + 10 * MS).is_empty());
+    assert_eq!(
+        b.counted(Metric::TokenReviewAllowed),
+        0,
+        "counted where it was asked"
+    );
+    a.answer(sent[0].0, "201", ALLOWED, NOW + 20 * MS);
+    assert!(b.tick(NOW + 30 * MS).is_empty());
+    let resumed = b.resumes();
+    assert_eq!(resumed.len(), 1);
+    assert!(matches!(resumed[0].verdict, Verdict::Continue(_)));
+    assert_eq!(a.counted(Metric::TokenReviewAllowed), 1);
+}
