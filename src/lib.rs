@@ -40,7 +40,8 @@ pub mod rsa_pkcs1;
 pub mod session;
 pub mod shared_decisions;
 pub mod token;
-pub mod token_cache;
+pub mod ttl_cache;
+pub mod verified_token_cache;
 pub mod verify;
 
 #[cfg(target_os = "wasi")]

@@ -2,9 +2,8 @@
 //! matches a request names a SubjectAccessReview; its answer comes from the
 //! cache or from the API server (through the host's callout).
 
-pub mod cache;
 pub mod config;
-pub mod review;
+pub mod subject_access_review;
 pub mod template;
 pub mod token_review;
 
@@ -16,10 +15,12 @@ use crate::claims::{header_value, lookup, lookup_list};
 use crate::config::JwtRule;
 use crate::outcome::{Denial, Identity, Reason};
 use crate::request::RequestView;
-use crate::token_cache::TokenDigest;
-use cache::{CachedDecision, DecisionCache};
+use crate::verified_token_cache::TokenDigest;
 use config::{Attributes, Authorization, AuthzRule, FailureMode};
-use review::{review_body, review_spec, ReviewAnswer, Subject};
+use subject_access_review::{
+    subject_access_review_body, subject_access_review_spec, CachedDecision, Subject,
+    SubjectAccessReviewAnswer, SubjectAccessReviewCache,
+};
 use template::{Captures, Template};
 use token_review::{TokenReviewCache, TokenStatus, TOKEN_REVIEW_TTL, UNREVIEWED_TTL};
 
@@ -32,7 +33,7 @@ pub enum AuthzStep {
     Allow,
     Deny(Denial),
     /// Ask the API server: `key` identifies the review (and its cached answer).
-    Review {
+    SubjectAccessReview {
         key: String,
         body: Vec<u8>,
     },
@@ -223,7 +224,7 @@ pub fn authorize(
     jwt_rules: &[JwtRule],
     request: &RequestView,
     identity: Option<&Identity>,
-    cache: &DecisionCache,
+    cache: &SubjectAccessReviewCache,
     now: Duration,
 ) -> AuthzStep {
     let Some((rule, captures)) = matching_rule(authz, request) else {
@@ -258,7 +259,7 @@ pub fn authorize(
             Some(denial) => AuthzStep::Deny(denial),
         };
     }
-    let spec = review_spec(&subject, field, attributes);
+    let spec = subject_access_review_spec(&subject, field, attributes);
     let key = spec.to_string();
     match cache.get(key.as_str(), now) {
         Some(CachedDecision { allowed: true, .. }) => AuthzStep::Allow,
@@ -270,8 +271,8 @@ pub fn authorize(
             token_sent: true,
             detail: reason.clone(),
         }),
-        None => AuthzStep::Review {
-            body: review_body(&spec),
+        None => AuthzStep::SubjectAccessReview {
+            body: subject_access_review_body(&spec),
             key,
         },
     }
@@ -293,47 +294,53 @@ pub fn unavailable(authz: &Authorization, env: &str) -> Option<Denial> {
 
 /// How long an answer stands: `allowedTtl` or `deniedTtl`; `None` for no
 /// usable answer (never cached).
-pub fn review_ttl(authz: &Authorization, answer: &ReviewAnswer) -> Option<Duration> {
+pub fn subject_access_review_ttl(
+    authz: &Authorization,
+    answer: &SubjectAccessReviewAnswer,
+) -> Option<Duration> {
     match answer {
-        ReviewAnswer::Allowed => Some(authz.allowed_ttl),
-        ReviewAnswer::Denied(_) => Some(authz.denied_ttl),
-        ReviewAnswer::Unusable(_) => None,
+        SubjectAccessReviewAnswer::Allowed => Some(authz.allowed_ttl),
+        SubjectAccessReviewAnswer::Denied(_) => Some(authz.denied_ttl),
+        SubjectAccessReviewAnswer::Unusable(_) => None,
     }
 }
 
 /// Caches an answer for `ttl` (an unusable one is not cached).
-pub fn remember_review(
-    cache: &mut DecisionCache,
+pub fn remember_subject_access_review(
+    cache: &mut SubjectAccessReviewCache,
     key: &str,
-    answer: &ReviewAnswer,
+    answer: &SubjectAccessReviewAnswer,
     ttl: Duration,
     now: Duration,
 ) {
     let decision = match answer {
-        ReviewAnswer::Allowed => CachedDecision {
+        SubjectAccessReviewAnswer::Allowed => CachedDecision {
             allowed: true,
             reason: None,
         },
-        ReviewAnswer::Denied(reason) => CachedDecision {
+        SubjectAccessReviewAnswer::Denied(reason) => CachedDecision {
             allowed: false,
             reason: reason.clone(),
         },
-        ReviewAnswer::Unusable(_) => return,
+        SubjectAccessReviewAnswer::Unusable(_) => return,
     };
     cache.insert(key.to_string(), decision, ttl, now);
 }
 
 /// The verdict on an answer. `None`: allow (an allowed review, or the API
 /// server failed with `failureMode: allow`).
-pub fn review_verdict(authz: &Authorization, answer: &ReviewAnswer) -> Option<Denial> {
+pub fn subject_access_review_verdict(
+    authz: &Authorization,
+    answer: &SubjectAccessReviewAnswer,
+) -> Option<Denial> {
     match answer {
-        ReviewAnswer::Allowed => None,
-        ReviewAnswer::Denied(reason) => Some(Denial {
+        SubjectAccessReviewAnswer::Allowed => None,
+        SubjectAccessReviewAnswer::Denied(reason) => Some(Denial {
             reason: Reason::Forbidden,
             token_sent: true,
             detail: reason.clone(),
         }),
-        ReviewAnswer::Unusable(_) => match authz.failure_mode {
+        SubjectAccessReviewAnswer::Unusable(_) => match authz.failure_mode {
             FailureMode::Allow => None,
             FailureMode::Deny => Some(Denial::new(Reason::AuthorizerUnavailable, true)),
         },
@@ -341,17 +348,17 @@ pub fn review_verdict(authz: &Authorization, answer: &ReviewAnswer) -> Option<De
 }
 
 /// The verdict on an answer, after caching it for its configured TTL.
-pub fn review_answered(
+pub fn subject_access_review_answered(
     authz: &Authorization,
-    cache: &mut DecisionCache,
+    cache: &mut SubjectAccessReviewCache,
     key: &str,
-    answer: &ReviewAnswer,
+    answer: &SubjectAccessReviewAnswer,
     now: Duration,
 ) -> Option<Denial> {
-    if let Some(ttl) = review_ttl(authz, answer) {
-        remember_review(cache, key, answer, ttl, now);
+    if let Some(ttl) = subject_access_review_ttl(authz, answer) {
+        remember_subject_access_review(cache, key, answer, ttl, now);
     }
-    review_verdict(authz, answer)
+    subject_access_review_verdict(authz, answer)
 }
 
 /// What is known of a token after its TokenReview, cached for its lifetime:

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::cache::TtlCache;
-use super::review::Subject;
-use crate::token_cache::TokenDigest;
+use super::subject_access_review::Subject;
+use crate::ttl_cache::TtlCache;
+use crate::verified_token_cache::TokenDigest;
 
 /// kube-rbac-proxy's TokenReview cache lifetime.
 pub const TOKEN_REVIEW_TTL: Duration = Duration::from_secs(120);

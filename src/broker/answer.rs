@@ -5,13 +5,16 @@
 use std::time::Duration;
 
 use super::event::{Level, Metric};
-use super::gateway::{shared_review, shared_token_review};
+use super::gateway::{shared_subject_access_review, shared_token_review};
 use super::question::{Pass, Question, Then};
 use super::{callout, Broker, Resume};
 use crate::authz::config::FailureMode;
-use crate::authz::review::{parse_answer, ReviewAnswer};
+use crate::authz::subject_access_review::{parse_subject_access_review, SubjectAccessReviewAnswer};
 use crate::authz::token_review::{parse_token_review, TokenStatus, TOKEN_REVIEW_TTL};
-use crate::authz::{remember_review, review_ttl, review_verdict, token_review_answered};
+use crate::authz::{
+    remember_subject_access_review, subject_access_review_ttl, subject_access_review_verdict,
+    token_review_answered,
+};
 use crate::keystore::FetchResult;
 use crate::outcome::{Denial, Reason};
 
@@ -39,13 +42,13 @@ impl Broker {
             Question::Jwks(rule) => self.keys_heard(rule, heard, now),
             Question::SubjectAccessReview(key) => {
                 let answer = match heard {
-                    Heard::Response(status, body) => parse_answer(status, body),
+                    Heard::Response(status, body) => parse_subject_access_review(status, body),
                     Heard::NotSent { cluster, status } => {
                         self.warn_not_sent(&cluster, &status);
-                        ReviewAnswer::Unusable("dispatch refused".into())
+                        SubjectAccessReviewAnswer::Unusable("dispatch refused".into())
                     }
                 };
-                self.review_heard(key, answer, Source::Callout, now);
+                self.subject_access_review_heard(key, answer, Source::Callout, now);
             }
             Question::TokenReview { rule, digest } => {
                 let audiences = self.audiences(rule);
@@ -124,10 +127,10 @@ impl Broker {
 
     /// Caches a SubjectAccessReview's answer (and shares this worker's own),
     /// then lets its waiters go on or answers them.
-    pub(super) fn review_heard(
+    pub(super) fn subject_access_review_heard(
         &mut self,
         key: String,
-        answer: ReviewAnswer,
+        answer: SubjectAccessReviewAnswer,
         source: Source,
         now: Duration,
     ) {
@@ -135,22 +138,33 @@ impl Broker {
             .questions
             .remove(&Question::SubjectAccessReview(key.clone()))
             .unwrap_or_default();
-        if let ReviewAnswer::Unusable(why) = &answer {
+        if let SubjectAccessReviewAnswer::Unusable(why) = &answer {
             self.log(Level::Warn, format!("SubjectAccessReview failed: {why}"));
         }
         let Some(authorization) = self.config.authorization.as_ref() else {
             return;
         };
-        let verdict = review_verdict(authorization, &answer);
+        let verdict = subject_access_review_verdict(authorization, &answer);
         let ttl = match source {
-            Source::Callout => review_ttl(authorization, &answer),
+            Source::Callout => subject_access_review_ttl(authorization, &answer),
             Source::Gateway { expires } => Some(expires.saturating_sub(now)),
         };
         if let Some(ttl) = ttl {
-            remember_review(&mut self.decisions, &key, &answer, ttl, now);
+            remember_subject_access_review(
+                &mut self.subject_access_reviews,
+                &key,
+                &answer,
+                ttl,
+                now,
+            );
         }
         if source == Source::Callout {
-            self.share(asking.digest, shared_review(&answer), ttl, now);
+            self.share(
+                asking.digest,
+                shared_subject_access_review(&answer),
+                ttl,
+                now,
+            );
         }
         for waiter in asking.waiters {
             let verdict = match (&verdict, waiter.then) {

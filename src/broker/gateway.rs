@@ -12,20 +12,20 @@ use super::answer::Source;
 use super::callout::Outgoing;
 use super::question::{Asking, Question};
 use super::{Broker, CALLOUT_GRACE};
-use crate::authz::remember_review;
-use crate::authz::review::{ReviewAnswer, Subject};
+use crate::authz::remember_subject_access_review;
+use crate::authz::subject_access_review::{Subject, SubjectAccessReviewAnswer};
 use crate::authz::token_review::TokenStatus;
 use crate::outcome::Outcome;
 use crate::shared_decisions::{Answer, Claim, Lookup, Review, ReviewDigest};
 
 /// A SubjectAccessReview answer as the table shares it (`None`: not shared).
-pub fn shared_review(answer: &ReviewAnswer) -> Option<Answer> {
+pub fn shared_subject_access_review(answer: &SubjectAccessReviewAnswer) -> Option<Answer> {
     match answer {
-        ReviewAnswer::Allowed => Some(Answer::Allowed),
-        ReviewAnswer::Denied(reason) => Some(Answer::Denied {
+        SubjectAccessReviewAnswer::Allowed => Some(Answer::Allowed),
+        SubjectAccessReviewAnswer::Denied(reason) => Some(Answer::Denied {
             reason: reason.clone(),
         }),
-        ReviewAnswer::Unusable(_) => None,
+        SubjectAccessReviewAnswer::Unusable(_) => None,
     }
 }
 
@@ -51,14 +51,14 @@ impl Broker {
     /// The question a review outcome asks, and the review as the table digests it.
     fn review_of<'a>(&'a self, outcome: &'a Outcome) -> Option<(Question, Review<'a>)> {
         match outcome {
-            Outcome::Review { key, .. } => Some((
+            Outcome::SubjectAccessReview { key, .. } => Some((
                 Question::SubjectAccessReview(key.clone()),
                 Review::Access { spec: key },
             )),
             Outcome::TokenReview { rule, token } => Some((
                 Question::TokenReview {
                     rule: *rule,
-                    digest: self.verified.digest(token),
+                    digest: self.verified_tokens.digest(token),
                 },
                 Review::Token {
                     token,
@@ -93,10 +93,16 @@ impl Broker {
         let ttl = expires.saturating_sub(now);
         match question {
             Question::SubjectAccessReview(key) => {
-                let Some(answer) = adopted_review(answer) else {
+                let Some(answer) = adopted_subject_access_review(answer) else {
                     return false;
                 };
-                remember_review(&mut self.decisions, &key, &answer, ttl, now);
+                remember_subject_access_review(
+                    &mut self.subject_access_reviews,
+                    &key,
+                    &answer,
+                    ttl,
+                    now,
+                );
             }
             Question::TokenReview { digest, .. } => {
                 let Some(status) = adopted_token_review(answer) else {
@@ -166,10 +172,10 @@ impl Broker {
             let source = Source::Gateway { expires };
             match question {
                 Question::SubjectAccessReview(key) => {
-                    let answer = adopted_review(answer).unwrap_or_else(|| {
-                        ReviewAnswer::Unusable("an answer of another kind".into())
+                    let answer = adopted_subject_access_review(answer).unwrap_or_else(|| {
+                        SubjectAccessReviewAnswer::Unusable("an answer of another kind".into())
                     });
-                    self.review_heard(key, answer, source, now);
+                    self.subject_access_review_heard(key, answer, source, now);
                 }
                 Question::TokenReview { .. } => {
                     let status = adopted_token_review(answer)
@@ -204,10 +210,10 @@ impl Broker {
 }
 
 /// A SubjectAccessReview answer from the table (`None` for a TokenReview's).
-fn adopted_review(answer: Answer) -> Option<ReviewAnswer> {
+fn adopted_subject_access_review(answer: Answer) -> Option<SubjectAccessReviewAnswer> {
     match answer {
-        Answer::Allowed => Some(ReviewAnswer::Allowed),
-        Answer::Denied { reason } => Some(ReviewAnswer::Denied(reason)),
+        Answer::Allowed => Some(SubjectAccessReviewAnswer::Allowed),
+        Answer::Denied { reason } => Some(SubjectAccessReviewAnswer::Denied(reason)),
         Answer::Authenticated { .. } | Answer::Rejected { .. } => None,
     }
 }

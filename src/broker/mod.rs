@@ -22,16 +22,16 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::time::Duration;
 
-use crate::authz::cache::DecisionCache;
+use crate::authz::subject_access_review::SubjectAccessReviewCache;
 use crate::authz::token_review::{token_review_body, TokenReviewCache};
 use crate::config::Config;
 use crate::keystore::shared::SharedData;
 use crate::keystore::KeyStore;
 use crate::outcome::{Outcome, Reason};
-use crate::pipeline::{decide, Caches};
+use crate::pipeline::{decide, Caches, KeyWait};
 use crate::request::RequestView;
 use crate::shared_decisions::{DigestKey, Review, SharedDecisions, DEFAULT_SLOTS};
-use crate::token_cache::TokenCache;
+use crate::verified_token_cache::VerifiedTokenCache;
 use answer::Heard;
 use callout::{Outgoing, SUBJECT_ACCESS_REVIEWS, TOKEN_REVIEWS};
 use event::{Event, Level, Metric};
@@ -67,9 +67,9 @@ pub struct Broker {
     shared: Box<dyn SharedData>,
     keys: KeyStore,
     /// The verified-token cache.
-    verified: TokenCache,
+    verified_tokens: VerifiedTokenCache,
     /// SubjectAccessReview answers.
-    decisions: DecisionCache,
+    subject_access_reviews: SubjectAccessReviewCache,
     /// TokenReview answers.
     token_reviews: TokenReviewCache,
     /// SubjectAccessReview and TokenReview answers and leases shared with
@@ -131,8 +131,8 @@ impl Broker {
             events.push_back(Event::Record(Metric::CredentialMissing, u64::from(missing)));
         }
         Broker {
-            verified: TokenCache::new(config.jwt_cache_size),
-            decisions: DecisionCache::new(max_entries),
+            verified_tokens: VerifiedTokenCache::new(config.jwt_cache_size),
+            subject_access_reviews: SubjectAccessReviewCache::new(max_entries),
             token_reviews: TokenReviewCache::new(max_entries),
             config,
             shared,
@@ -363,11 +363,11 @@ impl Broker {
         if self.adopt(&outcome, now) {
             // Another worker's answer: the decision is made again with it,
             // and only that decision's cache hits count.
-            self.decisions.take_hits();
+            self.subject_access_reviews.take_hits();
             self.token_reviews.take_hits();
             outcome = self.run_pipeline(&view, now, pass);
         }
-        let hits = self.decisions.take_hits();
+        let hits = self.subject_access_reviews.take_hits();
         if hits > 0 {
             self.events
                 .push_back(Event::Count(Metric::AuthzCacheHit, hits));
@@ -416,7 +416,7 @@ impl Broker {
             Outcome::TokenReview { rule, token } => {
                 let question = Question::TokenReview {
                     rule,
-                    digest: self.verified.digest(&token),
+                    digest: self.verified_tokens.digest(&token),
                 };
                 let audiences = self.audiences(rule).to_vec();
                 let review = Review::Token {
@@ -439,7 +439,7 @@ impl Broker {
                 });
                 Verdict::Hold
             }
-            Outcome::Review { edits, key, body } => {
+            Outcome::SubjectAccessReview { edits, key, body } => {
                 let question = Question::SubjectAccessReview(key.clone());
                 let first = self.park(
                     question,
@@ -462,11 +462,15 @@ impl Broker {
     fn run_pipeline(&self, view: &RequestView, now: Duration, pass: Pass) -> Outcome {
         let caches = Caches {
             keys: &self.keys,
-            verified: &self.verified,
-            decisions: &self.decisions,
-            tokens: &self.token_reviews,
+            verified_tokens: &self.verified_tokens,
+            subject_access_reviews: &self.subject_access_reviews,
+            token_reviews: &self.token_reviews,
         };
-        decide(&self.config, &caches, view, now, pass != Pass::AfterKeys)
+        let key_wait = match pass {
+            Pass::AfterKeys => KeyWait::Spent,
+            Pass::First | Pass::AfterTokenReview => KeyWait::May,
+        };
+        decide(&self.config, &caches, view, now, key_wait)
     }
 
     /// Parks a request on a review, asking it unless it is already pending.

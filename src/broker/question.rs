@@ -6,7 +6,7 @@ use super::callout::Outgoing;
 use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
 use crate::shared_decisions::ReviewDigest;
-use crate::token_cache::TokenDigest;
+use crate::verified_token_cache::TokenDigest;
 
 /// What a callout is about: requests that need the same answer wait on the
 /// same question, and it is asked once.
