@@ -10,14 +10,14 @@ use std::time::Instant;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
-use kfauth::authz::cache::DecisionCache;
+use kfauth::authz::subject_access_review::SubjectAccessReviewCache;
 use kfauth::authz::token_review::TokenReviewCache;
 use kfauth::config::Config;
 use kfauth::keystore::KeyStore;
-use kfauth::pipeline::{decide, Caches};
+use kfauth::pipeline::{decide, Caches, KeyWait};
 use kfauth::request::RequestView;
 use kfauth::rsa_pkcs1::{RsaHash, RsaVerifyingKey};
-use kfauth::token_cache::TokenCache;
+use kfauth::verified_token_cache::VerifiedTokenCache;
 use serde_json::json;
 
 const K2048: &str = include_str!("../src/rsa_pkcs1/testdata/k2048.pem");
@@ -107,17 +107,17 @@ fn main() {
         )
         .unwrap();
     });
-    let verified = TokenCache::new(0);
-    let decisions = DecisionCache::new(0);
+    let verified = VerifiedTokenCache::new(0);
+    let decisions = SubjectAccessReviewCache::new(0);
     let reviews = TokenReviewCache::new(0);
     let caches = Caches {
         keys: &keys,
-        verified: &verified,
-        decisions: &decisions,
-        tokens: &reviews,
+        verified_tokens: &verified,
+        subject_access_reviews: &decisions,
+        token_reviews: &reviews,
     };
     let decide_us = per(&mut |n| {
-        let outcome = decide(&config, &caches, &requests[n], now, false);
+        let outcome = decide(&config, &caches, &requests[n], now, KeyWait::Spent);
         assert!(
             matches!(outcome, kfauth::outcome::Outcome::Allow { .. }),
             "{outcome:?}"
@@ -129,13 +129,13 @@ fn main() {
     );
 
     // The path of nearly every request: a token verified before.
-    let remembered = TokenCache::new(10_000);
+    let remembered = VerifiedTokenCache::new(10_000);
     let caches = Caches {
-        verified: &remembered,
+        verified_tokens: &remembered,
         ..caches
     };
     for request in &requests {
-        decide(&config, &caches, request, now, false);
+        decide(&config, &caches, request, now, KeyWait::Spent);
     }
     let passes = 20;
     let per_cached = |f: &mut dyn FnMut(usize)| {
@@ -164,7 +164,7 @@ fn main() {
         ]));
     });
     let cached_us = per_cached(&mut |n| {
-        let outcome = decide(&config, &caches, &requests[n], now, false);
+        let outcome = decide(&config, &caches, &requests[n], now, KeyWait::Spent);
         assert!(
             matches!(outcome, kfauth::outcome::Outcome::Allow { .. }),
             "{outcome:?}"

@@ -324,7 +324,7 @@ fn validate(
         header_budgets: crate::header_budget::validate(raw.header_budgets)?,
         jwt_cache_size: raw
             .jwt_cache_size
-            .unwrap_or(crate::token_cache::DEFAULT_JWT_CACHE_SIZE),
+            .unwrap_or(crate::verified_token_cache::DEFAULT_JWT_CACHE_SIZE),
         identity_headers: Vec::new(),
         token_locations: Vec::new(),
         warnings: Vec::new(),

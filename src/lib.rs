@@ -19,6 +19,7 @@
 )]
 
 pub mod authz;
+pub mod broker;
 pub mod cause;
 pub mod claims;
 #[cfg(not(target_arch = "wasm32"))]
@@ -42,8 +43,10 @@ pub mod reason;
 pub mod request;
 pub mod rsa_pkcs1;
 pub mod session;
+pub mod shared_decisions;
 pub mod token;
-pub mod token_cache;
+pub mod ttl_cache;
+pub mod verified_token_cache;
 pub mod verify;
 
 #[cfg(target_os = "wasi")]

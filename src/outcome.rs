@@ -76,7 +76,7 @@ pub struct Identity {
     pub claims: std::rc::Rc<serde_json::Map<String, serde_json::Value>>,
     /// Who the API server's TokenReview says the token belongs to, when the
     /// rule asks for one; it then names the authorization subject.
-    pub reviewed: Option<crate::authz::review::Subject>,
+    pub reviewed: Option<crate::authz::subject_access_review::Subject>,
 }
 
 /// What the host should do with the request.
@@ -100,7 +100,7 @@ pub enum Outcome {
     TokenReview { rule: usize, token: String },
     /// Authenticated; hold the request until the API server answers the review
     /// `key` (body `body`), then allow with `edits` or deny.
-    Review {
+    SubjectAccessReview {
         edits: HeaderEdits,
         key: String,
         body: Vec<u8>,

@@ -6,7 +6,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::authz::cache::DecisionCache;
+use crate::authz::subject_access_review::SubjectAccessReviewCache;
 use crate::authz::token_review::{TokenReviewCache, TokenStatus};
 use crate::authz::{authorize, AuthzStep};
 use crate::cause::Cause;
@@ -19,26 +19,33 @@ use crate::outcome::{Denial, HeaderEdits, Identity, Outcome, Reason};
 use crate::request::RequestView;
 use crate::session;
 use crate::token::{find_token, remove_token};
-use crate::token_cache::{TokenCache, VerifiedToken};
+use crate::verified_token_cache::{VerifiedToken, VerifiedTokenCache};
 use crate::verify::{decode, verify};
 
-/// Decides what happens to `request` at `now` (host clock, since the epoch).
-/// `may_wait` is false when the request already waited for a key fetch: it is
-/// then answered rather than held again.
 /// What the core knows beyond the configuration: key sets and cached answers.
 pub struct Caches<'a> {
     pub keys: &'a KeyStore,
-    pub verified: &'a TokenCache,
-    pub decisions: &'a DecisionCache,
-    pub tokens: &'a TokenReviewCache,
+    pub verified_tokens: &'a VerifiedTokenCache,
+    pub subject_access_reviews: &'a SubjectAccessReviewCache,
+    pub token_reviews: &'a TokenReviewCache,
 }
 
+/// Whether a request may be held for keys that are not there yet: once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWait {
+    /// It may wait for a fetch.
+    May,
+    /// It already waited: it is answered now rather than held again.
+    Spent,
+}
+
+/// Decides what happens to `request` at `now` (host clock, since the epoch).
 pub fn decide(
     config: &Config,
     caches: &Caches,
     request: &RequestView,
     now: Duration,
-    may_wait: bool,
+    key_wait: KeyWait,
 ) -> Outcome {
     let mut edits = strip_client_identity(config, request);
 
@@ -67,7 +74,7 @@ pub fn decide(
         };
     }
 
-    let identity = match authenticate(config, caches, request, now, may_wait, &mut edits) {
+    let identity = match authenticate(config, caches, request, now, key_wait, &mut edits) {
         Ok(identity) => identity,
         Err(outcome) => return *outcome,
     };
@@ -95,13 +102,15 @@ pub fn decide(
             &config.rules,
             request,
             identity.as_ref(),
-            caches.decisions,
+            caches.subject_access_reviews,
             now,
         ) {
             AuthzStep::Allow => authorized = true,
             AuthzStep::NotGuarded => {}
             AuthzStep::Deny(denial) => return Outcome::Deny(denial),
-            AuthzStep::Review { key, body } => return Outcome::Review { edits, key, body },
+            AuthzStep::SubjectAccessReview { key, body } => {
+                return Outcome::SubjectAccessReview { edits, key, body }
+            }
         }
     }
     Outcome::Allow {
@@ -140,7 +149,7 @@ fn authenticate(
     caches: &Caches,
     request: &RequestView,
     now: Duration,
-    may_wait: bool,
+    key_wait: KeyWait,
     edits: &mut HeaderEdits,
 ) -> Result<Option<Identity>, Box<Outcome>> {
     let deny = |cause| Box::new(Outcome::Deny(Denial::because(cause, true)));
@@ -148,17 +157,17 @@ fn authenticate(
         return Ok(None);
     };
     let keys = caches.keys;
-    let digest = caches.verified.digest(&found.value);
+    let digest = caches.verified_tokens.digest(&found.value);
     let remembered = caches
-        .verified
+        .verified_tokens
         .get(digest, now, config.clock_skew, |rule| keys.generation(rule))
         .filter(|hit| matches!(keys.state(config, hit.rule, now), KeyState::Ready(_)));
     let verified = match remembered {
         Some(hit) => hit,
         None => {
-            let verified = Rc::new(verify_token(config, keys, &found.value, now, may_wait)?);
+            let verified = Rc::new(verify_token(config, keys, &found.value, now, key_wait)?);
             caches
-                .verified
+                .verified_tokens
                 .remember(digest, Rc::clone(&verified), now, config.clock_skew);
             verified
         }
@@ -172,7 +181,7 @@ fn authenticate(
     let reviewed = match rule
         .token_review
         .as_ref()
-        .map(|_| caches.tokens.get(found.value.as_str(), now))
+        .map(|_| caches.token_reviews.get(&digest, now))
     {
         None | Some(Some(TokenStatus::Unreviewed)) => None,
         Some(Some(TokenStatus::Authenticated(subject))) => Some(subject.clone()),
@@ -217,7 +226,7 @@ fn verify_token(
     keys: &KeyStore,
     token: &str,
     now: Duration,
-    may_wait: bool,
+    key_wait: KeyWait,
 ) -> Result<VerifiedToken, Box<Outcome>> {
     let deny = |cause| Box::new(Outcome::Deny(Denial::because(cause, true)));
     let unverified = decode(token).map_err(deny)?;
@@ -230,13 +239,17 @@ fn verify_token(
     };
     let key_set = match keys.state(config, rule_index, now) {
         KeyState::Ready(key_set) => key_set,
-        KeyState::Pending if may_wait => return Err(Box::new(Outcome::FetchKeys(rule_index))),
+        KeyState::Pending if key_wait == KeyWait::May => {
+            return Err(Box::new(Outcome::FetchKeys(rule_index)))
+        }
         KeyState::Pending | KeyState::Unavailable => return Err(deny(Cause::KeysNotFetched)),
     };
     match verify(token, &unverified, rule, key_set, now, config.clock_skew) {
         Ok(()) => {}
         // Keys rotate: a `kid` we do not know may be in a fresh fetch.
-        Err(Cause::KidUnknown) if may_wait && keys.may_refetch(config, rule_index, now) => {
+        Err(Cause::KidUnknown)
+            if key_wait == KeyWait::May && keys.may_refetch(config, rule_index, now) =>
+        {
             return Err(Box::new(Outcome::FetchKeys(rule_index)))
         }
         Err(cause) => return Err(deny(cause)),
@@ -301,15 +314,15 @@ mod tests {
 
     fn run(config: &Config, request: &RequestView) -> Outcome {
         let keys = KeyStore::new(config, 1);
-        decide(config, &caches(&keys), request, NOW, true)
+        decide(config, &caches(&keys), request, NOW, KeyWait::May)
     }
 
     fn caches(keys: &KeyStore) -> Caches<'_> {
         Caches {
             keys,
-            verified: Box::leak(Box::new(TokenCache::new(0))),
-            decisions: Box::leak(Box::new(DecisionCache::new(0))),
-            tokens: Box::leak(Box::new(TokenReviewCache::new(0))),
+            verified_tokens: Box::leak(Box::new(VerifiedTokenCache::new(0))),
+            subject_access_reviews: Box::leak(Box::new(SubjectAccessReviewCache::new(0))),
+            token_reviews: Box::leak(Box::new(TokenReviewCache::new(0))),
         }
     }
 
@@ -618,17 +631,17 @@ mod tests {
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);
         assert_eq!(
-            decide(&config, &caches(&keys), &view, NOW, true),
+            decide(&config, &caches(&keys), &view, NOW, KeyWait::May),
             Outcome::FetchKeys(0)
         );
         assert_eq!(
-            decide(&config, &caches(&keys), &view, NOW, false),
+            decide(&config, &caches(&keys), &view, NOW, KeyWait::Spent),
             Outcome::Deny(Denial::because(Cause::KeysNotFetched, true)),
             "a request that already waited is answered"
         );
         let keys = fetched(&config, Ok(rsa_jwks_json().as_bytes()));
         assert!(matches!(
-            decide(&config, &caches(&keys), &view, NOW, false),
+            decide(&config, &caches(&keys), &view, NOW, KeyWait::Spent),
             Outcome::Allow { .. }
         ));
     }
@@ -642,17 +655,17 @@ mod tests {
         let view = request("/", &[("authorization", &bearer(&token))]);
         let key_unknown = Outcome::Deny(Denial::because(Cause::KidUnknown, true));
         assert_eq!(
-            decide(&config, &caches(&keys), &view, NOW, true),
+            decide(&config, &caches(&keys), &view, NOW, KeyWait::May),
             key_unknown,
             "just fetched"
         );
         let later = NOW + config.jwks_refetch_min_interval;
         assert_eq!(
-            decide(&config, &caches(&keys), &view, later, true),
+            decide(&config, &caches(&keys), &view, later, KeyWait::May),
             Outcome::FetchKeys(0)
         );
         assert_eq!(
-            decide(&config, &caches(&keys), &view, later, false),
+            decide(&config, &caches(&keys), &view, later, KeyWait::Spent),
             key_unknown,
             "after waiting"
         );
@@ -666,7 +679,7 @@ mod tests {
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/", &[("authorization", &bearer(&token))]);
         assert_eq!(
-            decide(&config, &caches(&keys), &view, NOW, true),
+            decide(&config, &caches(&keys), &view, NOW, KeyWait::May),
             Outcome::Deny(Denial::because(Cause::KeysNotFetched, true))
         );
     }
@@ -841,23 +854,23 @@ mod tests {
         )
         .unwrap();
         let keys = KeyStore::new(&config, 1);
-        let decisions = DecisionCache::new(10);
+        let decisions = SubjectAccessReviewCache::new(10);
         let mut tokens = TokenReviewCache::new(10);
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let view = request("/ns/team-a", &[("authorization", &bearer(&token))]);
-        let verified = TokenCache::new(10);
+        let verified = VerifiedTokenCache::new(10);
         let run = |tokens: &TokenReviewCache| {
             decide(
                 &config,
                 &Caches {
                     keys: &keys,
-                    verified: &verified,
-                    decisions: &decisions,
-                    tokens,
+                    verified_tokens: &verified,
+                    subject_access_reviews: &decisions,
+                    token_reviews: tokens,
                 },
                 &view,
                 NOW,
-                true,
+                KeyWait::May,
             )
         };
         assert_eq!(
@@ -868,17 +881,17 @@ mod tests {
             }
         );
 
-        let subject = crate::authz::review::Subject {
+        let subject = crate::authz::subject_access_review::Subject {
             user: "system:serviceaccount:team-a:runner".into(),
             groups: vec!["system:serviceaccounts".into()],
         };
         tokens.insert(
-            token.clone(),
+            verified.digest(&token),
             TokenStatus::Authenticated(subject),
             Duration::from_secs(120),
             NOW,
         );
-        let Outcome::Review { body, .. } = run(&tokens) else {
+        let Outcome::SubjectAccessReview { body, .. } = run(&tokens) else {
             panic!("no SubjectAccessReview")
         };
         let body: Value = serde_json::from_slice(&body).unwrap();
@@ -886,7 +899,7 @@ mod tests {
         assert_eq!(body["spec"]["groups"], json!(["system:serviceaccounts"]));
 
         tokens.insert(
-            token.clone(),
+            verified.digest(&token),
             TokenStatus::Rejected("deleted".into()),
             Duration::from_secs(120),
             NOW,
@@ -922,13 +935,13 @@ mod tests {
                 config,
                 &Caches {
                     keys: &keys,
-                    verified: &TokenCache::new(10),
-                    decisions: &DecisionCache::new(10),
-                    tokens: &TokenReviewCache::new(10),
+                    verified_tokens: &VerifiedTokenCache::new(10),
+                    subject_access_reviews: &SubjectAccessReviewCache::new(10),
+                    token_reviews: &TokenReviewCache::new(10),
                 },
                 &view,
                 NOW,
-                true,
+                KeyWait::May,
             )
         };
         let Outcome::Deny(denial) = run(&parse("deny")) else {
@@ -952,20 +965,20 @@ mod tests {
     fn a_verified_token_is_remembered_and_rechecked_for_expiry() {
         let config = config(with_claim_headers(all_keys_config()));
         let keys = KeyStore::new(&config, 1);
-        let verified = TokenCache::new(10);
-        let decisions = DecisionCache::new(0);
+        let verified = VerifiedTokenCache::new(10);
+        let decisions = SubjectAccessReviewCache::new(0);
         let tokens = TokenReviewCache::new(0);
         let caches = Caches {
             keys: &keys,
-            verified: &verified,
-            decisions: &decisions,
-            tokens: &tokens,
+            verified_tokens: &verified,
+            subject_access_reviews: &decisions,
+            token_reviews: &tokens,
         };
         let mut claims = standard_claims();
         claims["exp"] = (NOW_SECS + 100).into();
         let token = sign("RS256", Some("rsa-1"), &claims);
         let view = request("/", &[("authorization", &bearer(&token))]);
-        let first = decide(&config, &caches, &view, NOW, true);
+        let first = decide(&config, &caches, &view, NOW, KeyWait::May);
         assert!(matches!(
             first,
             Outcome::Allow {
@@ -980,20 +993,20 @@ mod tests {
             "remembered"
         );
         assert_eq!(
-            decide(&config, &caches, &view, NOW, true),
+            decide(&config, &caches, &view, NOW, KeyWait::May),
             first,
             "same answer from the cache"
         );
         let after = NOW + Duration::from_secs(161);
         assert_eq!(
-            decide(&config, &caches, &view, after, true),
+            decide(&config, &caches, &view, after, KeyWait::May),
             Outcome::Deny(Denial::because(Cause::Expired, true))
         );
         // A failed token is never remembered.
         let forged = format!("{}x", &token[..token.len() - 1]);
         let bad = request("/", &[("authorization", &bearer(&forged))]);
         assert!(matches!(
-            decide(&config, &caches, &bad, NOW, true),
+            decide(&config, &caches, &bad, NOW, KeyWait::May),
             Outcome::Deny(_)
         ));
         assert!(verified

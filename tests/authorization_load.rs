@@ -44,22 +44,8 @@ fn allowed(user: usize) -> bool {
 }
 
 fn bindings() -> String {
-    let subjects: String = (0..USERS)
-        .filter(|user| allowed(*user))
-        .map(|user| {
-            format!(
-                "- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: \"{}\"}}\n",
-                email(user)
-            )
-        })
-        .collect();
-    format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
-         metadata: {{name: load-viewers, namespace: {NAMESPACE}}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}}\n\
-         subjects:\n{subjects}"
-    )
+    let users = (0..USERS).filter(|user| allowed(*user)).map(email);
+    viewers_yaml(NAMESPACE, "load-viewers", users)
 }
 
 #[test]

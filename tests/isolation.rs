@@ -61,22 +61,8 @@ fn has_access(user: usize) -> bool {
 }
 
 fn bindings() -> String {
-    let subjects: String = (0..USERS)
-        .filter(|user| has_access(*user))
-        .map(|user| {
-            format!(
-                "- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: \"{}\"}}\n",
-                email(user)
-            )
-        })
-        .collect();
-    format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
-         metadata: {{name: iso-viewers, namespace: {NAMESPACE}}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}}\n\
-         subjects:\n{subjects}"
-    )
+    let users = (0..USERS).filter(|user| has_access(*user)).map(email);
+    viewers_yaml(NAMESPACE, "iso-viewers", users)
 }
 
 /// What one request is, and so what its answer must be.

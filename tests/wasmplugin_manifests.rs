@@ -83,7 +83,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use kfauth::authz::cache::DecisionCache;
+use kfauth::authz::subject_access_review::SubjectAccessReviewCache;
 use kfauth::authz::{authorize, AuthzStep};
 use kfauth::config::{Config, KeySource};
 use kfauth::outcome::Identity;
@@ -852,7 +852,7 @@ fn plugin_configs_are_accepted_by_kfauth() {
         ),
         reviewed: None,
     };
-    let cache = DecisionCache::new(16);
+    let cache = SubjectAccessReviewCache::new(16);
     let step = |request: &RequestView| {
         authorize(
             authz,
@@ -870,7 +870,7 @@ fn plugin_configs_are_accepted_by_kfauth() {
         "/v2/models/iris/versions/1/infer",
         "//v1/models/iris%3Apredict",
     ] {
-        let AuthzStep::Review { body, .. } = step(&request("POST", host, path)) else {
+        let AuthzStep::SubjectAccessReview { body, .. } = step(&request("POST", host, path)) else {
             panic!("{path}: no review");
         };
         let review: Value = serde_json::from_slice(&body).unwrap();

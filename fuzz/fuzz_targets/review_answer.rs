@@ -1,4 +1,4 @@
-//! API-server answers: SubjectAccessReview (`authz::review::parse_answer`) and
+//! API-server answers: SubjectAccessReview (`authz::subject_access_review::parse_subject_access_review`) and
 //! TokenReview (`authz::token_review::parse_token_review`).
 //!
 //! Input: one byte choosing the HTTP status and the TokenReview audiences, the
@@ -10,7 +10,7 @@
 //! in `status.audiences`.
 #![no_main]
 
-use kfauth::authz::review::{parse_answer, ReviewAnswer};
+use kfauth::authz::subject_access_review::{parse_subject_access_review, SubjectAccessReviewAnswer};
 use kfauth::authz::token_review::{parse_token_review, TokenStatus};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|document| document.get("status"));
     let field = |name: &str| status.and_then(|status| status.get(name));
 
-    if parse_answer(http_status, body) == ReviewAnswer::Allowed {
+    if parse_subject_access_review(http_status, body) == SubjectAccessReviewAnswer::Allowed {
         assert!(ok_status, "allowed with HTTP {http_status:?}");
         assert_eq!(
             field("allowed"),

@@ -16,15 +16,15 @@
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
-use kfauth::authz::cache::DecisionCache;
+use kfauth::authz::subject_access_review::SubjectAccessReviewCache;
 use kfauth::authz::token_review::TokenReviewCache;
 use kfauth::config::{Config, KeySource};
 use kfauth::jwks::Algorithm;
 use kfauth::keystore::KeyStore;
 use kfauth::outcome::{Outcome, Reason};
-use kfauth::pipeline::{decide, Caches};
+use kfauth::pipeline::{decide, Caches, KeyWait};
 use kfauth::request::RequestView;
-use kfauth::token_cache::TokenCache;
+use kfauth::verified_token_cache::VerifiedTokenCache;
 use kfauth::verify::{decode, verify};
 use kfauth_fuzz::keys::{self, AUDIENCE, CLOCK_SKEW_SECS, NOW_SECS};
 use kfauth_fuzz::tokens::{seeds, unb64, Built, Case, Signed};
@@ -71,14 +71,14 @@ fn check(config: &Config, built: &Built) {
         headers: vec![("authorization".into(), format!("Bearer {}", built.token))],
     };
     let keys = KeyStore::new(config, 1);
-    let verified = TokenCache::new(16);
-    let decisions = DecisionCache::new(16);
+    let verified = VerifiedTokenCache::new(16);
+    let decisions = SubjectAccessReviewCache::new(16);
     let tokens = TokenReviewCache::new(16);
     let caches = Caches {
         keys: &keys,
-        verified: &verified,
-        decisions: &decisions,
-        tokens: &tokens,
+        verified_tokens: &verified,
+        subject_access_reviews: &decisions,
+        token_reviews: &tokens,
     };
     // First at the seeds' time or earlier (a good token is remembered), then at
     // the case's: the host clock does not go backwards.
@@ -87,9 +87,9 @@ fn check(config: &Config, built: &Built) {
         &caches,
         &request,
         now.min(Duration::from_secs(NOW_SECS)),
-        false,
+        KeyWait::Spent,
     );
-    let outcome = decide(config, &caches, &request, now, false);
+    let outcome = decide(config, &caches, &request, now, KeyWait::Spent);
     match (&expected, &outcome) {
         (
             Ok(rule),

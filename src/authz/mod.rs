@@ -2,9 +2,8 @@
 //! matches a request names a SubjectAccessReview; its answer comes from the
 //! cache or from the API server (through the host's callout).
 
-pub mod cache;
 pub mod config;
-pub mod review;
+pub mod subject_access_review;
 pub mod template;
 pub mod token_review;
 
@@ -16,10 +15,14 @@ use crate::claims::{header_value, lookup, lookup_list};
 use crate::config::JwtRule;
 use crate::outcome::{Denial, Identity, Reason};
 use crate::request::RequestView;
-use cache::{CachedDecision, DecisionCache};
+use crate::verified_token_cache::TokenDigest;
 use config::{Attributes, Authorization, AuthzRule, FailureMode};
-use review::{review_body, review_spec, ReviewAnswer, Subject};
+use subject_access_review::{
+    subject_access_review_body, subject_access_review_spec, CachedDecision, Subject,
+    SubjectAccessReviewAnswer, SubjectAccessReviewCache,
+};
 use template::{Captures, Template};
+use token_review::{TokenReviewCache, TokenStatus, TOKEN_REVIEW_TTL, UNREVIEWED_TTL};
 
 /// What authorization decides before any callout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +33,7 @@ pub enum AuthzStep {
     Allow,
     Deny(Denial),
     /// Ask the API server: `key` identifies the review (and its cached answer).
-    Review {
+    SubjectAccessReview {
         key: String,
         body: Vec<u8>,
     },
@@ -221,7 +224,7 @@ pub fn authorize(
     jwt_rules: &[JwtRule],
     request: &RequestView,
     identity: Option<&Identity>,
-    cache: &DecisionCache,
+    cache: &SubjectAccessReviewCache,
     now: Duration,
 ) -> AuthzStep {
     let Some((rule, captures)) = matching_rule(authz, request) else {
@@ -257,7 +260,7 @@ pub fn authorize(
             Some(denial) => AuthzStep::Deny(denial),
         };
     }
-    let spec = review_spec(&subject, field, attributes);
+    let spec = subject_access_review_spec(&subject, field, attributes);
     let key = spec.to_string();
     match cache.get(key.as_str(), now) {
         Some(CachedDecision { allowed: true, .. }) => AuthzStep::Allow,
@@ -270,8 +273,8 @@ pub fn authorize(
             token_sent: true,
             detail: reason.clone(),
         }),
-        None => AuthzStep::Review {
-            body: review_body(&spec),
+        None => AuthzStep::SubjectAccessReview {
+            body: subject_access_review_body(&spec),
             key,
         },
     }
@@ -292,50 +295,94 @@ pub fn unavailable(authz: &Authorization, env: &str) -> Option<Denial> {
     }
 }
 
-/// The verdict on an answer, after caching it. `None`: allow (an allowed
-/// review, or the API server failed with `failureMode: allow`).
-pub fn review_answered(
+/// How long an answer stands: `allowedTtl` or `deniedTtl`; `None` for no
+/// usable answer (never cached).
+pub fn subject_access_review_ttl(
     authz: &Authorization,
-    cache: &mut DecisionCache,
+    answer: &SubjectAccessReviewAnswer,
+) -> Option<Duration> {
+    match answer {
+        SubjectAccessReviewAnswer::Allowed => Some(authz.allowed_ttl),
+        SubjectAccessReviewAnswer::Denied(_) => Some(authz.denied_ttl),
+        SubjectAccessReviewAnswer::Unusable(_) => None,
+    }
+}
+
+/// Caches an answer for `ttl` (an unusable one is not cached).
+pub fn remember_subject_access_review(
+    cache: &mut SubjectAccessReviewCache,
     key: &str,
-    answer: &ReviewAnswer,
+    answer: &SubjectAccessReviewAnswer,
+    ttl: Duration,
     now: Duration,
+) {
+    let decision = match answer {
+        SubjectAccessReviewAnswer::Allowed => CachedDecision {
+            allowed: true,
+            reason: None,
+        },
+        SubjectAccessReviewAnswer::Denied(reason) => CachedDecision {
+            allowed: false,
+            reason: reason.clone(),
+        },
+        SubjectAccessReviewAnswer::Unusable(_) => return,
+    };
+    cache.insert(key.to_string(), decision, ttl, now);
+}
+
+/// The verdict on an answer. `None`: allow (an allowed review, or the API
+/// server failed with `failureMode: allow`).
+pub fn subject_access_review_verdict(
+    authz: &Authorization,
+    answer: &SubjectAccessReviewAnswer,
 ) -> Option<Denial> {
     match answer {
-        ReviewAnswer::Allowed => {
-            cache.insert(
-                key.to_string(),
-                CachedDecision {
-                    allowed: true,
-                    reason: None,
-                },
-                authz.allowed_ttl,
-                now,
-            );
-            None
-        }
-        ReviewAnswer::Denied(reason) => {
-            cache.insert(
-                key.to_string(),
-                CachedDecision {
-                    allowed: false,
-                    reason: reason.clone(),
-                },
-                authz.denied_ttl,
-                now,
-            );
-            Some(Denial {
-                reason: Reason::Forbidden,
-                cause: None,
-                token_sent: true,
-                detail: reason.clone(),
-            })
-        }
-        ReviewAnswer::Unusable(_) => match authz.failure_mode {
+        SubjectAccessReviewAnswer::Allowed => None,
+        SubjectAccessReviewAnswer::Denied(reason) => Some(Denial {
+            reason: Reason::Forbidden,
+            cause: None,
+            token_sent: true,
+            detail: reason.clone(),
+        }),
+        SubjectAccessReviewAnswer::Unusable(_) => match authz.failure_mode {
             FailureMode::Allow => None,
             FailureMode::Deny => Some(Denial::new(Reason::AuthorizerUnavailable, true)),
         },
     }
+}
+
+/// The verdict on an answer, after caching it for its configured TTL.
+pub fn subject_access_review_answered(
+    authz: &Authorization,
+    cache: &mut SubjectAccessReviewCache,
+    key: &str,
+    answer: &SubjectAccessReviewAnswer,
+    now: Duration,
+) -> Option<Denial> {
+    if let Some(ttl) = subject_access_review_ttl(authz, answer) {
+        remember_subject_access_review(cache, key, answer, ttl, now);
+    }
+    subject_access_review_verdict(authz, answer)
+}
+
+/// What is known of a token after its TokenReview, cached for its lifetime:
+/// the answer; or, when there was none (`Err`), with `failureMode: allow` the
+/// token goes on unreviewed for a while, with `deny` nothing is known (`None`:
+/// its requests are refused as unavailable, and the next one asks again).
+pub fn token_review_answered(
+    failure_mode: FailureMode,
+    cache: &mut TokenReviewCache,
+    digest: TokenDigest,
+    answer: Result<TokenStatus, String>,
+    now: Duration,
+) -> Option<TokenStatus> {
+    let (status, ttl) = match (answer, failure_mode) {
+        (Ok(status), _) => (status, TOKEN_REVIEW_TTL),
+        (Err(_), FailureMode::Allow) => (TokenStatus::Unreviewed, UNREVIEWED_TTL),
+        (Err(_), FailureMode::Deny) => return None,
+    };
+    cache.insert(digest, status.clone(), ttl, now);
+    Some(status)
 }
 
 #[cfg(test)]

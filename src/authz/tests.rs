@@ -64,7 +64,7 @@ fn alice() -> Identity {
 }
 
 fn review_spec_of(step: &AuthzStep) -> Value {
-    let AuthzStep::Review { body, key } = step else {
+    let AuthzStep::SubjectAccessReview { body, key } = step else {
         panic!("no review: {step:?}")
     };
     let body: Value = serde_json::from_slice(body).unwrap();
@@ -93,7 +93,7 @@ fn kserve_predict_becomes_an_inferenceservice_get() {
             "/v1/models/iris:predict",
         ),
         Some(&alice()),
-        &DecisionCache::new(10),
+        &SubjectAccessReviewCache::new(10),
         NOW,
     );
     assert_eq!(
@@ -108,7 +108,7 @@ fn kserve_predict_becomes_an_inferenceservice_get() {
 fn kfp_runs_list_reads_the_namespace_from_the_query() {
     let config = config(kserve_and_kfp());
     let authz = config.authorization.as_ref().unwrap();
-    let cache = DecisionCache::new(10);
+    let cache = SubjectAccessReviewCache::new(10);
     let step = authorize(
         authz,
         &config.rules,
@@ -160,7 +160,7 @@ fn non_resource_reviews_default_to_the_path_and_method() {
         &config.rules,
         &request("GET", "gw", "/metrics"),
         Some(&alice()),
-        &DecisionCache::new(10),
+        &SubjectAccessReviewCache::new(10),
         NOW,
     );
     assert_eq!(
@@ -173,7 +173,7 @@ fn non_resource_reviews_default_to_the_path_and_method() {
 fn no_identity_on_a_guarded_route_is_401_and_unguarded_routes_follow_default_deny() {
     let config = config(kserve_and_kfp());
     let authz = config.authorization.as_ref().unwrap();
-    let cache = DecisionCache::new(10);
+    let cache = SubjectAccessReviewCache::new(10);
     let guarded = request("GET", "gw", "/metrics");
     assert_eq!(
         authorize(authz, &config.rules, &guarded, None, &cache, NOW),
@@ -207,19 +207,19 @@ fn no_identity_on_a_guarded_route_is_401_and_unguarded_routes_follow_default_den
 fn answers_are_cached_with_their_own_ttls() {
     let config = config(kserve_and_kfp());
     let authz = config.authorization.as_ref().unwrap();
-    let mut cache = DecisionCache::new(10);
+    let mut cache = SubjectAccessReviewCache::new(10);
     let view = request("GET", "gw", "/metrics");
-    let AuthzStep::Review { key, .. } =
+    let AuthzStep::SubjectAccessReview { key, .. } =
         authorize(authz, &config.rules, &view, Some(&alice()), &cache, NOW)
     else {
         panic!("no review")
     };
     assert_eq!(
-        review_answered(
+        subject_access_review_answered(
             authz,
             &mut cache,
             &key,
-            &ReviewAnswer::Denied(Some("no".into())),
+            &SubjectAccessReviewAnswer::Denied(Some("no".into())),
             NOW
         ),
         Some(Denial {
@@ -246,9 +246,15 @@ fn answers_are_cached_with_their_own_ttls() {
         &cache,
         NOW + Duration::from_secs(31),
     );
-    assert!(matches!(expired, AuthzStep::Review { .. }));
+    assert!(matches!(expired, AuthzStep::SubjectAccessReview { .. }));
     assert_eq!(
-        review_answered(authz, &mut cache, &key, &ReviewAnswer::Allowed, NOW),
+        subject_access_review_answered(
+            authz,
+            &mut cache,
+            &key,
+            &SubjectAccessReviewAnswer::Allowed,
+            NOW
+        ),
         None
     );
     let later = NOW + Duration::from_secs(299);
@@ -262,10 +268,10 @@ fn answers_are_cached_with_their_own_ttls() {
 fn an_unusable_answer_follows_the_failure_mode_and_is_not_cached() {
     let config = config(kserve_and_kfp());
     let authz = config.authorization.as_ref().unwrap();
-    let mut cache = DecisionCache::new(10);
-    let broken = ReviewAnswer::Unusable("HTTP 500".into());
+    let mut cache = SubjectAccessReviewCache::new(10);
+    let broken = SubjectAccessReviewAnswer::Unusable("HTTP 500".into());
     assert_eq!(
-        review_answered(authz, &mut cache, "k", &broken, NOW),
+        subject_access_review_answered(authz, &mut cache, "k", &broken, NOW),
         Some(Denial::new(Reason::AuthorizerUnavailable, true))
     );
     assert!(cache.is_empty());
@@ -273,7 +279,7 @@ fn an_unusable_answer_follows_the_failure_mode_and_is_not_cached() {
     open["failureMode"] = "allow".into();
     let config = self::config(open);
     assert_eq!(
-        review_answered(
+        subject_access_review_answered(
             config.authorization.as_ref().unwrap(),
             &mut cache,
             "k",
@@ -309,7 +315,7 @@ fn a_missing_credential_keeps_the_config_and_follows_the_failure_mode() {
         config.warnings
     );
     let predict = request("POST", "iris.team-a.example.com", "/v1/models/iris:predict");
-    let cache = DecisionCache::new(10);
+    let cache = SubjectAccessReviewCache::new(10);
     let step = authorize(authz, &config.rules, &predict, Some(&alice()), &cache, NOW);
     assert_eq!(
         step,
@@ -419,7 +425,7 @@ fn verbs_follow_kube_rbac_proxy() {
 fn spelling_tricks_do_not_dodge_a_rule() {
     let config = config(kserve_and_kfp());
     let authz = config.authorization.as_ref().unwrap();
-    let cache = DecisionCache::new(10);
+    let cache = SubjectAccessReviewCache::new(10);
     for (method, authority, path) in [
         ("POST", "IRIS.TEAM-A.EXAMPLE.COM", "/v1/models/iris:predict"),
         (
@@ -471,7 +477,7 @@ fn spelling_tricks_do_not_dodge_a_rule() {
         &cache,
         NOW,
     );
-    assert!(matches!(head, AuthzStep::Review { .. }));
+    assert!(matches!(head, AuthzStep::SubjectAccessReview { .. }));
     // A templated parameter given twice is refused, not guessed.
     let twice = authorize(
         authz,

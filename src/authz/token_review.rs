@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::cache::TtlCache;
-use super::review::Subject;
+use super::subject_access_review::Subject;
+use crate::ttl_cache::TtlCache;
+use crate::verified_token_cache::TokenDigest;
 
 /// kube-rbac-proxy's TokenReview cache lifetime.
 pub const TOKEN_REVIEW_TTL: Duration = Duration::from_secs(120);
@@ -25,7 +26,9 @@ pub enum TokenStatus {
     Unreviewed,
 }
 
-pub type TokenReviewCache = TtlCache<TokenStatus>;
+/// TokenReview answers, by the keyed digest of the bearer token (as the
+/// verified-token cache keys them: the cache holds no token).
+pub type TokenReviewCache = TtlCache<TokenStatus, TokenDigest>;
 
 /// The body POSTed to `/apis/authentication.k8s.io/v1/tokenreviews`.
 pub fn token_review_body(token: &str, audiences: &[String]) -> Vec<u8> {

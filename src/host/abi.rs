@@ -19,7 +19,7 @@
 use std::ptr::{null, null_mut};
 use std::time::Duration;
 
-use proxy_wasm::types::{BufferType, GrpcStatusCode, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
 use crate::header_pairs;
 
@@ -242,7 +242,7 @@ pub fn send_http_response(
 
 /// Answers the effective context's gRPC request locally: HTTP 200 with
 /// `grpc-status` and `grpc-message` (the host takes the body as the message).
-pub fn send_grpc_response(code: GrpcStatusCode, message: &str) -> Result<(), Status> {
+pub fn send_grpc_response(code: u32, message: &str) -> Result<(), Status> {
     let metadata = header_pairs::encode::<&str, &str>(&[]).map_err(|_| Status::BadArgument)?;
     // SAFETY: every slice is live for the call; no details (null, 0).
     check(unsafe {
@@ -254,7 +254,7 @@ pub fn send_grpc_response(code: GrpcStatusCode, message: &str) -> Result<(), Sta
             message.len(),
             metadata.as_ptr(),
             metadata.len(),
-            code as u32,
+            code,
         )
     })
 }

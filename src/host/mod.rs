@@ -3,7 +3,6 @@
 
 mod abi;
 mod http;
-mod log;
 mod metrics;
 mod root;
 mod shared_data;

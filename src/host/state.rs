@@ -1,78 +1,52 @@
-//! State one VM (one Envoy worker) shares between its root and its requests.
+//! What one VM's root and requests share: the broker, once a configuration is
+//! accepted, and the metric ids its events name.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use proxy_wasm::types::LogLevel;
+
 use super::abi;
 use super::metrics::Metrics;
-use crate::authz::cache::DecisionCache;
-use crate::authz::token_review::TokenReviewCache;
-use crate::config::Config;
-use crate::keystore::KeyStore;
-use crate::outcome::HeaderEdits;
-use crate::token_cache::TokenCache;
+use crate::broker::event::{Event, Level};
+use crate::broker::Broker;
 
-/// A request held until a rule's keys arrive (or its `timeout` passes).
-pub struct Waiter {
-    pub context_id: u32,
-    pub rule: usize,
-    pub since: Duration,
-    /// The key record's generation when the request began to wait: any
-    /// finished fetch after that (here or in another VM) wakes it.
-    pub generation: u64,
-}
-
-/// A request held for a SubjectAccessReview's answer, with what it will do if allowed.
-pub struct ReviewWaiter {
-    pub context_id: u32,
-    pub edits: HeaderEdits,
-}
-
-/// One review on its way to the API server, and every request that waits for
-/// it (identical reviews are coalesced into one callout).
-pub struct PendingReview {
-    pub body: Vec<u8>,
-    pub dispatched: bool,
-    pub waiters: Vec<ReviewWaiter>,
-}
-
-/// One TokenReview on its way (identical tokens coalesced), and the requests
-/// that wait for it.
-pub struct PendingTokenReview {
-    pub rule: usize,
-    pub dispatched: bool,
-    pub waiters: Vec<u32>,
-}
-
-pub struct FilterState {
-    pub config: Config,
-    pub keys: KeyStore,
-    /// Verified tokens, until they expire.
-    pub verified: TokenCache,
+pub struct Vm {
+    pub broker: Broker,
     pub metrics: Metrics,
-    /// Callout token -> rule whose keys it fetches.
-    pub callouts: HashMap<u32, usize>,
-    pub waiters: Vec<Waiter>,
-    /// Review answers by review.
-    pub decisions: DecisionCache,
-    /// Reviews asked or to ask, by review key.
-    pub reviews: HashMap<String, PendingReview>,
-    /// Callout token -> review key.
-    pub review_callouts: HashMap<u32, String>,
-    /// TokenReview answers by token.
-    pub tokens: TokenReviewCache,
-    /// TokenReviews asked or to ask, by token.
-    pub token_reviews: HashMap<String, PendingTokenReview>,
-    /// Callout token -> reviewed token.
-    pub token_review_callouts: HashMap<u32, String>,
 }
 
 /// `None` until the first configuration is accepted.
-pub type SharedState = Rc<RefCell<Option<FilterState>>>;
+pub type SharedState = Rc<RefCell<Option<Vm>>>;
 
 /// The host clock as time since the epoch; never a library's own clock.
 pub fn host_now() -> Duration {
     abi::current_time().unwrap_or_default()
+}
+
+/// Carries out the broker's events (metrics, log lines) and its tick period.
+/// These host calls never re-enter the VM.
+pub fn report(vm: &mut Vm) {
+    while let Some(event) = vm.broker.poll_event() {
+        match event {
+            Event::Count(metric, by) => vm.metrics.add(metric, by),
+            Event::Record(metric, value) => vm.metrics.record(metric, value),
+            Event::Log(level, line) => log(level, &line),
+        }
+    }
+    if let Some(period) = vm.broker.poll_tick_period() {
+        let _ = abi::set_tick_period(period);
+    }
+}
+
+/// One log line; Envoy prefixes it with the plugin name (`wasm log kfauth`).
+pub fn log(level: Level, line: &str) {
+    let level = match level {
+        Level::Debug => LogLevel::Debug,
+        Level::Info => LogLevel::Info,
+        Level::Warn => LogLevel::Warn,
+        Level::Error => LogLevel::Error,
+    };
+    let _ = abi::log(level, line);
 }

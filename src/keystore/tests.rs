@@ -285,13 +285,13 @@ fn a_discovery_document_for_another_issuer_is_refused() {
 /// which waits for a refetch when one may start, like any unknown `kid`.
 #[test]
 fn kid_less_keys_are_tried_before_an_unknown_kid_refetches() {
-    use crate::authz::cache::DecisionCache;
+    use crate::authz::subject_access_review::SubjectAccessReviewCache;
     use crate::authz::token_review::TokenReviewCache;
     use crate::outcome::{Denial, Outcome};
-    use crate::pipeline::{decide, Caches};
+    use crate::pipeline::{decide, Caches, KeyWait};
     use crate::request::RequestView;
     use crate::testutil::{sign, sign_with_other_rsa_key, standard_claims};
-    use crate::token_cache::TokenCache;
+    use crate::verified_token_cache::VerifiedTokenCache;
 
     let mut gateway = Gateway::new(1, json!({}));
     let (vm, _) = gateway.tick(NOW).remove(0);
@@ -300,13 +300,13 @@ fn kid_less_keys_are_tried_before_an_unknown_kid_refetches() {
     let document = json!({"keys": [kid_less]}).to_string();
     gateway.answer(vm, Ok(document.as_bytes()), NOW);
 
-    let verified = TokenCache::new(10);
-    let (decisions, tokens) = (DecisionCache::new(0), TokenReviewCache::new(0));
+    let verified = VerifiedTokenCache::new(10);
+    let (decisions, tokens) = (SubjectAccessReviewCache::new(0), TokenReviewCache::new(0));
     let caches = Caches {
         keys: &gateway.vms[0],
-        verified: &verified,
-        decisions: &decisions,
-        tokens: &tokens,
+        verified_tokens: &verified,
+        subject_access_reviews: &decisions,
+        token_reviews: &tokens,
     };
     let request = |token: &str| {
         RequestView::from_pairs(vec![
@@ -319,7 +319,13 @@ fn kid_less_keys_are_tried_before_an_unknown_kid_refetches() {
     let later = NOW + gateway.config.jwks_refetch_min_interval;
     let good = sign("RS256", Some("rotated"), &standard_claims());
     assert!(matches!(
-        decide(&gateway.config, &caches, &request(&good), later, true),
+        decide(
+            &gateway.config,
+            &caches,
+            &request(&good),
+            later,
+            KeyWait::May
+        ),
         Outcome::Allow {
             identity: Some(_),
             ..
@@ -336,16 +342,34 @@ fn kid_less_keys_are_tried_before_an_unknown_kid_refetches() {
 
     let forged = sign_with_other_rsa_key("rotated", &standard_claims());
     assert_eq!(
-        decide(&gateway.config, &caches, &request(&forged), NOW, true),
+        decide(
+            &gateway.config,
+            &caches,
+            &request(&forged),
+            NOW,
+            KeyWait::May
+        ),
         Outcome::Deny(Denial::because(crate::cause::Cause::KidUnknown, true)),
         "just fetched: no refetch"
     );
     assert_eq!(
-        decide(&gateway.config, &caches, &request(&forged), later, true),
+        decide(
+            &gateway.config,
+            &caches,
+            &request(&forged),
+            later,
+            KeyWait::May
+        ),
         Outcome::FetchKeys(0)
     );
     assert_eq!(
-        decide(&gateway.config, &caches, &request(&forged), later, false),
+        decide(
+            &gateway.config,
+            &caches,
+            &request(&forged),
+            later,
+            KeyWait::Spent
+        ),
         Outcome::Deny(Denial::because(crate::cause::Cause::KidUnknown, true)),
         "after the refetch"
     );

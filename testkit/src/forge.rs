@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 
 use crate::idp::exact_claims;
 
+pub mod rsa_blocks;
+
 /// base64url without padding.
 pub fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)

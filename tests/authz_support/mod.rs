@@ -173,6 +173,28 @@ pub fn sa_token(namespace: &str, name: &str) -> String {
     Idp::shared_second().sign(Alg::ES256, &claims)
 }
 
+/// RBAC as Kubernetes YAML: namespace `namespace` and a RoleBinding `name`
+/// in it granting the ClusterRole `kubeflow-view` to each of `users`.
+pub fn viewers_yaml(
+    namespace: &str,
+    name: &str,
+    users: impl IntoIterator<Item = String>,
+) -> String {
+    let subjects: String = users
+        .into_iter()
+        .map(|user| {
+            format!("- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: \"{user}\"}}\n")
+        })
+        .collect();
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+         metadata: {{name: {name}, namespace: {namespace}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}}\n\
+         subjects:\n{subjects}"
+    )
+}
+
 /// The KServe host of an InferenceService.
 pub fn kserve_host(isvc: &str, namespace: &str) -> String {
     format!("{isvc}.{namespace}.{KSERVE_DOMAIN}")

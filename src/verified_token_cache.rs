@@ -20,7 +20,7 @@ use siphasher::sip128::{Hasher128, SipHasher24};
 
 use serde_json::{Map, Value};
 
-use crate::authz::cache::TtlCache;
+use crate::ttl_cache::TtlCache;
 
 /// Default bound on remembered tokens (per worker).
 pub const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
@@ -42,24 +42,24 @@ pub struct VerifiedToken {
     pub key_generation: u64,
 }
 
-/// A token's keyed digest under one cache's key ([`TokenCache::digest`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A token's keyed digest under one cache's key ([`VerifiedTokenCache::digest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenDigest(u128);
 
 /// A bounded memo of verified tokens; interior mutability keeps the pipeline's
 /// view of it shared (`&`).
-pub struct TokenCache {
+pub struct VerifiedTokenCache {
     entries: RefCell<TtlCache<Rc<VerifiedToken>, u128>>,
     /// The SipHash key (k0, k1).
     digest_key: (u64, u64),
 }
 
-impl TokenCache {
-    pub fn new(max_entries: usize) -> TokenCache {
+impl VerifiedTokenCache {
+    pub fn new(max_entries: usize) -> VerifiedTokenCache {
         // std seeds each thread's RandomState from the host's `random_get` (WASI);
         // its hashes of two constants are unpredictable without that seed.
         let seeded = RandomState::new();
-        TokenCache {
+        VerifiedTokenCache {
             entries: RefCell::new(TtlCache::new(max_entries)),
             digest_key: (seeded.hash_one(0u8), seeded.hash_one(1u8)),
         }
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn remembers_until_expiry_plus_skew() {
-        let cache = TokenCache::new(10);
+        let cache = VerifiedTokenCache::new(10);
         cache.remember(
             cache.digest("t"),
             verified(NOW.as_secs() + 100, 1),
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_new_key_set_voids_entries() {
-        let cache = TokenCache::new(10);
+        let cache = VerifiedTokenCache::new(10);
         cache.remember(
             cache.digest("t"),
             verified(NOW.as_secs() + 100, 1),
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn tokens_differing_in_one_byte_do_not_share_an_entry() {
-        let cache = TokenCache::new(10);
+        let cache = VerifiedTokenCache::new(10);
         let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
         cache.remember(
             cache.digest(token),
@@ -212,14 +212,14 @@ mod tests {
     #[test]
     fn each_cache_has_its_own_digest_key() {
         assert_ne!(
-            TokenCache::new(1).digest("t"),
-            TokenCache::new(1).digest("t")
+            VerifiedTokenCache::new(1).digest("t"),
+            VerifiedTokenCache::new(1).digest("t")
         );
     }
 
     #[test]
     fn is_bounded() {
-        let cache = TokenCache::new(2);
+        let cache = VerifiedTokenCache::new(2);
         for token in ["a", "b", "c"] {
             cache.remember(
                 cache.digest(token),
@@ -230,7 +230,7 @@ mod tests {
         }
         assert!(cache.get(cache.digest("a"), NOW, SKEW, |_| 0).is_none());
         assert!(cache.get(cache.digest("c"), NOW, SKEW, |_| 0).is_some());
-        let off = TokenCache::new(0);
+        let off = VerifiedTokenCache::new(0);
         off.remember(off.digest("a"), verified(NOW.as_secs() + 100, 0), NOW, SKEW);
         assert!(off.get(off.digest("a"), NOW, SKEW, |_| 0).is_none());
     }

@@ -1,6 +1,19 @@
-//! SubjectAccessReview (authorization.k8s.io/v1) requests and answers.
+//! SubjectAccessReview (authorization.k8s.io/v1) requests, answers, and
+//! their cache.
 
 use serde_json::{json, Map, Value};
+
+use crate::ttl_cache::TtlCache;
+
+/// A cached answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedDecision {
+    pub allowed: bool,
+    pub reason: Option<String>,
+}
+
+/// SubjectAccessReview answers, by the review's spec (compact JSON).
+pub type SubjectAccessReviewCache = TtlCache<CachedDecision>;
 
 /// Who asks: the user and groups the review is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,7 +25,7 @@ pub struct Subject {
 /// The review's `spec`: subject plus `resourceAttributes` or
 /// `nonResourceAttributes`. Its compact JSON is also the cache key, so two
 /// requests share an answer only when every field of the review is the same.
-pub fn review_spec(
+pub fn subject_access_review_spec(
     subject: &Subject,
     attributes_field: &str,
     attributes: Map<String, Value>,
@@ -27,7 +40,7 @@ pub fn review_spec(
 }
 
 /// The body POSTed to `/apis/authorization.k8s.io/v1/subjectaccessreviews`.
-pub fn review_body(spec: &Value) -> Vec<u8> {
+pub fn subject_access_review_body(spec: &Value) -> Vec<u8> {
     json!({
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
@@ -39,7 +52,7 @@ pub fn review_body(spec: &Value) -> Vec<u8> {
 
 /// What the API server said.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReviewAnswer {
+pub enum SubjectAccessReviewAnswer {
     Allowed,
     /// Not allowed, with `status.reason` when the server gave one.
     Denied(Option<String>),
@@ -48,16 +61,21 @@ pub enum ReviewAnswer {
 }
 
 /// Reads an answer: HTTP 200/201 with `status.allowed`.
-pub fn parse_answer(http_status: Option<&str>, body: &[u8]) -> ReviewAnswer {
+pub fn parse_subject_access_review(
+    http_status: Option<&str>,
+    body: &[u8],
+) -> SubjectAccessReviewAnswer {
     match http_status {
         Some("200" | "201") => {}
-        Some(code) => return ReviewAnswer::Unusable(format!("HTTP {code}")),
+        Some(code) => return SubjectAccessReviewAnswer::Unusable(format!("HTTP {code}")),
         None => {
-            return ReviewAnswer::Unusable("no response (timeout or connection failure)".into())
+            return SubjectAccessReviewAnswer::Unusable(
+                "no response (timeout or connection failure)".into(),
+            )
         }
     }
     let Ok(document) = serde_json::from_slice::<Value>(body) else {
-        return ReviewAnswer::Unusable("the answer is not JSON".into());
+        return SubjectAccessReviewAnswer::Unusable("the answer is not JSON".into());
     };
     let status = document.get("status");
     // SubjectAccessReviewStatus: `denied` may not be true when `allowed` is;
@@ -70,19 +88,19 @@ pub fn parse_answer(http_status: Option<&str>, body: &[u8]) -> ReviewAnswer {
         .and_then(|status| status.get("allowed"))
         .and_then(Value::as_bool)
     {
-        Some(true) if !denied => ReviewAnswer::Allowed,
+        Some(true) if !denied => SubjectAccessReviewAnswer::Allowed,
         // Its `reason` speaks for one half of a contradiction: not passed on.
-        Some(true) => ReviewAnswer::Denied(Some(
+        Some(true) => SubjectAccessReviewAnswer::Denied(Some(
             "the API server answered both allowed and denied".into(),
         )),
-        Some(false) => ReviewAnswer::Denied(
+        Some(false) => SubjectAccessReviewAnswer::Denied(
             status
                 .and_then(|status| status.get("reason"))
                 .and_then(Value::as_str)
                 .filter(|reason| !reason.is_empty())
                 .map(str::to_string),
         ),
-        None => ReviewAnswer::Unusable("the answer has no status.allowed".into()),
+        None => SubjectAccessReviewAnswer::Unusable("the answer has no status.allowed".into()),
     }
 }
 
@@ -101,8 +119,8 @@ mod tests {
         let mut attributes = Map::new();
         attributes.insert("namespace".into(), "team-a".into());
         attributes.insert("verb".into(), "get".into());
-        let spec = review_spec(&subject, "resourceAttributes", attributes);
-        let body: Value = serde_json::from_slice(&review_body(&spec)).unwrap();
+        let spec = subject_access_review_spec(&subject, "resourceAttributes", attributes);
+        let body: Value = serde_json::from_slice(&subject_access_review_body(&spec)).unwrap();
         assert_eq!(body["kind"], "SubjectAccessReview");
         assert_eq!(body["apiVersion"], "authorization.k8s.io/v1");
         assert_eq!(body["spec"]["user"], "alice@example.com");
@@ -113,40 +131,46 @@ mod tests {
     #[test]
     fn reads_answers() {
         assert_eq!(
-            parse_answer(Some("201"), br#"{"status":{"allowed":true}}"#),
-            ReviewAnswer::Allowed
+            parse_subject_access_review(Some("201"), br#"{"status":{"allowed":true}}"#),
+            SubjectAccessReviewAnswer::Allowed
         );
         assert_eq!(
-            parse_answer(
+            parse_subject_access_review(
                 Some("201"),
                 br#"{"status":{"allowed":false,"reason":"no binding"}}"#
             ),
-            ReviewAnswer::Denied(Some("no binding".into()))
+            SubjectAccessReviewAnswer::Denied(Some("no binding".into()))
         );
         assert_eq!(
-            parse_answer(Some("200"), br#"{"status":{"allowed":false,"reason":""}}"#),
-            ReviewAnswer::Denied(None)
+            parse_subject_access_review(
+                Some("200"),
+                br#"{"status":{"allowed":false,"reason":""}}"#
+            ),
+            SubjectAccessReviewAnswer::Denied(None)
         );
         assert!(matches!(
-            parse_answer(Some("500"), b""),
-            ReviewAnswer::Unusable(_)
-        ));
-        assert!(matches!(parse_answer(None, b""), ReviewAnswer::Unusable(_)));
-        assert!(matches!(
-            parse_answer(Some("201"), b"<html>"),
-            ReviewAnswer::Unusable(_)
+            parse_subject_access_review(Some("500"), b""),
+            SubjectAccessReviewAnswer::Unusable(_)
         ));
         assert!(matches!(
-            parse_answer(Some("201"), br#"{"status":{}}"#),
-            ReviewAnswer::Unusable(_)
+            parse_subject_access_review(None, b""),
+            SubjectAccessReviewAnswer::Unusable(_)
+        ));
+        assert!(matches!(
+            parse_subject_access_review(Some("201"), b"<html>"),
+            SubjectAccessReviewAnswer::Unusable(_)
+        ));
+        assert!(matches!(
+            parse_subject_access_review(Some("201"), br#"{"status":{}}"#),
+            SubjectAccessReviewAnswer::Unusable(_)
         ));
         // Contradictory: `denied` wins (found by the review_answer fuzz target's invariant).
         assert_eq!(
-            parse_answer(
+            parse_subject_access_review(
                 Some("201"),
                 br#"{"status":{"allowed":true,"denied":true,"reason":"RBAC: allowed by RoleBinding"}}"#
             ),
-            ReviewAnswer::Denied(Some(
+            SubjectAccessReviewAnswer::Denied(Some(
                 "the API server answered both allowed and denied".into()
             ))
         );

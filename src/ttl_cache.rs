@@ -1,5 +1,6 @@
-//! Answers by key (a review, or a token), each with its own time to live, and a
-//! bound on entries (oldest inserted evicted first).
+//! A bounded cache of answers, each with its own time to live; when full,
+//! the oldest inserted entry goes first. Used for SubjectAccessReview and
+//! TokenReview answers (authorization) and verified tokens (authentication).
 
 use std::borrow::Borrow;
 use std::cell::Cell;
@@ -7,15 +8,6 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::rc::Rc;
 use std::time::Duration;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedDecision {
-    pub allowed: bool,
-    pub reason: Option<String>,
-}
-
-/// SubjectAccessReview answers.
-pub type DecisionCache = TtlCache<CachedDecision>;
 
 #[derive(Debug)]
 struct Entry<V> {
@@ -107,43 +99,29 @@ mod tests {
 
     const NOW: Duration = Duration::from_secs(1000);
 
-    fn allowed() -> CachedDecision {
-        CachedDecision {
-            allowed: true,
-            reason: None,
-        }
-    }
-
     #[test]
     fn entries_expire_after_their_ttl() {
-        let mut cache = DecisionCache::new(10);
-        cache.insert("a", allowed(), Duration::from_secs(300), NOW);
-        cache.insert(
-            "d",
-            CachedDecision {
-                allowed: false,
-                reason: None,
-            },
-            Duration::from_secs(30),
-            NOW,
-        );
+        let mut cache: TtlCache<&str> = TtlCache::new(10);
+        cache.insert("a", "long", Duration::from_secs(300), NOW);
+        cache.insert("d", "short", Duration::from_secs(30), NOW);
         let later = NOW + Duration::from_secs(31);
-        assert!(cache.get("a", later).is_some());
+        assert_eq!(cache.get("a", later), Some(&"long"));
         assert!(cache.get("d", later).is_none());
         assert!(cache.get("a", NOW + Duration::from_secs(300)).is_none());
+        assert_eq!(cache.take_hits(), 1);
     }
 
     #[test]
     fn the_oldest_entry_goes_first_when_full() {
-        let mut cache = DecisionCache::new(2);
-        for key in ["a", "b", "a", "c"] {
-            cache.insert(key, allowed(), Duration::from_secs(60), NOW);
+        let mut cache: TtlCache<u8, u32> = TtlCache::new(2);
+        for key in [1u32, 2, 1, 3] {
+            cache.insert(key, 0, Duration::from_secs(60), NOW);
         }
         assert_eq!(cache.len(), 2);
-        assert!(cache.get("a", NOW).is_none());
-        assert!(cache.get("b", NOW).is_some() && cache.get("c", NOW).is_some());
-        let mut off = DecisionCache::new(0);
-        off.insert("a", allowed(), Duration::from_secs(60), NOW);
+        assert!(cache.get(&1, NOW).is_none());
+        assert!(cache.get(&2, NOW).is_some() && cache.get(&3, NOW).is_some());
+        let mut off: TtlCache<u8, u32> = TtlCache::new(0);
+        off.insert(1u32, 0, Duration::from_secs(60), NOW);
         assert!(off.is_empty());
     }
 }
