@@ -148,10 +148,6 @@ impl Broker {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// A request's headers arrived: go on, answer, or hold it (the broker then
     /// resumes or answers it later through `poll_resume`).
     pub fn on_request(&mut self, context: u32, view: RequestView, now: Duration) -> Verdict {
