@@ -105,8 +105,14 @@ pub fn decode_lossy(bytes: &[u8]) -> Result<Vec<(String, String)>, PairsError> {
 }
 
 /// Bytes from the host as text, U+FFFD in place of what is not UTF-8.
+/// `str::from_utf8` first: its ASCII fast path validates a header several
+/// times faster than `from_utf8_lossy`, which walks it byte by byte, and
+/// nearly every header is ASCII (BENCHMARKS.md, "The floor in V8").
 pub fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 fn take_u32(bytes: &[u8]) -> Result<(u32, &[u8]), PairsError> {
