@@ -57,7 +57,7 @@ pub fn apply(grpc: &GrpcConfig, request: &RequestView, edits: &mut HeaderEdits) 
     if !grpc
         .cookie_paths
         .iter()
-        .any(|pattern| pattern.is_match(&path))
+        .any(|pattern| pattern.is_match(path))
     {
         return;
     }
@@ -103,6 +103,7 @@ mod tests {
             path: path.into(),
             authority: "kubeflow".into(),
             headers,
+            ..RequestView::default()
         }
     }
 

@@ -80,6 +80,7 @@ mod tests {
                 .iter()
                 .map(|value| ("cookie".to_string(), value.to_string()))
                 .collect(),
+            ..RequestView::default()
         }
     }
 

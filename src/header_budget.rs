@@ -96,7 +96,7 @@ pub fn check(
     let path = request.canonical_path();
     let budget = budgets
         .iter()
-        .find(|budget| budget.paths.iter().any(|pattern| pattern.is_match(&path)))?;
+        .find(|budget| budget.paths.iter().any(|pattern| pattern.is_match(path)))?;
     let replaced = |name: &str| {
         edits.remove.iter().any(|removed| removed == name)
             || edits.set.iter().any(|(set, _)| set == name)
@@ -146,6 +146,7 @@ mod tests {
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.to_string()))
                 .collect(),
+            ..RequestView::default()
         }
     }
 

@@ -59,7 +59,7 @@ pub fn decide(
         config
             .skip_paths
             .iter()
-            .any(|pattern| pattern.is_match(&path))
+            .any(|pattern| pattern.is_match(path))
     };
     if preflight || skipped_path() {
         // Such a request may still reach a backend a user controls: the

@@ -1,15 +1,40 @@
 //! The request as the core sees it: a plain snapshot the host reads once.
 
+use std::cell::OnceCell;
+
 /// Method, path and headers of one request. Header names are lower case (as Envoy
 /// stores them); a header sent several times appears several times.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestView {
     pub method: String,
     /// `:path`, with the query string.
     pub path: String,
     pub authority: String,
     pub headers: Vec<(String, String)>,
+    /// [`RequestView::canonical_path`], worked out on first use: the skip
+    /// check, the session shield, the cookie diet, header budgets and
+    /// authorization all match it. The view is never changed once read, so
+    /// what is kept here stays right. A view built by hand starts without
+    /// it: `..RequestView::default()`.
+    pub canonical: CanonicalPath,
 }
+
+/// The canonical path of a view once worked out; only the view fills it.
+#[derive(Debug, Clone, Default)]
+pub struct CanonicalPath(OnceCell<String>);
+
+/// Views are equal when what was read is: the remembered canonical path
+/// follows from `path`, whether or not it was worked out yet.
+impl PartialEq for RequestView {
+    fn eq(&self, other: &Self) -> bool {
+        self.method == other.method
+            && self.path == other.path
+            && self.authority == other.authority
+            && self.headers == other.headers
+    }
+}
+
+impl Eq for RequestView {}
 
 impl RequestView {
     /// Builds a view from raw pairs, lifting the pseudo-headers out.
@@ -65,7 +90,13 @@ impl RequestView {
     /// would make a new segment), repeated slashes merged, `.` and `..`
     /// segments resolved (RFC 3986 section 5.2.4). So `//v1/models/x%3Apredict`
     /// and `/dex/../pipeline` cannot slip past a rule written for the plain form.
-    pub fn canonical_path(&self) -> String {
+    pub fn canonical_path(&self) -> &str {
+        self.canonical
+            .0
+            .get_or_init(|| self.work_out_canonical_path())
+    }
+
+    fn work_out_canonical_path(&self) -> String {
         let decoded = percent_decode_except_slash(self.path_only());
         let mut segments: Vec<&str> = Vec::new();
         for segment in decoded.split('/') {
@@ -167,6 +198,16 @@ mod tests {
         );
         assert_eq!(view("/", "[::1]:8080").canonical_host(), "::1");
         assert_eq!(view("/", "gw").canonical_host(), "gw");
+    }
+
+    #[test]
+    fn the_remembered_canonical_path_changes_no_answer_and_no_equality() {
+        let view = RequestView::from_pairs(vec![(":path".into(), "//a/./b%3A?x=1".into())]);
+        let unworked = view.clone();
+        assert_eq!(view.canonical_path(), "/a/b:");
+        assert_eq!(view.canonical_path(), "/a/b:");
+        assert_eq!(view, unworked);
+        assert_eq!(view.clone().canonical_path(), "/a/b:");
     }
 
     #[test]

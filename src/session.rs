@@ -91,7 +91,7 @@ pub fn apply(session: &SessionConfig, request: &RequestView, edits: &mut HeaderE
     if session
         .exempt_paths
         .iter()
-        .any(|pattern| pattern.is_match(&path))
+        .any(|pattern| pattern.is_match(path))
     {
         return;
     }
@@ -115,6 +115,7 @@ mod tests {
                 .iter()
                 .map(|value| ("cookie".to_string(), value.to_string()))
                 .collect(),
+            ..RequestView::default()
         }
     }
 

@@ -98,6 +98,7 @@ fuzz_target!(|data: &[u8]| {
         path: PATHS[usize::from((flags >> 3) & 7) % PATHS.len()].into(),
         authority: "kubeflow.example.test".into(),
         headers,
+        ..RequestView::default()
     };
     let prior = match &prior_kind {
         Prior::Untouched => HeaderEdits::default(),

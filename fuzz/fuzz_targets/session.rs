@@ -105,6 +105,7 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .map(|cookie| ("cookie".to_string(), cookie.to_string()))
             .collect(),
+        ..RequestView::default()
     };
     let prior = match prior_set {
         None => HeaderEdits::default(),

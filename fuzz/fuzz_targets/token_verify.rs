@@ -69,6 +69,7 @@ fn check(config: &Config, built: &Built) {
         path: "/pipeline/".into(),
         authority: "kubeflow.example.test".into(),
         headers: vec![("authorization".into(), format!("Bearer {}", built.token))],
+        ..RequestView::default()
     };
     let keys = KeyStore::new(config, 1);
     let verified = VerifiedTokenCache::new(16);

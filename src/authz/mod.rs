@@ -99,7 +99,7 @@ fn matching_rule<'a>(
         let mut captures = Captures::default();
         for (patterns, subject, into) in [
             (&rule.hosts, host.as_str(), &mut captures.host),
-            (&rule.paths, path.as_str(), &mut captures.path),
+            (&rule.paths, path, &mut captures.path),
         ] {
             if patterns.is_empty() {
                 continue;

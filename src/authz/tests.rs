@@ -47,6 +47,7 @@ fn request(method: &str, authority: &str, path: &str) -> RequestView {
         path: path.into(),
         authority: authority.into(),
         headers: vec![],
+        ..RequestView::default()
     }
 }
 
