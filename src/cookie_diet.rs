@@ -63,7 +63,7 @@ pub fn apply(grpc: &GrpcConfig, request: &RequestView, edits: &mut HeaderEdits) 
     }
     let total: usize = current_cookies(request, edits)
         .iter()
-        .map(String::len)
+        .map(|header| header.len())
         .sum();
     if total == 0 || total <= grpc.max_cookie_bytes {
         return;

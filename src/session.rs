@@ -14,7 +14,7 @@ use regex_lite::Regex;
 use serde::Deserialize;
 
 use crate::config_field::{cookie_names, regexes, ConfigError};
-use crate::cookie_header::remove_cookies;
+use crate::cookie_header::{current_cookies, remove_cookies};
 use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
 
@@ -84,7 +84,16 @@ pub fn is_session_cookie(session: &SessionConfig, name: &str) -> bool {
 
 /// Removes the session cookies from what goes upstream, unless the path is exempt.
 pub fn apply(session: &SessionConfig, request: &RequestView, edits: &mut HeaderEdits) {
-    if session.cookies.is_empty() {
+    // Most requests carry no session cookie: a substring search for the
+    // names (a part `NAME_0` holds `NAME` too) spares them splitting the
+    // Cookie header and matching the exempt paths.
+    let may_hold_session = current_cookies(request, edits).iter().any(|header| {
+        session
+            .cookies
+            .iter()
+            .any(|cookie| header.contains(cookie.as_str()))
+    });
+    if !may_hold_session {
         return;
     }
     let path = request.canonical_path();
