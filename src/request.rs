@@ -2,6 +2,8 @@
 
 use std::cell::OnceCell;
 
+use crate::header_pairs::{self, PairsError};
+
 /// Method, path and headers of one request. Header names are lower case (as Envoy
 /// stores them); a header sent several times appears several times.
 #[derive(Debug, Clone, Default)]
@@ -39,19 +41,57 @@ impl Eq for RequestView {}
 impl RequestView {
     /// Builds a view from raw pairs, lifting the pseudo-headers out.
     pub fn from_pairs(pairs: Vec<(String, String)>) -> RequestView {
-        let mut view = RequestView::default();
+        let mut view = RequestView {
+            headers: Vec::with_capacity(pairs.len()),
+            ..RequestView::default()
+        };
         for (mut name, value) in pairs {
-            // Envoy already stores names in lower case; this keeps the view's
-            // promise without a copy per header per request.
-            name.make_ascii_lowercase();
-            match name.as_str() {
-                ":method" => view.method = value,
-                ":path" => view.path = value,
-                ":authority" => view.authority = value,
-                _ => view.headers.push((name, value)),
+            match view.pseudo_header(name.as_bytes()) {
+                Some(slot) => *slot = value,
+                None => {
+                    name.make_ascii_lowercase();
+                    view.headers.push((name, value));
+                }
             }
         }
         view
+    }
+
+    /// Builds a view from the host's serialized header map, read as text
+    /// ([`header_pairs::lossy`]). Straight from the host's bytes: no list of
+    /// owned pairs in between, no `String` for a pseudo-header's name.
+    pub fn from_map(bytes: &[u8]) -> Result<RequestView, PairsError> {
+        let pairs = header_pairs::decode(bytes)?;
+        let mut view = RequestView {
+            headers: Vec::with_capacity(pairs.len()),
+            ..RequestView::default()
+        };
+        for (name, value) in pairs {
+            match view.pseudo_header(name) {
+                Some(slot) => *slot = header_pairs::lossy(value),
+                None => {
+                    let mut name = header_pairs::lossy(name);
+                    name.make_ascii_lowercase();
+                    view.headers.push((name, header_pairs::lossy(value)));
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    /// Where a pseudo-header the view lifts out goes; `None` for the others.
+    /// Envoy already stores names in lower case; names are compared and
+    /// lowered in place to keep the view's promise without a copy.
+    fn pseudo_header(&mut self, name: &[u8]) -> Option<&mut String> {
+        if name.eq_ignore_ascii_case(b":method") {
+            Some(&mut self.method)
+        } else if name.eq_ignore_ascii_case(b":path") {
+            Some(&mut self.path)
+        } else if name.eq_ignore_ascii_case(b":authority") {
+            Some(&mut self.authority)
+        } else {
+            None
+        }
     }
 
     /// Every value of a header, in order. `name` must be lower case.
@@ -239,6 +279,29 @@ mod tests {
                 "{method} {headers:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_view_from_the_hosts_map_is_the_view_from_its_pairs() {
+        let pairs = [
+            (":method", "GET"),
+            (":Path", "/a/b?x=1"),
+            (":authority", "kubeflow.example.com"),
+            (":scheme", "https"),
+            ("Cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("x-latin1", "caf\u{fffd}"),
+        ];
+        let owned = pairs.map(|(n, v)| (n.to_string(), v.to_string())).to_vec();
+        let mut bytes: Vec<(&[u8], &[u8])> =
+            pairs.map(|(n, v)| (n.as_bytes(), v.as_bytes())).to_vec();
+        bytes[6].1 = b"caf\xe9";
+        let from_map = RequestView::from_map(&header_pairs::encode(&bytes).unwrap()).unwrap();
+        assert_eq!(from_map, RequestView::from_pairs(owned));
+        assert_eq!(from_map.path, "/a/b?x=1");
+        assert_eq!(from_map.header(":scheme"), Some("https"));
+        assert_eq!(RequestView::from_map(&[]).unwrap(), RequestView::default());
+        assert!(RequestView::from_map(&[1, 0, 0, 0]).is_err());
     }
 
     #[test]

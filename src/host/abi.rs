@@ -163,16 +163,14 @@ pub fn get_buffer(buffer: BufferType, start: usize, max_size: usize) -> Result<V
     Ok(unsafe { owned(data, size) })
 }
 
-/// Every pair of a header map, in order; a map the host serialized wrongly is
-/// `Err(SerializationFailure)`. Values that are not UTF-8 are read lossily.
-pub fn get_map(map: MapType) -> Result<Vec<(String, String)>, Status> {
+/// A header map as the host serialized it (`header_pairs`), for the core to read.
+pub fn get_map(map: MapType) -> Result<Vec<u8>, Status> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes the two live out-parameters.
     check(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) })?;
     // SAFETY: OK, so `data`/`size` describe host-allocated memory given to us.
-    let bytes = unsafe { owned(data, size) };
-    header_pairs::decode_lossy(&bytes).map_err(|_| Status::SerializationFailure)
+    Ok(unsafe { owned(data, size) })
 }
 
 /// One header's value; `Ok(None)` when the map has no such header.

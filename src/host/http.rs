@@ -1,7 +1,7 @@
 //! One request: read it, hand it to the broker, and carry out its verdict.
 
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, MapType, Status};
 
 use super::abi;
 use super::state::{host_now, log, report, SharedState};
@@ -41,11 +41,13 @@ impl Drop for KfauthHttp {
 impl HttpContext for KfauthHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let verdict = match (
-            abi::get_map(MapType::HttpRequestHeaders),
+            // A map the host serialized wrongly is `SerializationFailure`.
+            abi::get_map(MapType::HttpRequestHeaders).and_then(|bytes| {
+                RequestView::from_map(&bytes).map_err(|_| Status::SerializationFailure)
+            }),
             self.state.borrow_mut().as_mut(),
         ) {
-            (Ok(pairs), Some(vm)) => {
-                let view = RequestView::from_pairs(pairs);
+            (Ok(view), Some(vm)) => {
                 let verdict = vm.broker.on_request(self.context_id, view, host_now());
                 report(vm);
                 verdict
@@ -58,7 +60,7 @@ impl HttpContext for KfauthHttp {
                 fail_closed(&RequestView::default(), Cause::HeadersUnreadable)
             }
             // No accepted configuration: Envoy has refused the filter.
-            (Ok(pairs), None) => fail_closed(&RequestView::from_pairs(pairs), Cause::NotConfigured),
+            (Ok(view), None) => fail_closed(&view, Cause::NotConfigured),
         };
         act(verdict)
     }
