@@ -73,8 +73,8 @@ use std::time::{Duration, Instant};
 use authz_support::*;
 use kfauth_testkit::apiserver::conformance::{authorization_schemas, report_skipped};
 use kfauth_testkit::apiserver::fixtures::{
-    BOB, EDITOR_SERVICE_ACCOUNT, METRICS_GROUP, TEAM_B_NAMESPACE, USER, USER_NAMESPACE,
-    VIEWER_GROUP,
+    role_binding, Subject, BOB, EDITOR_SERVICE_ACCOUNT, METRICS_GROUP, TEAM_B_NAMESPACE, USER,
+    USER_NAMESPACE, VIEWER_GROUP,
 };
 use kfauth_testkit::apiserver::{validate_sar_request, ApiMode, API_SERVER_SNI};
 use kfauth_testkit::plugin_config::with_rules;
@@ -314,14 +314,12 @@ fn the_verb_defaults_to_the_method(setup: &Authz) {
 fn a_denial_carries_the_api_servers_reason(setup: &Authz) {
     setup
         .api
-        .apply_yaml(
-            "apiVersion: rbac.authorization.k8s.io/v1\n\
-             kind: RoleBinding\n\
-             metadata: {name: broken, namespace: team-broken}\n\
-             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-missing}\n\
-             subjects:\n\
-             - {apiGroup: rbac.authorization.k8s.io, kind: User, name: nina@example.com}\n",
-        )
+        .apply_yaml(&role_binding(
+            "team-broken",
+            "broken",
+            "kubeflow-missing",
+            &[Subject::User("nina@example.com")],
+        ))
         .unwrap();
     let token = user_token("nina@example.com", &[]);
     let response = setup.send(&Req::kserve("iris", "team-broken").bearer(&token));

@@ -23,6 +23,7 @@ mod authz_support;
 use std::time::Instant;
 
 use authz_support::*;
+use kfauth_testkit::apiserver::fixtures::{namespace, role_binding, Subject};
 use kfauth_testkit::expect;
 use kfauth_testkit::plugin_config::with_rules;
 use serde_json::json;
@@ -44,22 +45,16 @@ fn allowed(user: usize) -> bool {
 }
 
 fn bindings() -> String {
-    let subjects: String = (0..USERS)
+    let users: Vec<String> = (0..USERS)
         .filter(|user| allowed(*user))
-        .map(|user| {
-            format!(
-                "- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: \"{}\"}}\n",
-                email(user)
-            )
-        })
+        .map(email)
         .collect();
-    format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
-         metadata: {{name: load-viewers, namespace: {NAMESPACE}}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}}\n\
-         subjects:\n{subjects}"
-    )
+    let subjects: Vec<Subject> = users.iter().map(|user| Subject::User(user)).collect();
+    [
+        namespace(NAMESPACE),
+        role_binding(NAMESPACE, "load-viewers", "kubeflow-view", &subjects),
+    ]
+    .join("---\n")
 }
 
 #[test]

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use authz_support::*;
+use kfauth_testkit::apiserver::fixtures::{namespace, role_binding, Subject};
 use kfauth_testkit::plugin_config::{claims, with_rules};
 use kfauth_testkit::{forge, Alg, HttpResponse, Idp};
 use serde_json::json;
@@ -61,22 +62,16 @@ fn has_access(user: usize) -> bool {
 }
 
 fn bindings() -> String {
-    let subjects: String = (0..USERS)
+    let users: Vec<String> = (0..USERS)
         .filter(|user| has_access(*user))
-        .map(|user| {
-            format!(
-                "- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: \"{}\"}}\n",
-                email(user)
-            )
-        })
+        .map(email)
         .collect();
-    format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
-         metadata: {{name: iso-viewers, namespace: {NAMESPACE}}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}}\n\
-         subjects:\n{subjects}"
-    )
+    let subjects: Vec<Subject> = users.iter().map(|user| Subject::User(user)).collect();
+    [
+        namespace(NAMESPACE),
+        role_binding(NAMESPACE, "iso-viewers", "kubeflow-view", &subjects),
+    ]
+    .join("---\n")
 }
 
 /// What one request is, and so what its answer must be.
