@@ -33,7 +33,7 @@
 use std::time::{Duration, Instant};
 
 use kfauth_testkit::plugin_config::{claims, uri_rule, with_rules, ISSUER};
-use kfauth_testkit::{expect, Alg, Gateway, HttpResponse, Idp, JwksMode, JwksServer};
+use kfauth_testkit::{expect, wait, Alg, Gateway, HttpResponse, Idp, JwksMode, JwksServer};
 use serde_json::{json, Value};
 
 /// Worker threads: several VMs that must share one key set.
@@ -114,19 +114,27 @@ fn keeps_passing(gateway: &Gateway, token: &str, duration: Duration, what: &str)
     }
 }
 
-/// Polls `check` every 100 ms until it holds or `PATIENCE` runs out; returns
-/// how long it took, or `None`.
-fn within_patience(mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return Some(start.elapsed());
+/// Polls `check` until it holds or `PATIENCE` runs out; returns how long it
+/// took, or `None`.
+fn within_patience(check: impl FnMut() -> bool) -> Option<Duration> {
+    wait::within(PATIENCE, check)
+}
+
+/// Whether a run of fresh connections (twice the workers) all answer
+/// `status`; an answer that is neither `status` nor `otherwise` fails the test.
+fn a_run_answers(
+    gateway: &Gateway,
+    token: &str,
+    status: u16,
+    otherwise: impl Fn(&HttpResponse),
+) -> bool {
+    (0..2 * WORKERS).all(|_| {
+        let response = send(gateway, token);
+        if response.status != status {
+            otherwise(&response);
         }
-        if start.elapsed() >= PATIENCE {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        response.status == status
+    })
 }
 
 fn counter(gateway: &Gateway, name: &str) -> u64 {
@@ -147,7 +155,6 @@ fn keys_arrive_once_the_jwks_server_comes_up() {
     expect::allowed(&gateway.get("/echo", &[]));
 
     jwks.restart();
-    let up = Instant::now();
     let mut not_yet = 0;
     let first = within_patience(|| {
         let response = send(&gateway, &t);
@@ -168,10 +175,15 @@ fn keys_arrive_once_the_jwks_server_comes_up() {
         jwks.hits()
     );
 
-    // Within about a second every worker has the keys.
-    if let Some(rest) = Duration::from_secs(2).checked_sub(up.elapsed()) {
-        std::thread::sleep(rest);
-    }
+    // The other workers read the shared keys on their tick: wait until a
+    // run of fresh connections all pass.
+    let spread = within_patience(|| {
+        a_run_answers(&gateway, &t, 200, |r| {
+            expect::unavailable(r, "jwks_unavailable");
+        })
+    })
+    .unwrap_or_else(|| panic!("the keys did not reach every worker within {PATIENCE:?}"));
+    eprintln!("every worker passed {spread:?} after the first 200");
     all_workers_pass(&gateway, &t, 20, "after recovery");
     all_workers_pass(
         &gateway,
@@ -199,8 +211,15 @@ fn a_rotated_key_passes_on_first_use() {
     );
     expect::allowed(&send(&gateway, &token(old_idp, Alg::RS256)));
 
-    // Let the refetch rate limit lapse, then rotate: new kids only.
-    std::thread::sleep(Duration::from_millis(1200));
+    // The refetch rate limit (1s) counts from the last fetch: let it lapse
+    // (with a margin for the VM's clock, which notes the fetch after the
+    // JWKS server saw it), then rotate: new kids only.
+    let last_fetch = *jwks
+        .hit_times()
+        .last()
+        .expect("Envoy's start fetched the keys");
+    let lapsed = last_fetch + Duration::from_millis(1200);
+    std::thread::sleep(lapsed.saturating_duration_since(Instant::now()));
     jwks.set_mode(JwksMode::Serve(new_idp.jwks_json()));
     let before = jwks.hits();
     let seen = expect::allowed(&send(&gateway, &token(new_idp, Alg::RS256)));
@@ -220,9 +239,15 @@ fn a_rotated_key_passes_on_first_use() {
     );
 
     // The removed key no longer verifies anything, on any worker, once the
-    // new set has reached them all (each VM reads the shared set on its tick).
-    std::thread::sleep(Duration::from_millis(1500));
+    // new set has reached them all (each VM reads the shared set on its
+    // tick): wait until a run of fresh connections all refuse it.
     let old = token(old_idp, Alg::RS256);
+    within_patience(|| {
+        a_run_answers(&gateway, &old, 401, |r| {
+            expect::allowed(r);
+        })
+    })
+    .unwrap_or_else(|| panic!("the removed key still verifies {PATIENCE:?} after the rotation"));
     for _ in 0..12 {
         expect::rejected(&send(&gateway, &old), "key_unknown");
     }
@@ -269,6 +294,11 @@ fn an_unknown_kid_flood_costs_at_most_one_refetch() {
 
     let before = jwks.hits();
     let refetches_before = counter(&gateway, "kfauth.jwks.refetch_unknown_kid");
+    let ended = || {
+        counter(&gateway, "kfauth.jwks.fetch_success")
+            + counter(&gateway, "kfauth.jwks.fetch_failed")
+    };
+    let ended_before = ended();
     let started = Instant::now();
     let answers: Vec<(HttpResponse, Duration)> = std::thread::scope(|scope| {
         let handles: Vec<_> = tokens
@@ -298,10 +328,18 @@ fn an_unknown_kid_flood_costs_at_most_one_refetch() {
     }
     let mut latencies: Vec<Duration> = answers.iter().map(|(_, d)| *d).collect();
     latencies.sort_unstable();
-    // Let a fetch started by the last requests land before counting.
-    std::thread::sleep(Duration::from_millis(500));
+    // A refetch started by the last requests may still be under way: count
+    // once every refetch kfauth started has ended (succeeded or failed).
+    let refetches = || counter(&gateway, "kfauth.jwks.refetch_unknown_kid") - refetches_before;
+    within_patience(|| ended() - ended_before >= refetches()).unwrap_or_else(|| {
+        panic!(
+            "{} refetches started, {} ended",
+            refetches(),
+            ended() - ended_before
+        )
+    });
     let fetched = jwks.hits() - before;
-    let refetches = counter(&gateway, "kfauth.jwks.refetch_unknown_kid") - refetches_before;
+    let refetches = refetches();
     eprintln!(
         "flood of {TOKENS} unknown kids in {took:?} (latency median {:?}, max {:?}): {fetched} JWKS fetches, refetch_unknown_kid +{refetches}",
         latencies[TOKENS / 2],
@@ -442,11 +480,16 @@ fn one_fetch_per_refresh_across_four_workers() {
     let t = token(idp, Alg::ES256);
     expect::allowed(&send(&gateway, &t));
 
-    // Startup: every hit within a second of the first is the start's fetch.
+    // Refreshes: 10 s of traffic on every worker, counted from a second
+    // after the first fetch (the first refresh is 2 s away).
     let first = jwks.hit_times()[0];
-    if let Some(rest) = Duration::from_secs(1).checked_sub(first.elapsed()) {
-        std::thread::sleep(rest);
-    }
+    let window = Duration::from_secs(10);
+    let periods = 5;
+    let from = Instant::now().max(first + Duration::from_secs(1));
+    keeps_passing(&gateway, &t, window, "during refreshes");
+    let to = Instant::now();
+
+    // Startup: every hit within a second of the first is the start's fetch.
     let startup = jwks
         .hit_times()
         .iter()
@@ -457,13 +500,6 @@ fn one_fetch_per_refresh_across_four_workers() {
         startup <= 2,
         "Envoy's start fetched the JWKS {startup} times with {WORKERS} workers (one VM should fetch for all)"
     );
-
-    // Refreshes: 10 s of traffic on every worker.
-    let window = Duration::from_secs(10);
-    let periods = 5;
-    let from = Instant::now();
-    keeps_passing(&gateway, &t, window, "during refreshes");
-    let to = Instant::now();
     let in_window: Vec<Instant> = jwks
         .hit_times()
         .into_iter()

@@ -22,6 +22,7 @@
 //! | [`scenarios`] | running a group of scenarios against one setup |
 //! | [`stats`] | Envoy's statistics, looked up by kfauth's metric names |
 //! | [`kustomize`] | rendering `wasmplugin/` Kustomizations with `kubectl kustomize` |
+//! | [`wait`] | waiting for an observable condition with a deadline |
 //! | [`demo`] | the `make run` demo: ports, pluginConfig, token endpoint |
 
 pub mod apiserver;
@@ -44,6 +45,7 @@ pub mod plugin_config;
 pub mod scenarios;
 pub mod serve;
 pub mod stats;
+pub mod wait;
 
 pub use apiserver::ApiServer;
 pub use bootstrap::{render_envoy_yaml, Cluster, ClusterTls, EnvoySettings, Route};
