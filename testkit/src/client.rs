@@ -25,11 +25,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// All values of header `name` (case-insensitive).
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        http1::values_of(&self.headers, name)
     }
 
     /// The first value of header `name`.

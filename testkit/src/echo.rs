@@ -94,11 +94,7 @@ impl Echoed {
 
     /// All values of header `name` (case-insensitive), in order.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        crate::http1::values_of(&self.headers, name)
     }
 
     /// The value of header `name` if it was received exactly once; panics if

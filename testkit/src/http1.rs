@@ -33,13 +33,19 @@ pub struct Message {
     pub head: Vec<u8>,
 }
 
+/// The values of header `name` (case-insensitive) among `headers`, in order.
+pub fn values_of<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 impl Message {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        values_of(&self.headers, name).first().copied()
     }
 
     /// Start-line word `index` (`""` when absent).
