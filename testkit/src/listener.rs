@@ -1,7 +1,8 @@
 //! Listening on loopback for every server in the testkit: a listen backlog
 //! large enough for a burst of new connections, an accept loop on its own
-//! thread that stops (and can start again on the same port), and the
-//! registry of open connections that a server closes when it goes down.
+//! thread that stops (and can start again on the same port), the registry
+//! of open connections that a server closes when it goes down, and free
+//! ports for programs that listen themselves.
 
 use std::collections::HashMap;
 use std::io;
@@ -29,6 +30,15 @@ pub fn bind(addr: impl std::net::ToSocketAddrs) -> io::Result<TcpListener> {
         return Err(io::Error::last_os_error());
     }
     Ok(listener)
+}
+
+/// A loopback port free now, for a program that binds it itself (Envoy,
+/// gunicorn, a registry); another process may take it first, rarely.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
 }
 
 /// An accept loop on its own thread; stops when dropped.

@@ -19,6 +19,7 @@ use kfauth_testkit::apiserver::{
     SAR_PATH, TOKEN_REVIEW_PATH,
 };
 use kfauth_testkit::client;
+use kfauth_testkit::listener::free_port;
 use serde_json::{json, Value};
 
 fn create_run(user: &str) -> Value {
@@ -573,13 +574,6 @@ static_resources:
     );
     assert_eq!(api.server_names_seen(), vec![API_SERVER_SNI.to_string()]);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 struct KillOnDrop<'a>(&'a mut std::process::Child);
