@@ -211,6 +211,8 @@ pub enum Reuse {
 pub struct Connection {
     addr: SocketAddr,
     open: Option<http1::Connection<TcpStream>>,
+    /// Requests the open connection has carried.
+    carried: u64,
     opened: u64,
 }
 
@@ -223,6 +225,7 @@ impl Connection {
         Connection {
             addr,
             open: None,
+            carried: 0,
             opened: 0,
         }
     }
@@ -242,7 +245,7 @@ impl Connection {
     /// found closed before any byte of the answer is retried once on a new
     /// one (as HTTP clients do).
     pub fn exchange(&mut self, request: &Request, reuse: Reuse) -> Result<HttpResponse, String> {
-        let reused = self.open.is_some();
+        let reused = self.open.is_some() && self.carried > 0;
         match self.exchange_once(request, reuse) {
             Err(Failure::ClosedBeforeAnswer(_)) if reused => self
                 .exchange_once(request, reuse)
@@ -256,6 +259,7 @@ impl Connection {
             Some(http) => http,
             None => self.connect().map_err(Failure::Other)?,
         };
+        self.carried += 1;
         http.send(&request.bytes(reuse))
             .map_err(|e| Failure::ClosedBeforeAnswer(format!("write: {e}")))?;
         let message = http.read_response(&request.method).map_err(|e| match e {
@@ -279,6 +283,7 @@ impl Connection {
             .map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
         self.opened += 1;
+        self.carried = 0;
         Ok(http1::Connection::new(stream))
     }
 }
