@@ -149,16 +149,16 @@ where
     let _ = stream.set_nodelay(true);
     let mut http = http1::Connection::new(stream);
     while let Ok(request) = http.read_request() {
+        let close = !request.keep_alive(2);
         let incoming = Incoming {
             method: request.word(0).to_string(),
             url: request.word(1).to_string(),
-            headers: request.headers.clone(),
-            body: request.body.clone(),
-            head: request.head.clone(),
+            headers: request.headers,
+            body: request.body,
+            head: request.head,
         };
         let reply = handler(&incoming);
         requests.fetch_add(1, Ordering::SeqCst);
-        let close = !request.keep_alive(2);
         let written = http.write_response(
             &incoming.method,
             reply.status,
