@@ -41,6 +41,7 @@ pub mod pipeline;
 pub mod request;
 pub mod rsa_pkcs1;
 pub mod session;
+pub mod signature_host;
 pub mod token;
 pub mod token_cache;
 pub mod verify;

@@ -43,6 +43,9 @@ enum Variant {
     /// kfauth verifying the token but changing no header (the token forwarded,
     /// no claim mapped): what its header edits cost, by difference.
     KfauthNoEdits,
+    /// kfauth with `signatureVerification: wasm`: every signature checked by
+    /// kfauth's own code instead of Envoy's `verify_signature`.
+    KfauthWasmSignatures,
     /// A Wasm filter that does nothing (`empty_filter_wat`): what Envoy itself
     /// charges for any Wasm HTTP filter.
     WasmEmpty,
@@ -136,6 +139,7 @@ impl Variant {
             Variant::KfauthNoEdits => {
                 "kfauth, no header changed (token forwarded, no claim mapped)"
             }
+            Variant::KfauthWasmSignatures => "kfauth, signatures checked in Wasm",
             Variant::WasmEmpty => "a Wasm filter that does nothing",
             Variant::Probe(Probe::Clock) => "empty filter + 8 clock reads",
             Variant::Probe(Probe::HeaderPairs) => "empty filter + 8 header-map reads",
@@ -160,6 +164,7 @@ impl Variant {
             Variant::Kfauth => "kfauth",
             Variant::KfauthFloor => "kfauth-floor",
             Variant::KfauthNoEdits => "kfauth-no-edits",
+            Variant::KfauthWasmSignatures => "kfauth-wasm-signatures",
             Variant::WasmEmpty => "wasm-empty",
             Variant::Probe(probe) => probe.key(),
         }
@@ -211,7 +216,10 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
                 "          - name: envoy.filters.http.jwt_authn\n            typed_config: {config}\n"
             )
         }
-        Variant::Kfauth | Variant::KfauthFloor | Variant::KfauthNoEdits => {
+        Variant::Kfauth
+        | Variant::KfauthFloor
+        | Variant::KfauthNoEdits
+        | Variant::KfauthWasmSignatures => {
             let mut plugin = json!({
                 "jwtRules": [{
                     "issuer": ISSUER,
@@ -226,6 +234,9 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
             });
             if variant == Variant::KfauthFloor {
                 plugin["skipPaths"] = json!(["^/"]);
+            }
+            if variant == Variant::KfauthWasmSignatures {
+                plugin["signatureVerification"] = json!("wasm");
             }
             if variant == Variant::KfauthNoEdits {
                 let rule = &mut plugin["jwtRules"][0];
@@ -722,6 +733,7 @@ fn main() {
         Variant::Kfauth,
         Variant::KfauthFloor,
         Variant::KfauthNoEdits,
+        Variant::KfauthWasmSignatures,
         Variant::WasmEmpty,
     ]
     .into_iter()

@@ -7,6 +7,7 @@ mod log;
 mod metrics;
 mod root;
 mod shared_data;
+mod signature;
 mod state;
 
 proxy_wasm::main! {{

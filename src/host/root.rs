@@ -463,7 +463,7 @@ impl RootContext for KfauthRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let bytes =
             abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).unwrap_or_default();
-        let config = match Config::parse_with_env(&bytes, &|name| std::env::var(name).ok()) {
+        let mut config = match Config::parse_with_env(&bytes, &|name| std::env::var(name).ok()) {
             Ok(config) => config,
             Err(problem) => {
                 log::error(&problem.to_string());
@@ -473,12 +473,16 @@ impl RootContext for KfauthRoot {
         for warning in &config.warnings {
             log::warn(warning);
         }
+        let Some(signatures) = super::signature::configure(&mut config) else {
+            return false;
+        };
         log::info(&format!(
             "configured: {} rule(s), requireJwt {}",
             config.rules.len(),
             config.require_jwt
         ));
-        let keys = KeyStore::new(&config, random_vm_id(self.context_id));
+        let mut keys = KeyStore::new(&config, random_vm_id(self.context_id));
+        keys.use_signature_host(signatures);
         keys.ensure_records(&config, &mut HostSharedData);
         let metrics = Metrics::define(&config);
         let config_max_entries = config
