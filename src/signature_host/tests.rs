@@ -3,7 +3,6 @@
 //! made of RustCrypto through jwt-simple as the oracle.
 
 use super::*;
-use crate::jwks::{parse_jwks, KeySet};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -88,7 +87,7 @@ fn modes_are_read_from_lower_case_names() {
 #[cfg(not(target_arch = "wasm32"))]
 mod oracle {
     use super::*;
-    use crate::jwks::Algorithm;
+    use crate::jwks::{parse_jwks, Algorithm, KeySet};
     use base64::Engine;
     use jwt_simple::prelude::*;
     use serde_json::json;
