@@ -524,7 +524,7 @@ request = function()\n  local index = (i * threads + (id or 0)) % #tokens + 1\n 
 }
 
 /// Mints `count` distinct RS256 tokens (a `jti` each) on every core.
-fn mint_fresh_tokens(idp: &Idp, count: usize) -> Vec<String> {
+fn mint_fresh_tokens(idp: &Idp, alg: Alg, count: usize) -> Vec<String> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let per_thread = count.div_ceil(cores);
     std::thread::scope(|scope| {
@@ -540,7 +540,7 @@ fn mint_fresh_tokens(idp: &Idp, count: usize) -> Vec<String> {
                                 &["team-a", "team-b"],
                             );
                             claims["jti"] = json!(format!("fresh-{n}"));
-                            idp.sign(Alg::RS256, &claims)
+                            idp.sign(alg, &claims)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -688,9 +688,14 @@ fn main() {
 
     let idp = Idp::generate("bench-rsa", "bench-ec");
     let jwks = idp.jwks_json();
+    // BENCH_ALG=ES256: every workload's tokens signed with the P-256 key.
+    let alg = match std::env::var("BENCH_ALG").as_deref() {
+        Ok("ES256") => Alg::ES256,
+        _ => Alg::RS256,
+    };
     let mint = |user: usize| {
         idp.sign(
-            Alg::RS256,
+            alg,
             &standard_claims(
                 ISSUER,
                 AUDIENCE,
@@ -715,7 +720,7 @@ fn main() {
     }
     if wanted_workloads.contains(&"c") {
         eprintln!("minting {FRESH_TOKENS} tokens for the fresh-token workload");
-        let fresh = mint_fresh_tokens(&idp, FRESH_TOKENS);
+        let fresh = mint_fresh_tokens(&idp, alg, FRESH_TOKENS);
         let fresh_script = workdir.join("fresh.lua");
         write_fresh_token_script(&fresh_script, &fresh, WRK_THREADS);
         workloads.push((
