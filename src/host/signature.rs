@@ -57,14 +57,9 @@ impl SignatureHost for EnvoySignatures {
         if status != 0 {
             return None;
         }
-        if data.is_null() {
-            // An empty message: every field at its default, `result: false`.
-            return Some(false);
-        }
-        // SAFETY: OK, so the host allocated `size` bytes in this VM through
-        // `proxy_on_memory_allocate` (a boxed slice of exactly that size) and
-        // gave them to us; they are taken back once (as `abi::owned` does).
-        let answer = unsafe { Vec::from_raw_parts(data, size, size) };
+        // SAFETY: OK, so `data`/`size` are host-allocated memory given to us
+        // (or null: an empty message, every field at its default, `result: false`).
+        let answer = unsafe { super::abi::owned(data, size) };
         wire::result(&answer)
     }
 }
