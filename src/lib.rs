@@ -44,6 +44,7 @@ pub mod request;
 pub mod rsa_pkcs1;
 pub mod session;
 pub mod shared_decisions;
+pub mod signature_host;
 pub mod token;
 pub mod ttl_cache;
 pub mod verified_token_cache;

@@ -31,6 +31,7 @@ use crate::outcome::{Outcome, Reason};
 use crate::pipeline::{decide, Caches, KeyWait};
 use crate::request::RequestView;
 use crate::shared_decisions::{DigestKey, Review, SharedDecisions, DEFAULT_SLOTS};
+use crate::signature_host::SignatureHost;
 use crate::verified_token_cache::VerifiedTokenCache;
 use answer::Heard;
 use callout::{Outgoing, SUBJECT_ACCESS_REVIEWS, TOKEN_REVIEWS};
@@ -97,6 +98,12 @@ fn random_vm_id(now: Duration) -> u64 {
 
 impl Broker {
     /// A broker for an accepted configuration; creates the shared key records.
+    /// Fetched key sets check RS* and ES256/ES384 signatures through `host`
+    /// from now on (`None`: kfauth's own code); see `signature_host::choose`.
+    pub fn use_signature_host(&mut self, host: Option<&'static dyn SignatureHost>) {
+        self.keys.use_signature_host(host);
+    }
+
     pub fn new(config: Config, mut shared: Box<dyn SharedData>, now: Duration) -> Broker {
         let vm_id = random_vm_id(now);
         let keys = KeyStore::new(&config, vm_id);

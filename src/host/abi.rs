@@ -115,7 +115,7 @@ fn check(code: u32) -> Result<(), Status> {
 /// # Safety
 /// `data` is null, or was returned by the host together with `size` from a
 /// call that answered OK, and is taken back once.
-unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+pub(super) unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
     if data.is_null() {
         Vec::new()
     } else {

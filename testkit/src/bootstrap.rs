@@ -174,9 +174,29 @@ pub struct EnvoySettings {
 /// per-worker VMs, few enough for a 2-core machine running suites in parallel.
 pub const DEFAULT_CONCURRENCY: u32 = 2;
 
+/// When set (`auto`, `host` or `wasm`), the `signatureVerification` of every
+/// test configuration that sets none: `make e2e` runs the signature suites
+/// once more with `wasm`, so kfauth's own code is tested end to end as well as
+/// Envoy's `verify_signature` (which `auto` picks in Envoy 1.40).
+pub const SIGNATURE_VERIFICATION_ENV: &str = "KFAUTH_SIGNATURE_VERIFICATION";
+
+fn with_signature_verification(mut plugin_config: Value) -> Value {
+    if let (Ok(mode), Some(config)) = (
+        std::env::var(SIGNATURE_VERIFICATION_ENV),
+        plugin_config.as_object_mut(),
+    ) {
+        config
+            .entry("signatureVerification")
+            .or_insert(Value::String(mode));
+    }
+    plugin_config
+}
+
 impl EnvoySettings {
-    /// Settings for a test: free ports, the absolute module path.
+    /// Settings for a test: free ports, the absolute module path, and the
+    /// plugin config with [`SIGNATURE_VERIFICATION_ENV`] applied.
     pub fn for_test(plugin_config: Value, upstream_port: u16) -> EnvoySettings {
+        let plugin_config = with_signature_verification(plugin_config);
         EnvoySettings {
             listener_port: 0,
             admin_port: 0,
