@@ -3,6 +3,7 @@
 //! test tokens. Native only; it shares the filter's configuration parser.
 
 pub mod check;
+pub mod explain;
 pub mod from_istio;
 pub mod lint;
 pub mod manifests;
