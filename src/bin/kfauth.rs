@@ -163,11 +163,14 @@ fn parse_jwks_arg(value: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
+/// `name: value`; the value without the spaces and tabs around it, as Envoy
+/// hands it to the filter (RFC 9110 section 5.5: they are not part of it).
 fn parse_header(value: &str) -> Result<(String, String), String> {
     match value.split_once(':') {
-        Some((name, value)) if !name.trim().is_empty() => {
-            Ok((name.trim().to_string(), value.trim_start().to_string()))
-        }
+        Some((name, value)) if !name.trim().is_empty() => Ok((
+            name.trim().to_string(),
+            value.trim_matches([' ', '\t']).to_string(),
+        )),
         _ => Err("expected `NAME: VALUE`".into()),
     }
 }

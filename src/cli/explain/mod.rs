@@ -35,13 +35,30 @@ pub struct Request {
 }
 
 impl Request {
+    /// The request as Envoy hands it to the filter. Envoy keeps
+    /// `Authorization` as an inline header and appends a repeated one to the
+    /// first with `,` (envoyproxy/envoy `source/common/http/header_map_impl.cc`,
+    /// `HeaderMapImpl::insertByKey`): two of them reach kfauth as one value.
     pub fn view(&self) -> RequestView {
         let mut pairs = vec![
             (":method".to_string(), self.method.clone()),
             (":path".to_string(), self.path.clone()),
             (":authority".to_string(), self.host.clone()),
         ];
-        pairs.extend(self.headers.iter().cloned());
+        for (name, value) in &self.headers {
+            let joined = name.eq_ignore_ascii_case("authorization")
+                && pairs.iter_mut().any(|(first, existing)| {
+                    let same = first.eq_ignore_ascii_case(name);
+                    if same {
+                        existing.push(',');
+                        existing.push_str(value);
+                    }
+                    same
+                });
+            if !joined {
+                pairs.push((name.clone(), value.clone()));
+            }
+        }
         RequestView::from_pairs(pairs)
     }
 }

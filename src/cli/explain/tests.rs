@@ -83,3 +83,27 @@ fn a_grpc_refusal_carries_the_reason_as_its_message() {
         .iter()
         .any(|line| line.contains("gRPC status 16")));
 }
+
+#[test]
+fn repeated_authorization_headers_reach_kfauth_joined_as_envoy_joins_them() {
+    let request = Request {
+        method: "GET".into(),
+        host: "h".into(),
+        path: "/".into(),
+        headers: vec![
+            ("Authorization".into(), "Bearer a".into()),
+            ("x-other".into(), "1".into()),
+            ("authorization".into(), "Bearer b".into()),
+            ("x-other".into(), "2".into()),
+        ],
+    };
+    let view = request.view();
+    assert_eq!(
+        view.header_values("authorization").collect::<Vec<_>>(),
+        ["Bearer a,Bearer b"]
+    );
+    assert_eq!(
+        view.header_values("x-other").collect::<Vec<_>>(),
+        ["1", "2"]
+    );
+}
