@@ -13,7 +13,11 @@
 //! - a TokenReview is printed without the token; `denied` is token_revoked;
 //! - a WasmPlugin manifest is read like `check` reads it; a configuration the
 //!   filter refuses exits 4, a malformed option 2; the token never appears
-//!   in the output.
+//!   in the output;
+//! - the README's example of a refused request is what explain prints.
+//!
+//! That explain and the real Envoy agree on every request of the
+//! adversarial corpus is asserted by those suites (`adversarial_support`).
 
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(
@@ -22,6 +26,10 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
+
+// This suite reads the README's console blocks, not its YAML ones.
+#[allow(dead_code)]
+mod readme_support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -335,4 +343,62 @@ fn a_wasmplugin_is_read_and_bad_inputs_have_their_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
     let out = kfauth(&["explain", &plugin, "--token", "a", "--token-file", "b"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_readme_example_is_what_explain_prints() {
+    let block = readme_support::readme_fenced(
+        "console",
+        "$ kfauth explain wasmplugin/base/wasmplugin.yaml \\",
+    );
+    let printed: String = block
+        .lines()
+        .skip(1)
+        .skip_while(|line| line.starts_with("    "))
+        .take_while(|line| !line.starts_with("$ "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let dex = "http://dex.auth.svc.cluster.local:5556/dex";
+    let out = kfauth(&["jwks", "--key", key(), "--kid", "dex-1"]);
+    let keys = format!(
+        "{dex}={}",
+        file("dex-keys.json", &String::from_utf8_lossy(&out.stdout))
+    );
+    let out = kfauth(&[
+        "token",
+        "--key",
+        key(),
+        "--kid",
+        "dex-1",
+        "--issuer",
+        dex,
+        "--email",
+        "alice@example.com",
+        "--groups",
+        "team-a",
+        "--aud",
+        "kubeflow-oidc-authservice",
+        "--claim",
+        "exp=1800000000",
+        "--claim",
+        "iat=1799996400",
+    ]);
+    let token = file("token.jwt", &String::from_utf8_lossy(&out.stdout));
+    let plugin = kfauth_testkit::bootstrap::repo_root().join("wasmplugin/base/wasmplugin.yaml");
+    let out = kfauth(&[
+        "explain",
+        plugin.to_str().unwrap(),
+        "--jwks",
+        &keys,
+        "--token-file",
+        &token,
+        "--path",
+        "/jupyter/api/namespaces/team-a/notebooks",
+        "-H",
+        "kubeflow-userid: admin@example.com",
+        "--now",
+        "1800000120",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), printed);
 }

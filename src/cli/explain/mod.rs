@@ -300,12 +300,12 @@ fn edit_lines(edits: &HeaderEdits) -> Vec<String> {
     lines
 }
 
-/// The filter's own log lines (a refusal's names its cause).
+/// The filter's own log lines from `info` up (a refusal's names its cause).
 fn drain_logs(broker: &mut Broker, lines: &mut Vec<String>) {
     while let Some(event) = broker.poll_event() {
         if let Event::Log(level, text) = event {
             let level = match level {
-                Level::Debug => "debug",
+                Level::Debug => continue,
                 Level::Info => "info",
                 Level::Warn => "warning",
                 Level::Error => "error",
