@@ -91,6 +91,7 @@ use kfauth::request::RequestView;
 use kfauth_testkit::apiserver::conformance::{
     istio_crd_schemas, report_skipped, shared_data_file, KUBEFLOW_ROLE_MANIFESTS,
 };
+use kfauth_testkit::apiserver::fixtures::{role_binding, Subject};
 use kfauth_testkit::apiserver::openapi::Schemas;
 use kfauth_testkit::apiserver::{validate_sar_request, AccessRequest, Rbac};
 use kfauth_testkit::kustomize::{build, kubectl_present, relative_path, yaml_documents};
@@ -903,11 +904,12 @@ fn plugin_configs_are_accepted_by_kfauth() {
         .collect();
     if role_files.len() == KUBEFLOW_ROLE_MANIFESTS.len() {
         let mut rbac = Rbac::from_files(&role_files).unwrap();
-        rbac.load_yaml(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: user-alice, namespace: team-a}\n\
-             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}\n\
-             subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice@example.com}]\n",
-        )
+        rbac.load_yaml(&role_binding(
+            "team-a",
+            "user-alice",
+            "kubeflow-view",
+            &[Subject::User("alice@example.com")],
+        ))
         .unwrap();
         let ask = |namespace: &str| {
             AccessRequest::user("alice@example.com")

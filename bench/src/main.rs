@@ -14,7 +14,6 @@
 //! ratios, not the absolute figures.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use kfauth_bench::empty_filter::{empty_filter_path, Probe, PROBE_CALLS};
 use kfauth_testkit::bootstrap::{repo_root, wasm_path};
 use kfauth_testkit::envoy::envoy_bin;
 use kfauth_testkit::idp::{standard_claims, Alg, Idp};
+use kfauth_testkit::listener::free_port;
 use serde_json::{json, Value};
 
 const ISSUER: &str = "https://bench.kfauth.local";
@@ -101,13 +101,6 @@ struct Measure {
     p50_ms: f64,
     p99_ms: f64,
     non_2xx: u64,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .unwrap_or(18080)
 }
 
 fn filter_yaml(variant: Variant, jwks: &str) -> String {
