@@ -31,9 +31,12 @@
 #[allow(dead_code)]
 mod readme_support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod cli_support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+
+use cli_support::{kfauth, temp_file, text};
 
 use jwt_simple::prelude::*;
 use serde_json::json;
@@ -41,26 +44,12 @@ use serde_json::json;
 const ISSUER: &str = "https://idp.example.com";
 const NOW: u64 = 1_800_000_000;
 
-fn dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kfauth-explain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Writes `content` to a file of its own (tests run in parallel).
 fn file(name: &str, content: &str) -> String {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(content);
-    let path = dir().join(format!("{hash:x}-{name}"));
-    std::fs::write(&path, content).unwrap();
+    static FILES: AtomicUsize = AtomicUsize::new(0);
+    let number = FILES.fetch_add(1, Ordering::Relaxed);
+    let path = temp_file(&format!("{number}-{name}"), content);
     path.to_str().unwrap().to_string()
-}
-
-fn kfauth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kfauth"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// The signing key, as a user makes one for `kfauth token`.
@@ -80,10 +69,7 @@ fn jwks() -> String {
     JWKS.get_or_init(|| {
         let out = kfauth(&["jwks", "--key", key(), "--kid", "k1"]);
         assert!(out.status.success());
-        format!(
-            "{ISSUER}={}",
-            file("jwks.json", &String::from_utf8_lossy(&out.stdout))
-        )
+        format!("{ISSUER}={}", file("jwks.json", &text(&out.stdout)))
     })
     .clone()
 }
@@ -106,12 +92,8 @@ fn token(claims: &[&str]) -> String {
         args.extend(["--claim", claim]);
     }
     let out = kfauth(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
 }
 
 fn config(extra: serde_json::Value) -> String {
@@ -135,7 +117,7 @@ fn explain(config: &str, token: &str, args: &[&str]) -> (i32, String) {
     ];
     all.extend(args);
     let out = kfauth(&all);
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let said = text(&out.stdout);
     assert!(!said.contains(token), "the token was printed");
     (out.status.code().unwrap(), said)
 }
@@ -226,7 +208,7 @@ fn unknown_issuers_missing_keys_and_skipped_paths() {
 
     let now = NOW.to_string();
     let out = kfauth(&["explain", &config, "--now", &now, "--token", &good]);
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{said}");
     has(&said, "keys: no --jwks for `https://idp.example.com`");
     has(
@@ -338,7 +320,7 @@ fn a_wasmplugin_is_read_and_bad_inputs_have_their_exit_codes() {
     );
     let out = kfauth(&["explain", &refused]);
     assert_eq!(out.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`clockSkew`"));
+    assert!(text(&out.stderr).contains("`clockSkew`"));
     let out = kfauth(&["explain", &plugin, "--jwks", "no-equals-sign"]);
     assert_eq!(out.status.code(), Some(2));
     let out = kfauth(&["explain", &plugin, "--token", "a", "--token-file", "b"]);
@@ -360,10 +342,7 @@ fn the_readme_example_is_what_explain_prints() {
         .collect();
     let dex = "http://dex.auth.svc.cluster.local:5556/dex";
     let out = kfauth(&["jwks", "--key", key(), "--kid", "dex-1"]);
-    let keys = format!(
-        "{dex}={}",
-        file("dex-keys.json", &String::from_utf8_lossy(&out.stdout))
-    );
+    let keys = format!("{dex}={}", file("dex-keys.json", &text(&out.stdout)));
     let out = kfauth(&[
         "token",
         "--key",
@@ -383,7 +362,7 @@ fn the_readme_example_is_what_explain_prints() {
         "--claim",
         "iat=1799996400",
     ]);
-    let token = file("token.jwt", &String::from_utf8_lossy(&out.stdout));
+    let token = file("token.jwt", &text(&out.stdout));
     let plugin = kfauth_testkit::bootstrap::repo_root().join("wasmplugin/base/wasmplugin.yaml");
     let out = kfauth(&[
         "explain",
@@ -400,5 +379,5 @@ fn the_readme_example_is_what_explain_prints() {
         "1800000120",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), printed);
+    assert_eq!(text(&out.stdout), printed);
 }
