@@ -2,6 +2,8 @@
 //! own decision:
 //! - a good token: the rule, the key (kid, alg), each check, the client's
 //!   identity header removed and the verified ones set; exit 0;
+//!   the session cookies stay at the gateway;
+//! - a header over its budget is 431 header_too_large, naming the header;
 //! - an expired token at a fixed `--now`: inside the clock skew it passes,
 //!   beyond it 401 token_expired with its cause; exit 1;
 //! - an unknown issuer is issuer_unknown; a remote issuer without `--jwks`
@@ -143,6 +145,8 @@ fn a_good_token_is_allowed_with_each_step_named() {
             "/jupyter/",
             "-H",
             "Kubeflow-Userid: admin@example.com",
+            "-H",
+            "cookie: oauth2_proxy_kubeflow=s3ssion; theme=dark",
         ],
     );
     assert_eq!(code, 0, "{said}");
@@ -168,7 +172,30 @@ fn a_good_token_is_allowed_with_each_step_named() {
         "upstream: header `kubeflow-userid` set to `alice@example.com`",
     );
     has(&said, "upstream: header `kubeflow-groups` set to `team-a`");
+    has(
+        &said,
+        "session: 29 bytes of session cookies stay at the gateway",
+    );
+    has(&said, "upstream: header `cookie` set to (10 bytes)");
     has(&said, "answer: allowed");
+}
+
+#[test]
+fn a_header_over_its_budget_is_431_naming_it() {
+    let config =
+        config(json!({"headerBudgets": [{"paths": ["^/jupyter/"], "maxHeaderBytes": 256}]}));
+    let big = format!("x-big: {}", "v".repeat(300));
+    let good = token(&[&exp(600)]);
+    let (code, said) = explain(&config, &good, &["--path", "/jupyter/", "-H", &big]);
+    assert_eq!(code, 1, "{said}");
+    has(
+        &said,
+        "header budget: 256 bytes per header line on this path",
+    );
+    has(&said, "\"reason\":\"header_too_large\"");
+    has(&said, "`x-big`");
+    let (code, said) = explain(&config, &good, &["--path", "/pipeline/", "-H", &big]);
+    assert_eq!(code, 0, "{said}");
 }
 
 #[test]

@@ -7,9 +7,12 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::{Config, JwtRule, KeySource};
+use crate::cookie_diet;
 use crate::identity::{strip_client_identity, verified_identity_headers};
 use crate::jwks::{parse_jwks, Algorithm, KeySet};
+use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
+use crate::session;
 use crate::token::{find_token, TokenLocation};
 use crate::verify::{candidate_keys, decode, verify, UnverifiedToken};
 
@@ -30,18 +33,74 @@ pub fn steps(
             stripped.join(", ")
         ));
     }
-    if config.bypass_cors_preflight && view.is_cors_preflight() {
-        lines.push("CORS preflight: passes without authentication".into());
-        return lines;
-    }
     let path = view.canonical_path();
-    if let Some(pattern) = config.skip_paths.iter().find(|p| p.is_match(&path)) {
+    let goes_on = if config.bypass_cors_preflight && view.is_cors_preflight() {
+        lines.push("CORS preflight: passes without authentication".into());
+        true
+    } else if let Some(pattern) = config.skip_paths.iter().find(|p| p.is_match(&path)) {
         lines.push(format!(
             "skipPaths: `{}` matches `{path}`: no authentication",
             pattern.as_str()
         ));
-        return lines;
+        true
+    } else {
+        authentication(&mut lines, config, jwks, view, now)
+    };
+    if goes_on {
+        lines.extend(finishing(config, view, &path));
     }
+    lines
+}
+
+/// The session shield, the gRPC cookie diet and the header budget, as they
+/// apply to this request (the edits themselves are the broker's).
+fn finishing(config: &Config, view: &RequestView, path: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let session = &config.session;
+    if session.cookies.is_empty() {
+        lines.push("session: the shield is off".into());
+    } else if let Some(pattern) = session.exempt_paths.iter().find(|p| p.is_match(path)) {
+        lines.push(format!("session: `{}` exempts this path", pattern.as_str()));
+    } else {
+        let mut edits = HeaderEdits::default();
+        session::apply(session, view, &mut edits);
+        lines.push(match edits.session_cookie_bytes {
+            0 => format!(
+                "session: no {} cookie in the request",
+                session.cookies.join("/")
+            ),
+            bytes => format!("session: {bytes} bytes of session cookies stay at the gateway"),
+        });
+    }
+    if let Some(grpc) = &config.grpc {
+        let mut edits = HeaderEdits::default();
+        cookie_diet::apply(grpc, view, &mut edits);
+        lines.push(match edits.stripped_cookie_bytes {
+            0 => "gRPC cookie diet: does not apply (not gRPC, another path, or Cookie within maxCookieBytes)".into(),
+            bytes => format!("gRPC cookie diet: removes {bytes} bytes of Cookie"),
+        });
+    }
+    if let Some(budget) = config
+        .header_budgets
+        .iter()
+        .find(|budget| budget.paths.iter().any(|pattern| pattern.is_match(path)))
+    {
+        lines.push(format!(
+            "header budget: {} bytes per header line on this path",
+            budget.max_header_bytes
+        ));
+    }
+    lines
+}
+
+/// Token, rule, keys and checks; false when the request is refused here.
+fn authentication(
+    lines: &mut Vec<String>,
+    config: &Config,
+    jwks: &[(String, Vec<u8>)],
+    view: &RequestView,
+    now: Duration,
+) -> bool {
     let found = match find_token(view, &config.token_locations) {
         Ok(Some(found)) => found,
         Ok(None) => {
@@ -49,11 +108,11 @@ pub fn steps(
                 "token: none found (requireJwt {})",
                 config.require_jwt
             ));
-            return lines;
+            return !config.require_jwt;
         }
         Err(cause) => {
             lines.push(format!("token: refused: {cause}"));
-            return lines;
+            return false;
         }
     };
     lines.push(format!(
@@ -70,7 +129,7 @@ pub fn steps(
         Ok(token) => token,
         Err(cause) => {
             lines.push(format!("decode: refused: {cause}"));
-            return lines;
+            return false;
         }
     };
     lines.push(format!(
@@ -90,7 +149,7 @@ pub fn steps(
         .and_then(|&index| Some((index, config.rules.get(index)?)))
     else {
         lines.push("rule: no jwtRules entry has this issuer: issuer_unknown".into());
-        return lines;
+        return false;
     };
     lines.push(format!(
         "rule: jwtRules[{index}] (issuer `{}`)",
@@ -116,7 +175,7 @@ pub fn steps(
                     }
                     Err(why) => {
                         lines.push(format!("keys: the --jwks file is refused: {why}"));
-                        return lines;
+                        return false;
                     }
                 },
                 None => {
@@ -124,13 +183,12 @@ pub fn steps(
                         "keys: remote ({}), no --jwks given",
                         rule.keys.location()
                     ));
-                    return lines;
+                    return false;
                 }
             }
         }
     };
-    checks(&mut lines, config, rule, keys, &found.value, &token, now);
-    lines
+    checks(lines, config, rule, keys, &found.value, &token, now)
 }
 
 fn skipped(skipped: &[String]) -> String {
@@ -159,14 +217,15 @@ fn checks(
     raw: &str,
     token: &UnverifiedToken,
     now: Duration,
-) {
+) -> bool {
     let Some(algorithm) = Algorithm::from_name(&token.alg) else {
         lines.push(format!(
             "signature: alg `{}` is not one kfauth verifies with a key",
             token.alg
         ));
         let verdict = verdict(raw, token, rule, keys, now, config.clock_skew);
-        return lines.push(verdict.unwrap_or_else(|refused| refused));
+        lines.push(verdict.unwrap_or_else(|refused| refused));
+        return false;
     };
     let (candidates, failure) = candidate_keys(keys, token.kid.as_deref(), algorithm);
     let name_of = |candidate: &crate::jwks::VerifyingKey| {
@@ -243,15 +302,19 @@ fn checks(
     let valid = verdict.is_ok();
     lines.push(verdict.unwrap_or_else(|refused| refused));
     if !valid {
-        return;
+        return false;
     }
     match verified_identity_headers(rule, &token.claims, &token.payload_segment) {
         Ok(headers) => {
             for (name, value) in headers {
                 lines.push(format!("identity: `{name}` = `{value}`"));
             }
+            true
         }
-        Err(cause) => lines.push(format!("identity: refused: {cause}")),
+        Err(cause) => {
+            lines.push(format!("identity: refused: {cause}"));
+            false
+        }
     }
 }
 
