@@ -11,7 +11,7 @@
 //! - authorization: the SubjectAccessReview body is printed and, without an
 //!   answer, explain stops where kfauth waits (exit 3); `allowed`, `denied`,
 //!   `unavailable` and an answer file decide it (0, 403 forbidden, 503
-//!   authorizer_unavailable);
+//!   authorizer_unavailable); a path no rule matches is not guarded;
 //! - a TokenReview is printed without the token; `denied` is token_revoked;
 //! - a WasmPlugin manifest is read like `check` reads it; a configuration the
 //!   filter refuses exits 4, a malformed option 2; the token never appears
@@ -272,6 +272,12 @@ fn a_subject_access_review_is_shown_then_answered_as_told() {
     has(&said, "\"verb\":\"create\"");
     has(&said, "\"user\":\"alice@example.com\"");
     has(&said, "answer: none yet");
+    let (code, said) = explain(&config, &good, &["--path", "/pipeline/"]);
+    assert_eq!(code, 0, "{said}");
+    has(
+        &said,
+        "authorization: no rule matches this request: not guarded",
+    );
 
     let answer = |word: &str| {
         explain(

@@ -1,7 +1,7 @@
 //! `kfauth`: check a pluginConfig, translate Istio RequestAuthentications, mint
-//! test tokens and print the JWKS that verifies them.
+//! test tokens and print the JWKS that verifies them, explain a request.
 //!
-//! Exit codes: 0 ok (warnings included); 1 problems found: a configuration
+//! Exit codes (`explain` has its own: see its help): 0 ok (warnings included); 1 problems found: a configuration
 //! error, something `from-istio` cannot translate into a rule, or an input
 //! that cannot be used (a file that cannot be read or parsed, a key in a
 //! format kfauth does not read); 2 a usage error: the command line itself is
@@ -27,9 +27,11 @@ use kfauth::jwks::Algorithm;
 #[command(
     name = "kfauth",
     version,
-    about = "Check kfauth configurations, translate Istio's JWT rules, mint test tokens",
+    about = "Check kfauth configurations, translate Istio's JWT rules, mint test tokens, \
+             explain what kfauth does with a request",
     after_help = "Exit codes: 0 ok (warnings included), 1 problems found (configuration errors, \
-                  untranslatable input, a file or key that cannot be read or used), 2 usage error."
+                  untranslatable input, a file or key that cannot be read or used), 2 usage error; \
+                  explain: 0 allowed, 1 refused, 2 usage, 3 waits for a review, 4 unusable inputs."
 )]
 struct Cli {
     #[command(subcommand)]

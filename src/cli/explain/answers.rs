@@ -45,6 +45,8 @@ pub struct Answers<'a> {
     config: &'a Config,
     inputs: &'a Inputs,
     next_id: u32,
+    /// A SubjectAccessReview or TokenReview was asked.
+    pub reviewed: bool,
 }
 
 impl<'a> Answers<'a> {
@@ -53,6 +55,7 @@ impl<'a> Answers<'a> {
             config,
             inputs,
             next_id: 1,
+            reviewed: false,
         }
     }
 
@@ -73,11 +76,12 @@ impl<'a> Answers<'a> {
 
     /// The HTTP status and body of the answer; `None` for a review without one.
     fn answer(
-        &self,
+        &mut self,
         outgoing: &Outgoing,
         lines: &mut Vec<String>,
     ) -> Option<(Option<&'static str>, Vec<u8>)> {
         let path = header(outgoing, ":path");
+        self.reviewed |= !matches!(outgoing.question, Question::Jwks(_));
         match &outgoing.question {
             Question::Jwks(rule) => Some(self.keys(*rule, path, lines)),
             Question::TokenReview { .. } => {

@@ -191,6 +191,15 @@ pub fn explain(inputs: &Inputs) -> Result<Explanation, String> {
         }
     }
     drain_logs(&mut broker, &mut lines);
+    let guarded = !trace::passes_unauthenticated(&config, &inputs.request.view());
+    if config.authorization.is_some()
+        && guarded
+        && !answers.reviewed
+        && matches!(verdict, Verdict::Continue(_))
+    {
+        // A fresh broker has no cached answer, and credentials are taken as set.
+        lines.push("authorization: no rule matches this request: not guarded".into());
+    }
     Ok(finish(lines, verdict))
 }
 

@@ -52,6 +52,13 @@ pub fn steps(
     lines
 }
 
+/// A CORS preflight or a skipped path: neither authenticated nor authorized.
+pub fn passes_unauthenticated(config: &Config, view: &RequestView) -> bool {
+    let path = view.canonical_path();
+    (config.bypass_cors_preflight && view.is_cors_preflight())
+        || config.skip_paths.iter().any(|p| p.is_match(&path))
+}
+
 /// The session shield, the gRPC cookie diet and the header budget, as they
 /// apply to this request (the edits themselves are the broker's).
 fn finishing(config: &Config, view: &RequestView, path: &str) -> Vec<String> {
