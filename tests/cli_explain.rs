@@ -358,6 +358,10 @@ fn a_wasmplugin_is_read_and_bad_inputs_have_their_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
     let out = kfauth(&["explain", &plugin, "--token", "a", "--token-file", "b"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = kfauth(&["explain", &plugin, "--now=-5"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = kfauth(&["explain", &plugin, "--now", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

@@ -146,13 +146,20 @@ struct ExplainArgs {
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// The time, in seconds since the epoch [default: now].
-    #[arg(long, value_name = "SECONDS")]
-    now: Option<f64>,
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    now: Option<Duration>,
     /// What the API server answers every review: `allowed`, `denied`,
     /// `unavailable`, or a file holding its JSON answer (HTTP 200). Without
     /// it, explain stops where kfauth would wait for the answer (exit 3).
     #[arg(long, value_name = "ANSWER")]
     review_answer: Option<String>,
+}
+
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    let seconds: f64 = value
+        .parse()
+        .map_err(|_| "expected seconds since the epoch".to_string())?;
+    Duration::try_from_secs_f64(seconds).map_err(|problem| problem.to_string())
 }
 
 fn parse_jwks_arg(value: &str) -> Result<(String, PathBuf), String> {
@@ -356,7 +363,7 @@ fn explanation(args: &ExplainArgs) -> Result<Explanation, String> {
         headers.push(("authorization".into(), format!("Bearer {token}")));
     }
     let now = match args.now {
-        Some(seconds) => Duration::try_from_secs_f64(seconds).map_err(|e| format!("--now: {e}"))?,
+        Some(now) => now,
         None => SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| e.to_string())?,
