@@ -95,6 +95,7 @@ fn kserve_predict_becomes_an_inferenceservice_get() {
         Some(&alice()),
         &SubjectAccessReviewCache::new(10),
         NOW,
+        &mut Access::default(),
     );
     assert_eq!(
         review_spec_of(&step),
@@ -120,6 +121,7 @@ fn kfp_runs_list_reads_the_namespace_from_the_query() {
         Some(&alice()),
         &cache,
         NOW,
+        &mut Access::default(),
     );
     assert_eq!(
         review_spec_of(&step)["resourceAttributes"]["namespace"],
@@ -132,6 +134,7 @@ fn kfp_runs_list_reads_the_namespace_from_the_query() {
         Some(&alice()),
         &cache,
         NOW,
+        &mut Access::default(),
     );
     assert!(
         matches!(missing, AuthzStep::Deny(Denial { reason: Reason::Forbidden, detail: Some(ref d), .. }) if d.contains("namespace"))
@@ -148,6 +151,7 @@ fn kfp_runs_list_reads_the_namespace_from_the_query() {
         Some(&alice()),
         &cache,
         NOW,
+        &mut Access::default(),
     );
     assert_eq!(post, AuthzStep::NotGuarded);
 }
@@ -162,6 +166,7 @@ fn non_resource_reviews_default_to_the_path_and_method() {
         Some(&alice()),
         &SubjectAccessReviewCache::new(10),
         NOW,
+        &mut Access::default(),
     );
     assert_eq!(
         review_spec_of(&step)["nonResourceAttributes"],
@@ -176,12 +181,28 @@ fn no_identity_on_a_guarded_route_is_401_and_unguarded_routes_follow_default_den
     let cache = SubjectAccessReviewCache::new(10);
     let guarded = request("GET", "gw", "/metrics");
     assert_eq!(
-        authorize(authz, &config.rules, &guarded, None, &cache, NOW),
+        authorize(
+            authz,
+            &config.rules,
+            &guarded,
+            None,
+            &cache,
+            NOW,
+            &mut Access::default()
+        ),
         AuthzStep::Deny(Denial::new(Reason::TokenMissing, false))
     );
     let open = request("GET", "gw", "/elsewhere");
     assert_eq!(
-        authorize(authz, &config.rules, &open, Some(&alice()), &cache, NOW),
+        authorize(
+            authz,
+            &config.rules,
+            &open,
+            Some(&alice()),
+            &cache,
+            NOW,
+            &mut Access::default()
+        ),
         AuthzStep::NotGuarded
     );
     let mut strict = kserve_and_kfp();
@@ -194,7 +215,8 @@ fn no_identity_on_a_guarded_route_is_401_and_unguarded_routes_follow_default_den
             &open,
             Some(&alice()),
             &cache,
-            NOW
+            NOW,
+            &mut Access::default()
         ),
         AuthzStep::Deny(Denial {
             reason: Reason::Forbidden,
@@ -209,9 +231,15 @@ fn answers_are_cached_with_their_own_ttls() {
     let authz = config.authorization.as_ref().unwrap();
     let mut cache = SubjectAccessReviewCache::new(10);
     let view = request("GET", "gw", "/metrics");
-    let AuthzStep::SubjectAccessReview { key, .. } =
-        authorize(authz, &config.rules, &view, Some(&alice()), &cache, NOW)
-    else {
+    let AuthzStep::SubjectAccessReview { key, .. } = authorize(
+        authz,
+        &config.rules,
+        &view,
+        Some(&alice()),
+        &cache,
+        NOW,
+        &mut Access::default(),
+    ) else {
         panic!("no review")
     };
     assert_eq!(
@@ -236,6 +264,7 @@ fn answers_are_cached_with_their_own_ttls() {
         Some(&alice()),
         &cache,
         NOW + Duration::from_secs(29),
+        &mut Access::default(),
     );
     assert!(matches!(denied, AuthzStep::Deny(_)));
     let expired = authorize(
@@ -245,6 +274,7 @@ fn answers_are_cached_with_their_own_ttls() {
         Some(&alice()),
         &cache,
         NOW + Duration::from_secs(31),
+        &mut Access::default(),
     );
     assert!(matches!(expired, AuthzStep::SubjectAccessReview { .. }));
     assert_eq!(
@@ -259,7 +289,15 @@ fn answers_are_cached_with_their_own_ttls() {
     );
     let later = NOW + Duration::from_secs(299);
     assert_eq!(
-        authorize(authz, &config.rules, &view, Some(&alice()), &cache, later),
+        authorize(
+            authz,
+            &config.rules,
+            &view,
+            Some(&alice()),
+            &cache,
+            later,
+            &mut Access::default()
+        ),
         AuthzStep::Allow
     );
 }
@@ -316,7 +354,15 @@ fn a_missing_credential_keeps_the_config_and_follows_the_failure_mode() {
     );
     let predict = request("POST", "iris.team-a.example.com", "/v1/models/iris:predict");
     let cache = SubjectAccessReviewCache::new(10);
-    let step = authorize(authz, &config.rules, &predict, Some(&alice()), &cache, NOW);
+    let step = authorize(
+        authz,
+        &config.rules,
+        &predict,
+        Some(&alice()),
+        &cache,
+        NOW,
+        &mut Access::default(),
+    );
     assert_eq!(
         step,
         AuthzStep::Deny(Denial {
@@ -335,12 +381,21 @@ fn a_missing_credential_keeps_the_config_and_follows_the_failure_mode() {
             &unguarded,
             Some(&alice()),
             &cache,
-            NOW
+            NOW,
+            &mut Access::default()
         ),
         AuthzStep::NotGuarded
     );
     assert_eq!(
-        authorize(authz, &config.rules, &predict, None, &cache, NOW),
+        authorize(
+            authz,
+            &config.rules,
+            &predict,
+            None,
+            &cache,
+            NOW,
+            &mut Access::default()
+        ),
         AuthzStep::Deny(Denial::new(Reason::TokenMissing, false))
     );
 
@@ -353,7 +408,15 @@ fn a_missing_credential_keeps_the_config_and_follows_the_failure_mode() {
         config.warnings
     );
     assert_eq!(
-        authorize(authz, &config.rules, &predict, Some(&alice()), &cache, NOW),
+        authorize(
+            authz,
+            &config.rules,
+            &predict,
+            Some(&alice()),
+            &cache,
+            NOW,
+            &mut Access::default()
+        ),
         AuthzStep::Allow
     );
     assert!(cache.is_empty(), "nothing is cached without an answer");
@@ -456,6 +519,7 @@ fn spelling_tricks_do_not_dodge_a_rule() {
             Some(&alice()),
             &cache,
             NOW,
+            &mut Access::default(),
         );
         let spec = review_spec_of(&step);
         assert_eq!(
@@ -476,6 +540,7 @@ fn spelling_tricks_do_not_dodge_a_rule() {
         Some(&alice()),
         &cache,
         NOW,
+        &mut Access::default(),
     );
     assert!(matches!(head, AuthzStep::SubjectAccessReview { .. }));
     // A templated parameter given twice is refused, not guessed.
@@ -490,6 +555,7 @@ fn spelling_tricks_do_not_dodge_a_rule() {
         Some(&alice()),
         &cache,
         NOW,
+        &mut Access::default(),
     );
     assert!(matches!(
         twice,
