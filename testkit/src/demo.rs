@@ -51,6 +51,7 @@ pub fn envoy_settings() -> EnvoySettings {
         routes: Vec::new(),
         kfauth_filter: true,
         http_filters: Vec::new(),
+        access_log: None,
     }
 }
 

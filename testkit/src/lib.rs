@@ -44,7 +44,7 @@ pub mod stats;
 pub mod upstream;
 
 pub use apiserver::ApiServer;
-pub use bootstrap::{render_envoy_yaml, Cluster, ClusterTls, EnvoySettings, Route};
+pub use bootstrap::{render_envoy_yaml, AccessLog, Cluster, ClusterTls, EnvoySettings, Route};
 pub use client::HttpResponse;
 pub use echo::{EchoServer, Echoed};
 pub use envoy::Envoy;
