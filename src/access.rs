@@ -131,8 +131,12 @@ fn clean(text: &str) -> String {
     printable(text.get(..end).unwrap_or_default())
 }
 
-/// `text` with each control character replaced by a space.
+/// `text` with each control character replaced by a space (one copy, as it
+/// is, when it has none: the case of every request).
 fn printable(text: &str) -> String {
+    if !text.contains(char::is_control) {
+        return text.to_string();
+    }
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
