@@ -9,6 +9,55 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const NOW: Duration = Duration::from_secs(1_800_000_000);
 
+/// [`super::authorize`] without the access log's record.
+fn authorize(
+    authz: &Authorization,
+    jwt_rules: &[JwtRule],
+    request: &RequestView,
+    identity: Option<&Identity>,
+    cache: &SubjectAccessReviewCache,
+    now: Duration,
+) -> AuthzStep {
+    super::authorize(
+        authz,
+        jwt_rules,
+        request,
+        identity,
+        cache,
+        now,
+        &mut Access::default(),
+    )
+}
+
+#[test]
+fn the_review_is_noted_for_the_access_log() {
+    let config = config(kserve_and_kfp());
+    let authz = config.authorization.as_ref().unwrap();
+    let cache = SubjectAccessReviewCache::new(10);
+    let noted = |path: &str| {
+        let mut access = Access::default();
+        let view = request("GET", "kubeflow.example.com", path);
+        super::authorize(
+            authz,
+            &config.rules,
+            &view,
+            Some(&alice()),
+            &cache,
+            NOW,
+            &mut access,
+        );
+        (access.verb, access.resource, access.namespace)
+    };
+    let some = |text: &str| Some(text.to_string());
+    assert_eq!(
+        noted("/pipeline/apis/v2beta1/runs?namespace=team-a"),
+        (some("list"), some("runs"), some("team-a"))
+    );
+    // A non-resource URL: its path stands for the resource.
+    assert_eq!(noted("/metrics"), (some("get"), some("/metrics"), None));
+    assert_eq!(noted("/unguarded"), (None, None, None));
+}
+
 fn config(authorization: Value) -> Config {
     let env = |name: &str| (name == "APISERVER_TOKEN").then(|| "secret".to_string());
     Config::parse_with_env(
@@ -95,7 +144,6 @@ fn kserve_predict_becomes_an_inferenceservice_get() {
         Some(&alice()),
         &SubjectAccessReviewCache::new(10),
         NOW,
-        &mut Access::default(),
     );
     assert_eq!(
         review_spec_of(&step),
@@ -121,7 +169,6 @@ fn kfp_runs_list_reads_the_namespace_from_the_query() {
         Some(&alice()),
         &cache,
         NOW,
-        &mut Access::default(),
     );
     assert_eq!(
         review_spec_of(&step)["resourceAttributes"]["namespace"],
@@ -134,7 +181,6 @@ fn kfp_runs_list_reads_the_namespace_from_the_query() {
         Some(&alice()),
         &cache,
         NOW,
-        &mut Access::default(),
     );
     assert!(
         matches!(missing, AuthzStep::Deny(Denial { reason: Reason::Forbidden, detail: Some(ref d), .. }) if d.contains("namespace"))
@@ -151,7 +197,6 @@ fn kfp_runs_list_reads_the_namespace_from_the_query() {
         Some(&alice()),
         &cache,
         NOW,
-        &mut Access::default(),
     );
     assert_eq!(post, AuthzStep::NotGuarded);
 }
@@ -166,7 +211,6 @@ fn non_resource_reviews_default_to_the_path_and_method() {
         Some(&alice()),
         &SubjectAccessReviewCache::new(10),
         NOW,
-        &mut Access::default(),
     );
     assert_eq!(
         review_spec_of(&step)["nonResourceAttributes"],
@@ -181,28 +225,12 @@ fn no_identity_on_a_guarded_route_is_401_and_unguarded_routes_follow_default_den
     let cache = SubjectAccessReviewCache::new(10);
     let guarded = request("GET", "gw", "/metrics");
     assert_eq!(
-        authorize(
-            authz,
-            &config.rules,
-            &guarded,
-            None,
-            &cache,
-            NOW,
-            &mut Access::default()
-        ),
+        authorize(authz, &config.rules, &guarded, None, &cache, NOW),
         AuthzStep::Deny(Denial::new(Reason::TokenMissing, false))
     );
     let open = request("GET", "gw", "/elsewhere");
     assert_eq!(
-        authorize(
-            authz,
-            &config.rules,
-            &open,
-            Some(&alice()),
-            &cache,
-            NOW,
-            &mut Access::default()
-        ),
+        authorize(authz, &config.rules, &open, Some(&alice()), &cache, NOW),
         AuthzStep::NotGuarded
     );
     let mut strict = kserve_and_kfp();
@@ -215,8 +243,7 @@ fn no_identity_on_a_guarded_route_is_401_and_unguarded_routes_follow_default_den
             &open,
             Some(&alice()),
             &cache,
-            NOW,
-            &mut Access::default()
+            NOW
         ),
         AuthzStep::Deny(Denial {
             reason: Reason::Forbidden,
@@ -231,15 +258,9 @@ fn answers_are_cached_with_their_own_ttls() {
     let authz = config.authorization.as_ref().unwrap();
     let mut cache = SubjectAccessReviewCache::new(10);
     let view = request("GET", "gw", "/metrics");
-    let AuthzStep::SubjectAccessReview { key, .. } = authorize(
-        authz,
-        &config.rules,
-        &view,
-        Some(&alice()),
-        &cache,
-        NOW,
-        &mut Access::default(),
-    ) else {
+    let AuthzStep::SubjectAccessReview { key, .. } =
+        authorize(authz, &config.rules, &view, Some(&alice()), &cache, NOW)
+    else {
         panic!("no review")
     };
     assert_eq!(
@@ -264,7 +285,6 @@ fn answers_are_cached_with_their_own_ttls() {
         Some(&alice()),
         &cache,
         NOW + Duration::from_secs(29),
-        &mut Access::default(),
     );
     assert!(matches!(denied, AuthzStep::Deny(_)));
     let expired = authorize(
@@ -274,7 +294,6 @@ fn answers_are_cached_with_their_own_ttls() {
         Some(&alice()),
         &cache,
         NOW + Duration::from_secs(31),
-        &mut Access::default(),
     );
     assert!(matches!(expired, AuthzStep::SubjectAccessReview { .. }));
     assert_eq!(
@@ -289,15 +308,7 @@ fn answers_are_cached_with_their_own_ttls() {
     );
     let later = NOW + Duration::from_secs(299);
     assert_eq!(
-        authorize(
-            authz,
-            &config.rules,
-            &view,
-            Some(&alice()),
-            &cache,
-            later,
-            &mut Access::default()
-        ),
+        authorize(authz, &config.rules, &view, Some(&alice()), &cache, later),
         AuthzStep::Allow
     );
 }
@@ -354,15 +365,7 @@ fn a_missing_credential_keeps_the_config_and_follows_the_failure_mode() {
     );
     let predict = request("POST", "iris.team-a.example.com", "/v1/models/iris:predict");
     let cache = SubjectAccessReviewCache::new(10);
-    let step = authorize(
-        authz,
-        &config.rules,
-        &predict,
-        Some(&alice()),
-        &cache,
-        NOW,
-        &mut Access::default(),
-    );
+    let step = authorize(authz, &config.rules, &predict, Some(&alice()), &cache, NOW);
     assert_eq!(
         step,
         AuthzStep::Deny(Denial {
@@ -381,21 +384,12 @@ fn a_missing_credential_keeps_the_config_and_follows_the_failure_mode() {
             &unguarded,
             Some(&alice()),
             &cache,
-            NOW,
-            &mut Access::default()
+            NOW
         ),
         AuthzStep::NotGuarded
     );
     assert_eq!(
-        authorize(
-            authz,
-            &config.rules,
-            &predict,
-            None,
-            &cache,
-            NOW,
-            &mut Access::default()
-        ),
+        authorize(authz, &config.rules, &predict, None, &cache, NOW),
         AuthzStep::Deny(Denial::new(Reason::TokenMissing, false))
     );
 
@@ -408,15 +402,7 @@ fn a_missing_credential_keeps_the_config_and_follows_the_failure_mode() {
         config.warnings
     );
     assert_eq!(
-        authorize(
-            authz,
-            &config.rules,
-            &predict,
-            Some(&alice()),
-            &cache,
-            NOW,
-            &mut Access::default()
-        ),
+        authorize(authz, &config.rules, &predict, Some(&alice()), &cache, NOW),
         AuthzStep::Allow
     );
     assert!(cache.is_empty(), "nothing is cached without an answer");
@@ -519,7 +505,6 @@ fn spelling_tricks_do_not_dodge_a_rule() {
             Some(&alice()),
             &cache,
             NOW,
-            &mut Access::default(),
         );
         let spec = review_spec_of(&step);
         assert_eq!(
@@ -540,7 +525,6 @@ fn spelling_tricks_do_not_dodge_a_rule() {
         Some(&alice()),
         &cache,
         NOW,
-        &mut Access::default(),
     );
     assert!(matches!(head, AuthzStep::SubjectAccessReview { .. }));
     // A templated parameter given twice is refused, not guessed.
@@ -555,7 +539,6 @@ fn spelling_tricks_do_not_dodge_a_rule() {
         Some(&alice()),
         &cache,
         NOW,
-        &mut Access::default(),
     );
     assert!(matches!(
         twice,
