@@ -23,7 +23,8 @@
 //! - no line holds a token sent (nor its payload or signature) or the
 //!   cookie's value;
 //! - the README's Istio blocks (`meshConfig.accessLogFormat`, the Telemetry
-//!   API provider's `logFormat.text`) carry the same format line.
+//!   API provider's `logFormat.text`) carry the same format line, and so does
+//!   `make run`'s Envoy (`envoy/envoy.yaml`, from the testkit's constant).
 
 // End-to-end against a real Envoy: native only (the testkit is not built for wasm).
 #![cfg(not(target_arch = "wasm32"))]
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant};
 use authz_support::*;
 use kfauth_testkit::apiserver::fixtures::{TEAM_B_NAMESPACE, USER, USER_NAMESPACE};
 use kfauth_testkit::apiserver::ApiMode;
+use kfauth_testkit::bootstrap::KFAUTH_ACCESS_LOG_FORMAT;
 use kfauth_testkit::forge::replace_payload;
 use kfauth_testkit::kustomize::yaml_documents;
 use kfauth_testkit::plugin_config::{claims, with_rules, ISSUER};
@@ -326,6 +328,8 @@ fn user_token_with(claims: &Value) -> String {
 
 #[test]
 fn the_istio_blocks_carry_the_envoy_format() {
+    // The same line `make run`'s Envoy prints (envoy/envoy.yaml).
+    assert_eq!(readme_format(), KFAUTH_ACCESS_LOG_FORMAT);
     let format = format!("{}\n", readme_format());
     let mesh = readme_block("# Istio: meshConfig");
     let [mesh] = yaml_documents(&mesh, "README").unwrap().try_into().unwrap();

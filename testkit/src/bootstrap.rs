@@ -172,6 +172,12 @@ pub struct EnvoySettings {
     pub access_log: Option<AccessLog>,
 }
 
+/// The access-log format the README documents (its *Access log* section,
+/// without the final newline): the request, the status, and kfauth's filter
+/// state. `make run`'s Envoy prints it; `tests/access_log.rs` checks the
+/// README against it.
+pub const KFAUTH_ACCESS_LOG_FORMAT: &str = r#"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% "%REQ(:AUTHORITY)%" kfauth=%FILTER_STATE(wasm.kfauth.decision:PLAIN)% user="%FILTER_STATE(wasm.kfauth.user:PLAIN)%" issuer=%FILTER_STATE(wasm.kfauth.issuer:PLAIN)% reason=%FILTER_STATE(wasm.kfauth.reason:PLAIN)% detail="%FILTER_STATE(wasm.kfauth.detail:PLAIN)%" verb=%FILTER_STATE(wasm.kfauth.verb:PLAIN)% resource=%FILTER_STATE(wasm.kfauth.resource:PLAIN)% namespace=%FILTER_STATE(wasm.kfauth.namespace:PLAIN)%"#;
+
 /// Envoy's file access log (`envoy.access_loggers.file`) with a text format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLog {
