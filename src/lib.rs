@@ -18,6 +18,7 @@
     )
 )]
 
+pub mod access;
 pub mod authz;
 pub mod broker;
 pub mod cause;

@@ -83,6 +83,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use kfauth::access::Access;
 use kfauth::authz::subject_access_review::SubjectAccessReviewCache;
 use kfauth::authz::{authorize, AuthzStep};
 use kfauth::config::{Config, KeySource};
@@ -862,6 +863,7 @@ fn plugin_configs_are_accepted_by_kfauth() {
             Some(&identity),
             &cache,
             Duration::ZERO,
+            &mut Access::default(),
         )
     };
     let host = "iris.team-a.example.com";

@@ -48,7 +48,7 @@ pub mod stats;
 pub mod wait;
 
 pub use apiserver::ApiServer;
-pub use bootstrap::{render_envoy_yaml, Cluster, ClusterTls, EnvoySettings, Route};
+pub use bootstrap::{render_envoy_yaml, AccessLog, Cluster, ClusterTls, EnvoySettings, Route};
 pub use client::HttpResponse;
 /// The echo upstream under the name load scenarios knew it by.
 pub use echo::EchoServer as Upstream;
