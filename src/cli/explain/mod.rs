@@ -195,7 +195,7 @@ pub fn explain(inputs: &Inputs) -> Result<Explanation, String> {
     if config.authorization.is_some()
         && guarded
         && !answers.reviewed
-        && matches!(verdict, Verdict::Continue(_))
+        && matches!(verdict, Verdict::Continue(..))
     {
         // A fresh broker has no cached answer, and credentials are taken as set.
         lines.push("authorization: no rule matches this request: not guarded".into());
@@ -219,7 +219,7 @@ fn waits(mut lines: Vec<String>) -> Explanation {
 
 fn finish(mut lines: Vec<String>, verdict: Verdict) -> Explanation {
     match verdict {
-        Verdict::Continue(edits) => {
+        Verdict::Continue(edits, _) => {
             lines.extend(edit_lines(&edits));
             lines.push("answer: allowed: the request goes upstream".into());
             Explanation {
@@ -229,7 +229,7 @@ fn finish(mut lines: Vec<String>, verdict: Verdict) -> Explanation {
                 reason: None,
             }
         }
-        Verdict::Reply(reply) => {
+        Verdict::Reply(reply, _) => {
             let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
             let reason = match &reply.grpc {
                 Some((_, word)) => Some(word.clone()),
