@@ -116,10 +116,15 @@ unit-wasm: wasm-test-target wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_TEST_RUNNER)) \
 	  cargo test -p kfauth --lib --target wasm32-unknown-unknown
 
-# End-to-end: the built module in a real Envoy, on loopback.
+# End-to-end: the built module in a real Envoy, on loopback. The signature
+# suites run twice: with the default `signatureVerification` (`auto`: Envoy's
+# verify_signature checks RS* and ES256/ES384) and with kfauth's own code.
+SIGNATURE_SUITES := adversarial_algorithms adversarial_encoding adversarial_keys adversarial_rsa \
+  adversarial_signatures invalid_tokens peer_key_sets multiple_issuers
 e2e: build envoy gunicorn kfp image-tools prometheus
 	cargo test -p kfauth-testkit
 	cargo test -p kfauth --test '*'
+	KFAUTH_SIGNATURE_VERIFICATION=wasm cargo test -p kfauth $(SIGNATURE_SUITES:%=--test %)
 	node --test tools/floor/host.test.mjs
 
 bench: tools build

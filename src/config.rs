@@ -16,6 +16,7 @@ use crate::config_field::ConfigError;
 use crate::config_field::{cookie_names, duration, regexes};
 use crate::endpoint::Endpoint;
 use crate::jwks::{parse_jwks, KeySet};
+use crate::signature_host::{SignatureHost, SignatureVerification};
 use crate::token::TokenLocation;
 
 /// Istio's default JWKS fetch timeout.
@@ -51,6 +52,11 @@ struct RawConfig {
     #[serde(default)]
     header_budgets: Vec<crate::header_budget::RawHeaderBudget>,
     jwt_cache_size: Option<usize>,
+    #[serde(default)]
+    signature_verification: SignatureVerification,
+    /// Test-only (README): spoils the known-answer check of the host's signatures.
+    #[serde(default)]
+    test_only_break_signature_check: bool,
 }
 
 fn default_true() -> bool {
@@ -218,9 +224,23 @@ pub struct Config {
     pub token_locations: Vec<TokenLocation>,
     /// Notes for the log (e.g. skipped JWKs of an inline key set); not errors.
     pub warnings: Vec<String>,
+    /// `signatureVerification`: may the host check signatures?
+    pub signature_verification: SignatureVerification,
+    /// `testOnlyBreakSignatureCheck`: the known-answer check is made to fail.
+    pub break_signature_check: bool,
 }
 
 impl Config {
+    /// Lets `host` check the signatures of the inline key sets (the key store
+    /// does the same for fetched ones).
+    pub fn use_signature_host(&mut self, host: Option<&'static dyn SignatureHost>) {
+        for rule in &mut self.rules {
+            if let KeySource::Inline(keys) = &mut rule.keys {
+                keys.use_signature_host(host);
+            }
+        }
+    }
+
     /// Parses and validates pluginConfig JSON. An empty configuration is an error:
     /// a filter that guards nothing is a mistake, not a default.
     pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
@@ -328,6 +348,8 @@ fn validate(
         identity_headers: Vec::new(),
         token_locations: Vec::new(),
         warnings: Vec::new(),
+        signature_verification: raw.signature_verification,
+        break_signature_check: raw.test_only_break_signature_check,
     };
     for (index, raw_rule) in raw.jwt_rules.into_iter().enumerate() {
         let field = format!("jwtRules[{index}]");
@@ -679,6 +701,27 @@ mod tests {
                 serde_json::json!({"jwtRules": [rule()], "bypassCorsPreflight": "yes"})
             )),
             "bypassCorsPreflight"
+        );
+    }
+
+    #[test]
+    fn signature_verification_is_auto_unless_set() {
+        let config = parse(serde_json::json!({"jwtRules": [rule()]})).unwrap();
+        assert_eq!(config.signature_verification, SignatureVerification::Auto);
+        assert!(!config.break_signature_check);
+        let config = parse(serde_json::json!({
+            "jwtRules": [rule()],
+            "signatureVerification": "wasm",
+            "testOnlyBreakSignatureCheck": true
+        }))
+        .unwrap();
+        assert_eq!(config.signature_verification, SignatureVerification::Wasm);
+        assert!(config.break_signature_check);
+        assert_eq!(
+            field_of(parse(
+                serde_json::json!({"jwtRules": [rule()], "signatureVerification": "boringssl"})
+            )),
+            "signatureVerification"
         );
     }
 

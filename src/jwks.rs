@@ -16,6 +16,12 @@ use jwt_simple::prelude::*;
 use serde::Deserialize;
 
 use crate::rsa_pkcs1::{RsaHash, RsaVerifyingKey};
+use crate::signature_host::der::{self, Curve};
+use crate::signature_host::{HashFunction, SignatureHost};
+
+/// A key's DER `SubjectPublicKeyInfo`, built once when the key set is parsed,
+/// for a [`SignatureHost`].
+pub type Spki = Box<[u8]>;
 
 /// A JWS algorithm kfauth verifies (RFC 7518 section 3.1 names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,15 +85,16 @@ impl Algorithm {
 /// A public key bound to one algorithm.
 pub enum VerifyingKey {
     // RS* and PS*: kfauth's own RSA checks (`rsa_pkcs1`), several times faster in
-    // Wasm than jwt-simple's; the other algorithms stay with jwt-simple.
-    Rs256(RsaVerifyingKey),
-    Rs384(RsaVerifyingKey),
-    Rs512(RsaVerifyingKey),
+    // Wasm than jwt-simple's; the other algorithms stay with jwt-simple. RS*,
+    // ES256 and ES384 carry their SPKI too, for a host that verifies them.
+    Rs256(RsaVerifyingKey, Spki),
+    Rs384(RsaVerifyingKey, Spki),
+    Rs512(RsaVerifyingKey, Spki),
     Ps256(RsaVerifyingKey),
     Ps384(RsaVerifyingKey),
     Ps512(RsaVerifyingKey),
-    Es256(ES256PublicKey),
-    Es384(ES384PublicKey),
+    Es256(ES256PublicKey, Spki),
+    Es384(ES384PublicKey, Spki),
     // ES512: the RustCrypto `p521` crate (jwt-simple has no ES512).
     Es512(p521::ecdsa::VerifyingKey),
     EdDsa(Ed25519PublicKey),
@@ -102,22 +109,71 @@ impl std::fmt::Debug for VerifyingKey {
 impl VerifyingKey {
     pub fn algorithm(&self) -> Algorithm {
         match self {
-            VerifyingKey::Rs256(_) => Algorithm::RS256,
-            VerifyingKey::Rs384(_) => Algorithm::RS384,
-            VerifyingKey::Rs512(_) => Algorithm::RS512,
+            VerifyingKey::Rs256(..) => Algorithm::RS256,
+            VerifyingKey::Rs384(..) => Algorithm::RS384,
+            VerifyingKey::Rs512(..) => Algorithm::RS512,
             VerifyingKey::Ps256(_) => Algorithm::PS256,
             VerifyingKey::Ps384(_) => Algorithm::PS384,
             VerifyingKey::Ps512(_) => Algorithm::PS512,
-            VerifyingKey::Es256(_) => Algorithm::ES256,
-            VerifyingKey::Es384(_) => Algorithm::ES384,
+            VerifyingKey::Es256(..) => Algorithm::ES256,
+            VerifyingKey::Es384(..) => Algorithm::ES384,
             VerifyingKey::Es512(_) => Algorithm::ES512,
             VerifyingKey::EdDsa(_) => Algorithm::EdDSA,
         }
     }
 
+    /// The host's verdict on `signature` over `signed` with this key: `None`
+    /// when the key's algorithm stays in Wasm or the host gave no answer. An
+    /// RSA signature not exactly as long as the modulus, or an ECDSA one not
+    /// exactly `r || s` with both in [1, n - 1], is refused without asking.
+    pub fn host_check(
+        &self,
+        signed: &[u8],
+        signature: &[u8],
+        host: &dyn SignatureHost,
+    ) -> Option<bool> {
+        let rsa = |hash, key: &RsaVerifyingKey, spki: &[u8]| {
+            if signature.len() != key.modulus_bytes() {
+                return Some(false);
+            }
+            host.verify(hash, spki, signature, signed)
+        };
+        let ecdsa = |hash, curve, spki: &[u8]| match der::ecdsa_signature(curve, signature) {
+            Some(signature) => host.verify(hash, spki, &signature, signed),
+            None => Some(false),
+        };
+        match self {
+            VerifyingKey::Rs256(key, spki) => rsa(HashFunction::Sha256, key, spki),
+            VerifyingKey::Rs384(key, spki) => rsa(HashFunction::Sha384, key, spki),
+            VerifyingKey::Rs512(key, spki) => rsa(HashFunction::Sha512, key, spki),
+            VerifyingKey::Es256(_, spki) => ecdsa(HashFunction::Sha256, Curve::P256, spki),
+            VerifyingKey::Es384(_, spki) => ecdsa(HashFunction::Sha384, Curve::P384, spki),
+            _ => None,
+        }
+    }
+
     /// Checks the signature of a compact JWS, and nothing else: the time claims
-    /// are checked by the caller, the same way whichever code checked the signature.
-    pub fn verify_signature(&self, token: &str) -> Result<(), jwt_simple::Error> {
+    /// are checked by the caller, the same way whichever code checked the
+    /// signature. With a `host`, RS* and ES256/ES384 are the host's to check;
+    /// when it gives no answer, kfauth's own code checks.
+    pub fn verify_signature(
+        &self,
+        token: &str,
+        host: Option<&dyn SignatureHost>,
+    ) -> Result<(), jwt_simple::Error> {
+        if let Some(valid) = host.and_then(|host| {
+            let (signed, signature) = token.rsplit_once('.')?;
+            let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(signature)
+                .ok()?;
+            self.host_check(signed.as_bytes(), &signature, host)
+        }) {
+            return if valid {
+                Ok(())
+            } else {
+                Err(jwt_simple::JWTError::InvalidSignature.into())
+            };
+        }
         type RsaCheck = fn(&RsaVerifyingKey, RsaHash, &[u8], &[u8]) -> bool;
         let (pkcs1, pss): (RsaCheck, RsaCheck) =
             (RsaVerifyingKey::verify, RsaVerifyingKey::verify_pss);
@@ -136,14 +192,14 @@ impl VerifyingKey {
             ..VerificationOptions::default()
         });
         let claims = match self {
-            VerifyingKey::Rs256(key) => return rsa(RsaHash::Sha256, key, pkcs1),
-            VerifyingKey::Rs384(key) => return rsa(RsaHash::Sha384, key, pkcs1),
-            VerifyingKey::Rs512(key) => return rsa(RsaHash::Sha512, key, pkcs1),
+            VerifyingKey::Rs256(key, _) => return rsa(RsaHash::Sha256, key, pkcs1),
+            VerifyingKey::Rs384(key, _) => return rsa(RsaHash::Sha384, key, pkcs1),
+            VerifyingKey::Rs512(key, _) => return rsa(RsaHash::Sha512, key, pkcs1),
             VerifyingKey::Ps256(key) => return rsa(RsaHash::Sha256, key, pss),
             VerifyingKey::Ps384(key) => return rsa(RsaHash::Sha384, key, pss),
             VerifyingKey::Ps512(key) => return rsa(RsaHash::Sha512, key, pss),
-            VerifyingKey::Es256(key) => key.verify_token(token, options),
-            VerifyingKey::Es384(key) => key.verify_token(token, options),
+            VerifyingKey::Es256(key, _) => key.verify_token(token, options),
+            VerifyingKey::Es384(key, _) => key.verify_token(token, options),
             VerifyingKey::Es512(key) => {
                 return check_signature(token, |signed, signature| {
                     use p521::ecdsa::signature::Verifier;
@@ -189,10 +245,12 @@ impl Jwk {
     }
 }
 
-/// The usable keys of one JWKS document.
+/// The usable keys of one JWKS document, and the host that may check their
+/// signatures (none: kfauth's own code checks them all).
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: Vec<Jwk>,
+    signature_host: Option<&'static dyn SignatureHost>,
 }
 
 impl KeySet {
@@ -210,6 +268,16 @@ impl KeySet {
 
     pub fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|jwk| jwk.kid.as_deref() == Some(kid))
+    }
+
+    pub fn signature_host(&self) -> Option<&'static dyn SignatureHost> {
+        self.signature_host
+    }
+
+    /// Lets `host` check the signatures this set's keys verify (see
+    /// [`crate::signature_host::choose`]).
+    pub fn use_signature_host(&mut self, host: Option<&'static dyn SignatureHost>) {
+        self.signature_host = host;
     }
 }
 
@@ -380,11 +448,13 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
                     significant.saturating_mul(8)
                 ));
             }
+            // kfauth's key policy (size, exponent) holds whoever checks signatures.
             let key = RsaVerifyingKey::from_components(&n, &e).map_err(invalid_rsa)?;
+            let spki = || der::rsa_spki(&n, &e).into_boxed_slice();
             Ok(match algorithm {
-                Algorithm::RS256 => VerifyingKey::Rs256(key),
-                Algorithm::RS384 => VerifyingKey::Rs384(key),
-                Algorithm::RS512 => VerifyingKey::Rs512(key),
+                Algorithm::RS256 => VerifyingKey::Rs256(key, spki()),
+                Algorithm::RS384 => VerifyingKey::Rs384(key, spki()),
+                Algorithm::RS512 => VerifyingKey::Rs512(key, spki()),
                 Algorithm::PS256 => VerifyingKey::Ps256(key),
                 Algorithm::PS384 => VerifyingKey::Ps384(key),
                 _ => VerifyingKey::Ps512(key),
@@ -422,13 +492,16 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
                 ));
                 point.extend_from_slice(coordinate);
             }
+            // The curve check (`from_bytes`) comes first, whoever checks signatures.
             Ok(match algorithm {
-                Algorithm::ES256 => {
-                    VerifyingKey::Es256(ES256PublicKey::from_bytes(&point).map_err(invalid)?)
-                }
-                Algorithm::ES384 => {
-                    VerifyingKey::Es384(ES384PublicKey::from_bytes(&point).map_err(invalid)?)
-                }
+                Algorithm::ES256 => VerifyingKey::Es256(
+                    ES256PublicKey::from_bytes(&point).map_err(invalid)?,
+                    der::ec_spki(Curve::P256, &point).into_boxed_slice(),
+                ),
+                Algorithm::ES384 => VerifyingKey::Es384(
+                    ES384PublicKey::from_bytes(&point).map_err(invalid)?,
+                    der::ec_spki(Curve::P384, &point).into_boxed_slice(),
+                ),
                 _ => VerifyingKey::Es512(
                     // Refuses a point not on the curve, and the identity.
                     p521::ecdsa::VerifyingKey::from_sec1_bytes(&point)

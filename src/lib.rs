@@ -18,6 +18,7 @@
     )
 )]
 
+pub mod access;
 pub mod authz;
 pub mod broker;
 pub mod cause;
@@ -44,6 +45,7 @@ pub mod request;
 pub mod rsa_pkcs1;
 pub mod session;
 pub mod shared_decisions;
+pub mod signature_host;
 pub mod token;
 pub mod ttl_cache;
 pub mod verified_token_cache;

@@ -78,7 +78,7 @@ fn signature_verdict(token: &str, keys: &KeySet) -> Result<(), Reason> {
     let (candidates, failure) = candidate_keys(keys, unverified.kid.as_deref(), algorithm);
     if candidates
         .iter()
-        .any(|key| key.verify_signature(token).is_ok())
+        .any(|key| key.verify_signature(token, keys.signature_host()).is_ok())
     {
         Ok(())
     } else {
@@ -87,7 +87,7 @@ fn signature_verdict(token: &str, keys: &KeySet) -> Result<(), Reason> {
 }
 
 /// `fuzzJwtSignature`'s idea: every altered signature fails.
-fn altered_signatures(token: &str) -> Vec<String> {
+pub(crate) fn altered_signatures(token: &str) -> Vec<String> {
     let (signed, signature) = token.rsplit_once('.').unwrap();
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(signature)

@@ -6,6 +6,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::access::Access;
 use crate::authz::subject_access_review::SubjectAccessReviewCache;
 use crate::authz::token_review::{TokenReviewCache, TokenStatus};
 use crate::authz::{authorize, AuthzStep};
@@ -47,6 +48,26 @@ pub fn decide(
     now: Duration,
     key_wait: KeyWait,
 ) -> Outcome {
+    decide_noting(
+        config,
+        caches,
+        request,
+        now,
+        key_wait,
+        &mut Access::default(),
+    )
+}
+
+/// [`decide`], noting in `access` what the access log may say of the request
+/// (who, and which review); the broker adds the refusal.
+pub fn decide_noting(
+    config: &Config,
+    caches: &Caches,
+    request: &RequestView,
+    now: Duration,
+    key_wait: KeyWait,
+    access: &mut Access,
+) -> Outcome {
     let mut edits = strip_client_identity(config, request);
 
     // A CORS preflight carries no credentials (the Fetch standard sends none),
@@ -62,6 +83,7 @@ pub fn decide(
             .any(|pattern| pattern.is_match(path))
     };
     if preflight || skipped_path() {
+        *access = Access::skipped();
         // Such a request may still reach a backend a user controls: the
         // session stays here too.
         if let Err(denial) = finish_edits(config, request, &mut edits) {
@@ -74,7 +96,7 @@ pub fn decide(
         };
     }
 
-    let identity = match authenticate(config, caches, request, now, key_wait, &mut edits) {
+    let identity = match authenticate(config, caches, request, now, key_wait, &mut edits, access) {
         Ok(identity) => identity,
         Err(outcome) => return *outcome,
     };
@@ -104,6 +126,7 @@ pub fn decide(
             identity.as_ref(),
             caches.subject_access_reviews,
             now,
+            access,
         ) {
             AuthzStep::Allow => authorized = true,
             AuthzStep::NotGuarded => {}
@@ -151,6 +174,7 @@ fn authenticate(
     now: Duration,
     key_wait: KeyWait,
     edits: &mut HeaderEdits,
+    access: &mut Access,
 ) -> Result<Option<Identity>, Box<Outcome>> {
     let deny = |cause| Box::new(Outcome::Deny(Denial::because(cause, true)));
     let Some(found) = find_token(request, &config.token_locations).map_err(deny)? else {
@@ -209,6 +233,19 @@ fn authenticate(
         },
     };
 
+    // The user header is the rule's first mapping (as for authorization).
+    let user = rule
+        .claim_headers
+        .first()
+        .and_then(|mapping| {
+            verified
+                .headers
+                .iter()
+                .find(|(name, _)| *name == mapping.header)
+        })
+        .map(|(_, value)| value.as_str())
+        .or(reviewed.as_ref().map(|subject| subject.user.as_str()));
+    access.authenticated(&rule.issuer, user);
     edits.set.extend(verified.headers.iter().cloned());
     if !rule.forward_original_token {
         remove_token(request, &found, edits);
@@ -374,6 +411,42 @@ mod tests {
                     claims: Rc::default(),
                 }),
             }
+        );
+    }
+
+    #[test]
+    fn the_access_record_names_the_verified_user_or_says_skipped() {
+        use crate::access::Decision;
+        let mut value = with_claim_headers(all_keys_config());
+        value["jwtRules"][0]["outputClaimToHeaders"][0]["prefix"] = "dex:".into();
+        value["skipPaths"] = json!(["^/dex/"]);
+        let config = config(value);
+        let keys = KeyStore::new(&config, 1);
+        let note = |request: &RequestView| {
+            let mut access = Access::default();
+            decide_noting(
+                &config,
+                &caches(&keys),
+                request,
+                NOW,
+                KeyWait::May,
+                &mut access,
+            );
+            access
+        };
+        let token = sign("RS256", Some("rsa-1"), &standard_claims());
+        let verified = note(&request("/", &[("authorization", &bearer(&token))]));
+        assert_eq!(verified.decision, Decision::Allowed);
+        assert_eq!(verified.user.as_deref(), Some("dex:alice@example.com"));
+        assert_eq!(verified.issuer.as_deref(), Some(DEX));
+        let skipped = note(&request("/dex/auth", &[("authorization", &bearer(&token))]));
+        assert_eq!(skipped, Access::skipped());
+        assert_eq!(note(&request("/", &[])), Access::default());
+        // A refused token names nobody: the refusal is the broker's to add.
+        let forged = format!("{}x", token);
+        assert_eq!(
+            note(&request("/", &[("authorization", &bearer(&forged))])),
+            Access::default()
         );
     }
 

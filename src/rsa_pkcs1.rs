@@ -153,6 +153,11 @@ impl RsaVerifyingKey {
         })
     }
 
+    /// Length of the modulus in bytes (k): every signature is exactly this long.
+    pub fn modulus_bytes(&self) -> usize {
+        self.k
+    }
+
     /// Length of the modulus in bits.
     pub fn modulus_bits(&self) -> usize {
         self.bits

@@ -123,17 +123,12 @@ pub fn standard_claims() -> Value {
     })
 }
 
+/// Claims that sign as exactly `claims` (as `kfauth::cli::mint::exact_claims`,
+/// which the wasm unit tests cannot reach: the CLI is native only).
 pub(crate) fn claims_of(claims: &Value) -> JWTClaims<serde_json::Map<String, Value>> {
     JWTClaims {
-        issued_at: None,
-        expires_at: None,
-        invalid_before: None,
-        issuer: None,
-        subject: None,
-        audiences: None,
-        jwt_id: None,
-        nonce: None,
         custom: claims.as_object().cloned().unwrap(),
+        ..JWTClaims::new()
     }
 }
 

@@ -170,7 +170,7 @@ pub fn verify(
 
     let mut verified = false;
     for key in candidates {
-        match key.verify_signature(token) {
+        match key.verify_signature(token, keys.signature_host()) {
             Ok(_) => {
                 verified = true;
                 break;

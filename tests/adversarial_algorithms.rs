@@ -196,4 +196,5 @@ fn algorithm_games() {
             lower_case_or_unknown_algorithm_names,
         ]
     );
+    explain_agrees(&gateway);
 }

@@ -179,4 +179,5 @@ fn claim_games() {
             one_matching_audience_in_a_list_passes,
         ]
     );
+    explain_agrees(&gateway);
 }

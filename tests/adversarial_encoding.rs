@@ -148,7 +148,11 @@ fn whitespace_inside(g: &Gateway) {
 
 fn whitespace_around_is_optional_whitespace(g: &Gateway) {
     let good = good();
-    let response = g.get_verbatim("/echo", &[("Authorization", &format!("Bearer {good} \t"))]);
+    let response = get_verbatim(
+        g,
+        "/echo",
+        &[("Authorization", &format!("Bearer {good} \t"))],
+    );
     expect::allowed(&response);
 }
 
@@ -258,4 +262,5 @@ fn encoding_games() {
             size_limit_is_exactly_64_kib,
         ]
     );
+    explain_agrees(&gateway);
 }

@@ -75,7 +75,7 @@ fn spoofed_with(g: &Gateway, path: &str, bearer: Option<&str>) -> Echoed {
     if let Some(authorization) = &authorization {
         headers.push(("Authorization", authorization));
     }
-    expect::allowed(&g.get_verbatim(path, &headers))
+    expect::allowed(&get_verbatim(g, path, &headers))
 }
 
 fn spoofed_identity_on_a_skipped_path(g: &Gateway) {
@@ -135,7 +135,8 @@ fn two_authorization_headers(g: &Gateway) {
     let good = token();
     let forged = token_for("root@example.com");
     for (first, second) in [(&good, &forged), (&forged, &good), (&good, &good)] {
-        let response = g.get_verbatim(
+        let response = get_verbatim(
+            g,
             "/echo",
             &[
                 ("Authorization", &format!("Bearer {first}")),
@@ -149,12 +150,14 @@ fn two_authorization_headers(g: &Gateway) {
 fn header_and_query_parameter_disagree(g: &Gateway) {
     let good = token();
     let forged = token_for("root@example.com");
-    let response = g.get(
+    let response = get(
+        g,
         &format!("/echo?access_token={forged}"),
         &[("authorization", &format!("Bearer {good}"))],
     );
     expect::rejected(&response, "token_malformed");
-    let response = g.get(
+    let response = get(
+        g,
         &format!("/echo?access_token={good}&access_token={forged}"),
         &[],
     );
@@ -163,7 +166,8 @@ fn header_and_query_parameter_disagree(g: &Gateway) {
 
 fn the_same_token_in_header_and_parameter(g: &Gateway) {
     let good = token();
-    let response = g.get(
+    let response = get(
+        g,
         &format!("/echo?a=1&access_token={good}"),
         &[("authorization", &format!("Bearer {good}"))],
     );
@@ -176,7 +180,11 @@ fn the_same_token_in_header_and_parameter(g: &Gateway) {
 fn scheme_in_any_case(g: &Gateway) {
     let good = token();
     for scheme in ["bearer", "BEARER", "bEaReR"] {
-        let response = g.get_verbatim("/echo", &[("Authorization", &format!("{scheme} {good}"))]);
+        let response = get_verbatim(
+            g,
+            "/echo",
+            &[("Authorization", &format!("{scheme} {good}"))],
+        );
         let seen = expect::allowed(&response);
         assert_eq!(seen.header("kubeflow-userid"), Some("alice@example.com"));
     }
@@ -184,7 +192,11 @@ fn scheme_in_any_case(g: &Gateway) {
 
 fn more_spaces_after_the_scheme(g: &Gateway) {
     let good = token();
-    let response = g.get_verbatim("/echo", &[("Authorization", &format!("Bearer   {good}"))]);
+    let response = get_verbatim(
+        g,
+        "/echo",
+        &[("Authorization", &format!("Bearer   {good}"))],
+    );
     assert_eq!(
         expect::allowed(&response).header("kubeflow-userid"),
         Some("alice@example.com")
@@ -193,9 +205,9 @@ fn more_spaces_after_the_scheme(g: &Gateway) {
 
 fn a_tab_is_not_the_separator(g: &Gateway) {
     let good = token();
-    let response = g.get_verbatim("/echo", &[("Authorization", &format!("Bearer\t{good}"))]);
+    let response = get_verbatim(g, "/echo", &[("Authorization", &format!("Bearer\t{good}"))]);
     expect::token_missing(&response);
-    let response = g.get_verbatim("/echo", &[("Authorization", &format!("Bearer{good}"))]);
+    let response = get_verbatim(g, "/echo", &[("Authorization", &format!("Bearer{good}"))]);
     expect::token_missing(&response);
 }
 
@@ -222,4 +234,5 @@ fn header_games() {
             a_tab_is_not_the_separator,
         ]
     );
+    explain_agrees(&gateway);
 }

@@ -203,4 +203,5 @@ fn key_selection_games() {
             no_kid_and_no_key_fits,
         ]
     );
+    explain_agrees(&gateway);
 }

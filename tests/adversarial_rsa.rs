@@ -284,4 +284,5 @@ fn rsa_forgeries_and_the_alg_pin() {
             an_rs256_pinned_key_refuses_ps256,
         ]
     );
+    explain_agrees(&gateway);
 }

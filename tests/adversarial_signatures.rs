@@ -189,4 +189,5 @@ fn signature_games() {
             ecdsa_high_s_is_the_same_signature,
         ]
     );
+    explain_agrees(&gateway);
 }

@@ -28,8 +28,9 @@
 //! - a denied gRPC request → HTTP 200 `grpc-status: 7` `grpc-message: forbidden`;
 //!   an allowed one reaches the upstream;
 //! - answers are cached per worker: once every worker has asked, repeats
-//!   ask nothing (`kfauth.authz.cache_hit` grows); a denied answer is asked
-//!   again once `deniedTtl` passed, an allowed one is not;
+//!   ask nothing (`kfauth.authz.cache_hit` grows); a denied answer is
+//!   reused within `deniedTtl` and asked again once it passed, an allowed
+//!   one is not;
 //! - metrics `kfauth.authz.allowed|denied|cache_miss|cache_hit` count decisions;
 //! - the API server credential is sent (the stand-in never answered 401) and
 //!   reaches neither the upstream, nor the client, nor Envoy's log;
@@ -73,12 +74,12 @@ use std::time::{Duration, Instant};
 use authz_support::*;
 use kfauth_testkit::apiserver::conformance::{authorization_schemas, report_skipped};
 use kfauth_testkit::apiserver::fixtures::{
-    BOB, EDITOR_SERVICE_ACCOUNT, METRICS_GROUP, TEAM_B_NAMESPACE, USER, USER_NAMESPACE,
-    VIEWER_GROUP,
+    role_binding, Subject, BOB, EDITOR_SERVICE_ACCOUNT, METRICS_GROUP, TEAM_B_NAMESPACE, USER,
+    USER_NAMESPACE, VIEWER_GROUP,
 };
 use kfauth_testkit::apiserver::{validate_sar_request, ApiMode, API_SERVER_SNI};
 use kfauth_testkit::plugin_config::with_rules;
-use kfauth_testkit::{expect, scenarios};
+use kfauth_testkit::{expect, scenarios, wait};
 use serde_json::{json, Value};
 
 fn rbac_config() -> Value {
@@ -314,14 +315,12 @@ fn the_verb_defaults_to_the_method(setup: &Authz) {
 fn a_denial_carries_the_api_servers_reason(setup: &Authz) {
     setup
         .api
-        .apply_yaml(
-            "apiVersion: rbac.authorization.k8s.io/v1\n\
-             kind: RoleBinding\n\
-             metadata: {name: broken, namespace: team-broken}\n\
-             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-missing}\n\
-             subjects:\n\
-             - {apiGroup: rbac.authorization.k8s.io, kind: User, name: nina@example.com}\n",
-        )
+        .apply_yaml(&role_binding(
+            "team-broken",
+            "broken",
+            "kubeflow-missing",
+            &[Subject::User("nina@example.com")],
+        ))
         .unwrap();
     let token = user_token("nina@example.com", &[]);
     let response = setup.send(&Req::kserve("iris", "team-broken").bearer(&token));
@@ -425,21 +424,46 @@ fn denied_answers_expire_sooner_than_allowed_ones(setup: &Authz) {
             setup.reviews_of(user, TEAM_B_NAMESPACE, "ttl"),
         )
     };
+    let denied_reviews = || setup.reviews_of(user, TEAM_B_NAMESPACE, "ttl");
     let started = Instant::now();
     let (allowed_first, denied_first) = round();
     assert!(allowed_first >= 1 && denied_first >= 1);
-    // Within the denied TTL (1s) nothing is asked again...
-    if started.elapsed() < Duration::from_millis(700) {
-        let mut conn = setup.conn();
-        forbidden(&conn.send(&denied), None);
-        expect::allowed(&conn.send(&allowed));
-        assert_eq!(
-            setup.reviews_of(user, TEAM_B_NAMESPACE, "ttl"),
-            denied_first
-        );
-    }
-    // ...after it, the denied review is asked again, the allowed one is not.
-    std::thread::sleep(Duration::from_millis(1300));
+    // Within the denied TTL (1s) a repeat is answered from the cache: of
+    // three denials back to back on one connection (so one worker; GET, no
+    // body, so Envoy keeps the connection after the 403), at most one asks
+    // again, when the cached answer expired between two of them.
+    let repeat = Req::new(
+        "GET",
+        &kserve_host("ttl", TEAM_B_NAMESPACE),
+        &predict_path("ttl"),
+    )
+    .bearer(&token);
+    let mut conn = setup.conn();
+    forbidden(&conn.send(&repeat), None);
+    let asked = denied_reviews();
+    let repeated = Instant::now();
+    forbidden(&conn.send(&repeat), None);
+    forbidden(&conn.send(&repeat), None);
+    let took = repeated.elapsed();
+    assert_eq!(conn.reconnects(), 0, "one connection, one worker");
+    assert!(
+        denied_reviews() <= asked + 1,
+        "two repeats within {took:?} asked {} more reviews",
+        denied_reviews() - asked
+    );
+    // ...after it, the denied review is asked again (never sooner than 1s
+    // after the first round began), the allowed one is not.
+    let asked = denied_reviews();
+    wait::within(Duration::from_secs(10), || {
+        forbidden(&setup.send(&denied), None);
+        denied_reviews() > asked
+    })
+    .unwrap_or_else(|| panic!("deniedTtl 1s: the denied review was not asked again"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the denied answer expired {:?} after it was cached",
+        started.elapsed()
+    );
     let (allowed_then, denied_then) = round();
     assert_eq!(allowed_then, allowed_first, "allowedTtl 30s has not passed");
     assert!(

@@ -26,36 +26,16 @@
     clippy::indexing_slicing
 )]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli_support;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use cli_support::{check, kfauth, temp_file, text};
 use jwt_simple::prelude::*;
 use kfauth::config::{Config, KeySource};
 use kfauth::outcome::Reason;
 use kfauth::verify::{decode, verify};
-
-fn kfauth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kfauth"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn temp_file(name: &str, content: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kfauth-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(content.as_bytes())
-        .unwrap();
-    path
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn check_accepts_good_configs_and_names_the_field_of_bad_ones() {
@@ -211,27 +191,49 @@ fn every_command_has_help_and_usage_errors_exit_2() {
     assert!(text(&out.stderr).contains("does not fit the EC P-256 key"));
 }
 
-fn shared_data() -> Option<PathBuf> {
+/// Kubeflow's manifests in ../shared/data; `None` (and `test` reported
+/// skipped by name) without them.
+fn kubeflow_manifests(test: &str) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/kubeflow-manifests");
-    root.is_dir().then_some(root)
+    if !root.is_dir() {
+        eprintln!("SKIPPED {test}: ../shared/data absent");
+        return None;
+    }
+    Some(root)
+}
+
+/// `kfauth from-istio` over `files`.
+fn from_istio(files: &[PathBuf]) -> Output {
+    let args: Vec<&str> = std::iter::once("from-istio")
+        .chain(files.iter().map(|path| path.to_str().unwrap()))
+        .collect();
+    kfauth(&args)
+}
+
+/// The pluginConfig `from-istio` printed, its issuers in order, and
+/// `kfauth check` accepts it.
+fn translated(out: &Output, name: &str) -> (serde_json::Value, Vec<String>) {
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let issuers = config["jwtRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| rule["issuer"].as_str().unwrap().to_string())
+        .collect();
+    let checked = check(name, &config);
+    assert!(checked.status.success(), "{}", text(&checked.stdout));
+    (config, issuers)
 }
 
 #[test]
 fn from_istio_translates_kubeflows_real_manifests() {
-    let Some(root) = shared_data() else {
-        eprintln!("SKIPPED from_istio_translates_kubeflows_real_manifests: ../shared/data absent");
+    let Some(root) = kubeflow_manifests("from_istio_translates_kubeflows_real_manifests") else {
         return;
     };
     let rendered = root.join("rendered/m2m-dex-and-kind.auth-policies.yaml");
-    let out = kfauth(&["from-istio", rendered.to_str().unwrap()]);
+    let out = from_istio(&[rendered]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let issuers: Vec<&str> = config["jwtRules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|rule| rule["issuer"].as_str().unwrap())
-        .collect();
+    let (config, issuers) = translated(&out, "translated");
     assert_eq!(
         issuers,
         [
@@ -247,20 +249,14 @@ fn from_istio_translates_kubeflows_real_manifests() {
     );
     // The CUSTOM oauth2-proxy policy stays in Istio, and the tool says so.
     assert!(text(&out.stderr).contains("istio-ingressgateway-oauth2-proxy"));
-
-    let translated = temp_file("translated.json", &text(&out.stdout));
-    let checked = kfauth(&["check", translated.to_str().unwrap()]);
-    assert!(checked.status.success(), "{}", text(&checked.stdout));
 }
 
 const LOCAL_GATEWAY: &str = "common/istio/cluster-local-gateway/overlays/m2m-auth";
 
 #[test]
 fn from_istio_refuses_objects_of_two_gateways_in_one_run() {
-    let Some(root) = shared_data() else {
-        eprintln!(
-            "SKIPPED from_istio_refuses_objects_of_two_gateways_in_one_run: ../shared/data absent"
-        );
+    let Some(root) = kubeflow_manifests("from_istio_refuses_objects_of_two_gateways_in_one_run")
+    else {
         return;
     };
     let local = root.join(LOCAL_GATEWAY);
@@ -269,10 +265,7 @@ fn from_istio_refuses_objects_of_two_gateways_in_one_run() {
         local.join("cluster-local-gateway-requestauthentication.yaml"),
         local.join("cluster-local-gateway-authorizationpolicy-deny.yaml"),
     ];
-    let args: Vec<&str> = std::iter::once("from-istio")
-        .chain(files.iter().map(|path| path.to_str().unwrap()))
-        .collect();
-    let out = kfauth(&args);
+    let out = from_istio(&files);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(
         out.stdout.is_empty(),
@@ -292,8 +285,9 @@ fn from_istio_refuses_objects_of_two_gateways_in_one_run() {
 
 #[test]
 fn from_istio_translates_the_local_gateway_and_says_where_it_goes() {
-    let Some(root) = shared_data() else {
-        eprintln!("SKIPPED from_istio_translates_the_local_gateway_and_says_where_it_goes: ../shared/data absent");
+    let Some(root) =
+        kubeflow_manifests("from_istio_translates_the_local_gateway_and_says_where_it_goes")
+    else {
         return;
     };
     let local = root.join(LOCAL_GATEWAY);
@@ -306,19 +300,10 @@ fn from_istio_translates_the_local_gateway_and_says_where_it_goes() {
     .iter()
     .map(|file| local.join(file))
     .collect();
-    let args: Vec<&str> = std::iter::once("from-istio")
-        .chain(files.iter().map(|path| path.to_str().unwrap()))
-        .collect();
-    let out = kfauth(&args);
+    let out = from_istio(&files);
     let said = text(&out.stderr);
     assert!(out.status.success(), "{said}");
-    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let issuers: Vec<&str> = config["jwtRules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|rule| rule["issuer"].as_str().unwrap())
-        .collect();
+    let (config, issuers) = translated(&out, "local-gateway");
     assert_eq!(
         issuers,
         [
@@ -346,21 +331,19 @@ fn from_istio_translates_the_local_gateway_and_says_where_it_goes() {
         "{said}"
     );
     assert!(!said.contains("error"), "{said}");
-    let translated = temp_file("local-gateway.json", &text(&out.stdout));
-    let checked = kfauth(&["check", translated.to_str().unwrap()]);
-    assert!(checked.status.success(), "{}", text(&checked.stdout));
 }
 
 #[test]
 fn from_istio_refuses_unrendered_placeholders_and_a_second_rule_for_an_issuer() {
-    let Some(root) = shared_data() else {
-        eprintln!("SKIPPED from_istio_refuses_unrendered_placeholders_and_a_second_rule_for_an_issuer: ../shared/data absent");
+    let Some(root) = kubeflow_manifests(
+        "from_istio_refuses_unrendered_placeholders_and_a_second_rule_for_an_issuer",
+    ) else {
         return;
     };
     // Kubeflow's m2m component before its overlay sets the issuer.
     let component =
         root.join("common/oauth2-proxy/components/istio-m2m/requestauthentication.yaml");
-    let out = kfauth(&["from-istio", component.to_str().unwrap()]);
+    let out = from_istio(&[component]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert!(
@@ -376,11 +359,7 @@ fn from_istio_refuses_unrendered_placeholders_and_a_second_rule_for_an_issuer() 
             .unwrap()
             .replace("name: m2m-token-issuer", "name: m2m-again"),
     );
-    let out = kfauth(&[
-        "from-istio",
-        rendered.to_str().unwrap(),
-        copy.to_str().unwrap(),
-    ]);
+    let out = from_istio(&[rendered, copy]);
     assert_eq!(out.status.code(), Some(1));
     let said = text(&out.stderr);
     assert!(said.contains("error: RequestAuthentication m2m-again: spec.jwtRules[0].issuer \"https://kubernetes.default.svc.cluster.local\" is also the issuer of RequestAuthentication m2m-token-issuer spec.jwtRules[0]"), "{said}");

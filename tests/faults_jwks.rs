@@ -38,8 +38,9 @@
 use std::time::{Duration, Instant};
 
 use jwt_simple::prelude::*;
+use kfauth_testkit::idp::exact_claims;
 use kfauth_testkit::plugin_config::{claims, kubeflow_rule, uri_rule, with_rules, ISSUER};
-use kfauth_testkit::{expect, forge, Alg, Gateway, HttpResponse, Idp, JwksMode, JwksServer};
+use kfauth_testkit::{expect, forge, wait, Alg, Gateway, HttpResponse, Idp, JwksMode, JwksServer};
 use serde_json::{json, Value};
 
 const WORKERS: u32 = 2;
@@ -102,17 +103,8 @@ fn refused(response: &HttpResponse, what: &str) {
     );
 }
 
-fn within_patience(mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() >= PATIENCE {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn within_patience(check: impl FnMut() -> bool) -> Option<Duration> {
+    wait::within(PATIENCE, check)
 }
 
 /// The ways a key endpoint fails, by name.
@@ -350,12 +342,8 @@ fn three_thousand_keys() {
         s.with_jwks_cluster(port).with_concurrency(WORKERS)
     });
     let claims = claims("alice@example.com", &["a"]);
-    let sign = |key: &ES256KeyPair| {
-        // Exactly these claims: jwt-simple adds none when all are unset.
-        let mut exact = JWTClaims::<serde_json::Map<String, Value>>::new();
-        exact.custom = claims.as_object().unwrap().clone();
-        key.sign(exact).unwrap()
-    };
+    // Exactly these claims: jwt-simple adds none when all are unset.
+    let sign = |key: &ES256KeyPair| key.sign(exact_claims(&claims)).unwrap();
     let good = sign(&ours);
     passes_as(
         &send(&gateway, &good),

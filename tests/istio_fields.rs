@@ -20,44 +20,17 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli_support;
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use cli_support::{check, kfauth, temp_file, text};
 use kfauth_testkit::idp::standard_claims;
 use kfauth_testkit::plugin_config::{claims, with_rules, ISSUER};
 use kfauth_testkit::{expect, scenarios, Alg, Gateway, HttpResponse, Idp, JwksServer};
 use serde::Deserialize as _;
 use serde_json::{json, Value};
-
-fn kfauth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kfauth"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn temp_file(name: &str, content: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kfauth-istio-fields-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(content.as_bytes())
-        .unwrap();
-    path
-}
-
-/// `kfauth check` on `config` (a pluginConfig), with its output.
-fn check(name: &str, config: &Value) -> Output {
-    let path = temp_file(&format!("{name}.json"), &config.to_string());
-    kfauth(&["check", path.to_str().unwrap()])
-}
 
 fn crd_path() -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -33,7 +33,7 @@
 use std::time::{Duration, Instant};
 
 use kfauth_testkit::plugin_config::{claims, uri_rule, with_rules, ISSUER};
-use kfauth_testkit::{expect, Alg, Gateway, HttpResponse, Idp, JwksMode, JwksServer};
+use kfauth_testkit::{expect, wait, Alg, Gateway, HttpResponse, Idp, JwksMode, JwksServer};
 use serde_json::{json, Value};
 
 /// Worker threads: several VMs that must share one key set.
@@ -98,9 +98,22 @@ fn all_workers_pass(gateway: &Gateway, token: &str, count: usize, what: &str) {
 
 /// Sends `token` every 150 ms for `duration` (fresh connections); each must pass.
 fn keeps_passing(gateway: &Gateway, token: &str, duration: Duration, what: &str) {
+    keeps_passing_until(gateway, token, duration, what, || true);
+}
+
+/// [`keeps_passing`] for at least `duration`, then on until `seen` holds
+/// (what the phase is waiting to observe, such as refreshes reaching the
+/// JWKS server: a loaded machine is slower to get there), `PATIENCE` at most.
+fn keeps_passing_until(
+    gateway: &Gateway,
+    token: &str,
+    duration: Duration,
+    what: &str,
+    mut seen: impl FnMut() -> bool,
+) {
     let start = Instant::now();
     let mut sent = 0;
-    while start.elapsed() < duration {
+    while start.elapsed() < duration || (!seen() && start.elapsed() < duration + PATIENCE) {
         let response = send(gateway, token);
         assert_eq!(
             response.status,
@@ -114,19 +127,27 @@ fn keeps_passing(gateway: &Gateway, token: &str, duration: Duration, what: &str)
     }
 }
 
-/// Polls `check` every 100 ms until it holds or `PATIENCE` runs out; returns
-/// how long it took, or `None`.
-fn within_patience(mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return Some(start.elapsed());
+/// Polls `check` until it holds or `PATIENCE` runs out; returns how long it
+/// took, or `None`.
+fn within_patience(check: impl FnMut() -> bool) -> Option<Duration> {
+    wait::within(PATIENCE, check)
+}
+
+/// Whether a run of fresh connections (twice the workers) all answer
+/// `status`; an answer that is neither `status` nor `otherwise` fails the test.
+fn a_run_answers(
+    gateway: &Gateway,
+    token: &str,
+    status: u16,
+    otherwise: impl Fn(&HttpResponse),
+) -> bool {
+    (0..2 * WORKERS).all(|_| {
+        let response = send(gateway, token);
+        if response.status != status {
+            otherwise(&response);
         }
-        if start.elapsed() >= PATIENCE {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        response.status == status
+    })
 }
 
 fn counter(gateway: &Gateway, name: &str) -> u64 {
@@ -147,7 +168,6 @@ fn keys_arrive_once_the_jwks_server_comes_up() {
     expect::allowed(&gateway.get("/echo", &[]));
 
     jwks.restart();
-    let up = Instant::now();
     let mut not_yet = 0;
     let first = within_patience(|| {
         let response = send(&gateway, &t);
@@ -168,10 +188,15 @@ fn keys_arrive_once_the_jwks_server_comes_up() {
         jwks.hits()
     );
 
-    // Within about a second every worker has the keys.
-    if let Some(rest) = Duration::from_secs(2).checked_sub(up.elapsed()) {
-        std::thread::sleep(rest);
-    }
+    // The other workers read the shared keys on their tick: wait until a
+    // run of fresh connections all pass.
+    let spread = within_patience(|| {
+        a_run_answers(&gateway, &t, 200, |r| {
+            expect::unavailable(r, "jwks_unavailable");
+        })
+    })
+    .unwrap_or_else(|| panic!("the keys did not reach every worker within {PATIENCE:?}"));
+    eprintln!("every worker passed {spread:?} after the first 200");
     all_workers_pass(&gateway, &t, 20, "after recovery");
     all_workers_pass(
         &gateway,
@@ -199,8 +224,15 @@ fn a_rotated_key_passes_on_first_use() {
     );
     expect::allowed(&send(&gateway, &token(old_idp, Alg::RS256)));
 
-    // Let the refetch rate limit lapse, then rotate: new kids only.
-    std::thread::sleep(Duration::from_millis(1200));
+    // The refetch rate limit (1s) counts from the last fetch: let it lapse
+    // (with a margin for the VM's clock, which notes the fetch after the
+    // JWKS server saw it), then rotate: new kids only.
+    let last_fetch = *jwks
+        .hit_times()
+        .last()
+        .expect("Envoy's start fetched the keys");
+    let lapsed = last_fetch + Duration::from_millis(1200);
+    std::thread::sleep(lapsed.saturating_duration_since(Instant::now()));
     jwks.set_mode(JwksMode::Serve(new_idp.jwks_json()));
     let before = jwks.hits();
     let seen = expect::allowed(&send(&gateway, &token(new_idp, Alg::RS256)));
@@ -220,9 +252,15 @@ fn a_rotated_key_passes_on_first_use() {
     );
 
     // The removed key no longer verifies anything, on any worker, once the
-    // new set has reached them all (each VM reads the shared set on its tick).
-    std::thread::sleep(Duration::from_millis(1500));
+    // new set has reached them all (each VM reads the shared set on its
+    // tick): wait until a run of fresh connections all refuse it.
     let old = token(old_idp, Alg::RS256);
+    within_patience(|| {
+        a_run_answers(&gateway, &old, 401, |r| {
+            expect::allowed(r);
+        })
+    })
+    .unwrap_or_else(|| panic!("the removed key still verifies {PATIENCE:?} after the rotation"));
     for _ in 0..12 {
         expect::rejected(&send(&gateway, &old), "key_unknown");
     }
@@ -269,6 +307,11 @@ fn an_unknown_kid_flood_costs_at_most_one_refetch() {
 
     let before = jwks.hits();
     let refetches_before = counter(&gateway, "kfauth.jwks.refetch_unknown_kid");
+    let ended = || {
+        counter(&gateway, "kfauth.jwks.fetch_success")
+            + counter(&gateway, "kfauth.jwks.fetch_failed")
+    };
+    let ended_before = ended();
     let started = Instant::now();
     let answers: Vec<(HttpResponse, Duration)> = std::thread::scope(|scope| {
         let handles: Vec<_> = tokens
@@ -298,10 +341,18 @@ fn an_unknown_kid_flood_costs_at_most_one_refetch() {
     }
     let mut latencies: Vec<Duration> = answers.iter().map(|(_, d)| *d).collect();
     latencies.sort_unstable();
-    // Let a fetch started by the last requests land before counting.
-    std::thread::sleep(Duration::from_millis(500));
+    // A refetch started by the last requests may still be under way: count
+    // once every refetch kfauth started has ended (succeeded or failed).
+    let refetches = || counter(&gateway, "kfauth.jwks.refetch_unknown_kid") - refetches_before;
+    within_patience(|| ended() - ended_before >= refetches()).unwrap_or_else(|| {
+        panic!(
+            "{} refetches started, {} ended",
+            refetches(),
+            ended() - ended_before
+        )
+    });
     let fetched = jwks.hits() - before;
-    let refetches = counter(&gateway, "kfauth.jwks.refetch_unknown_kid") - refetches_before;
+    let refetches = refetches();
     eprintln!(
         "flood of {TOKENS} unknown kids in {took:?} (latency median {:?}, max {:?}): {fetched} JWKS fetches, refetch_unknown_kid +{refetches}",
         latencies[TOKENS / 2],
@@ -326,7 +377,9 @@ fn outages_and_garbage_keep_the_last_good_keys() {
     let failed = counter(&gateway, "kfauth.jwks.fetch_failed");
     let hits = jwks.hits();
     jwks.set_mode(JwksMode::Fail);
-    keeps_passing(&gateway, &t, phase, "JWKS answering 500");
+    keeps_passing_until(&gateway, &t, phase, "JWKS answering 500", || {
+        jwks.hits() >= hits + 2 && counter(&gateway, "kfauth.jwks.fetch_failed") > failed
+    });
     assert!(
         jwks.hits() >= hits + 2,
         "refreshes kept trying during the 500s ({} fetches)",
@@ -340,7 +393,9 @@ fn outages_and_garbage_keep_the_last_good_keys() {
     );
 
     jwks.stop();
-    keeps_passing(&gateway, &t, phase, "JWKS server gone");
+    keeps_passing_until(&gateway, &t, phase, "JWKS server gone", || {
+        counter(&gateway, "kfauth.jwks.fetch_failed") > failed_now
+    });
     let failed_later = counter(&gateway, "kfauth.jwks.fetch_failed");
     assert!(
         failed_later > failed_now,
@@ -357,7 +412,7 @@ fn outages_and_garbage_keep_the_last_good_keys() {
         jwks.set_mode(garbage);
         jwks.restart();
         let hits = jwks.hits();
-        keeps_passing(&gateway, &t, phase, what);
+        keeps_passing_until(&gateway, &t, phase, what, || jwks.hits() >= hits + 2);
         assert!(
             jwks.hits() >= hits + 2,
             "{what}: refreshes kept fetching ({} fetches)",
@@ -442,11 +497,16 @@ fn one_fetch_per_refresh_across_four_workers() {
     let t = token(idp, Alg::ES256);
     expect::allowed(&send(&gateway, &t));
 
-    // Startup: every hit within a second of the first is the start's fetch.
+    // Refreshes: 10 s of traffic on every worker, counted from a second
+    // after the first fetch (the first refresh is 2 s away).
     let first = jwks.hit_times()[0];
-    if let Some(rest) = Duration::from_secs(1).checked_sub(first.elapsed()) {
-        std::thread::sleep(rest);
-    }
+    let window = Duration::from_secs(10);
+    let periods = 5;
+    let from = Instant::now().max(first + Duration::from_secs(1));
+    keeps_passing(&gateway, &t, window, "during refreshes");
+    let to = Instant::now();
+
+    // Startup: every hit within a second of the first is the start's fetch.
     let startup = jwks
         .hit_times()
         .iter()
@@ -457,13 +517,6 @@ fn one_fetch_per_refresh_across_four_workers() {
         startup <= 2,
         "Envoy's start fetched the JWKS {startup} times with {WORKERS} workers (one VM should fetch for all)"
     );
-
-    // Refreshes: 10 s of traffic on every worker.
-    let window = Duration::from_secs(10);
-    let periods = 5;
-    let from = Instant::now();
-    keeps_passing(&gateway, &t, window, "during refreshes");
-    let to = Instant::now();
     let in_window: Vec<Instant> = jwks
         .hit_times()
         .into_iter()

@@ -11,8 +11,8 @@
 //!   upstream sees only the verified identity;
 //! - without a token, such a header does not let the request through.
 
-// The upstream is a raw socket here (tests/raw_upstream): the testkit's echo
-// server (tiny_http) answers 400 to a header value that is not ASCII.
+// The upstream keeps raw heads here (tests/raw_upstream): the echo's JSON
+// account cannot carry a header value that is not UTF-8.
 
 // End-to-end against a real Envoy: native only (the testkit is not built for wasm).
 #![cfg(not(target_arch = "wasm32"))]

@@ -33,7 +33,6 @@
 )]
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +42,7 @@ use std::time::{Duration, Instant};
 use kfauth_testkit::apiserver::conformance::report_skipped;
 use kfauth_testkit::bootstrap::{repo_root, wasm_path, Cluster, EnvoySettings, RemoteCode};
 use kfauth_testkit::client::{self, HttpResponse};
+use kfauth_testkit::listener::free_port;
 use kfauth_testkit::plugin_config::{claims, inline_rule, with_rules, ISSUER};
 use kfauth_testkit::serve::{HttpServer, Reply};
 use kfauth_testkit::{expect, Alg, EchoServer, Envoy, Gateway, Idp};
@@ -161,14 +161,6 @@ fn run(program: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A distribution v2 registry on `127.0.0.1`, storing in a temp directory;

@@ -39,6 +39,7 @@ use std::time::Duration;
 use base64::Engine;
 use jwt_simple::prelude::*;
 use kfauth_testkit::forge::{self, Signer};
+use kfauth_testkit::idp::exact_claims;
 use kfauth_testkit::plugin_config::{kubeflow_rule, with_rules, AUDIENCE};
 use kfauth_testkit::{expect, scenarios, standard_claims, Gateway, HttpResponse, JwksServer};
 use serde_json::{json, Value};
@@ -86,9 +87,7 @@ fn es256(kid: Option<&str>, issuer: &str) -> String {
         Some(kid) => key.with_key_id(kid),
         None => key,
     };
-    let mut claims = JWTClaims::<serde_json::Map<String, Value>>::new();
-    claims.custom = claims_for(issuer).as_object().unwrap().clone();
-    key.sign(claims).unwrap()
+    key.sign(exact_claims(&claims_for(issuer))).unwrap()
 }
 
 /// ES512 with the peer's P-521 key, under `header` as given.

@@ -37,13 +37,13 @@
     clippy::indexing_slicing
 )]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kfauth_testkit::bootstrap::{repo_root, Cluster, Route};
 use kfauth_testkit::client::HttpResponse;
+use kfauth_testkit::listener::free_port;
 use kfauth_testkit::plugin_config::{claims, inline_rule, with_rules, ISSUER};
 use kfauth_testkit::{scenarios, Alg, Gateway, Idp};
 use serde_json::{json, Value};
@@ -220,11 +220,7 @@ impl Gunicorn {
             .join(format!("gunicorn-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("kfauth_test_app.py"), APP).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(&bin)
             .args(["--bind", &format!("127.0.0.1:{port}"), "--chdir"])
             .arg(&dir)

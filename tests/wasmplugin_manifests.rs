@@ -83,6 +83,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use kfauth::access::Access;
 use kfauth::authz::subject_access_review::SubjectAccessReviewCache;
 use kfauth::authz::{authorize, AuthzStep};
 use kfauth::config::{Config, KeySource};
@@ -91,6 +92,7 @@ use kfauth::request::RequestView;
 use kfauth_testkit::apiserver::conformance::{
     istio_crd_schemas, report_skipped, shared_data_file, KUBEFLOW_ROLE_MANIFESTS,
 };
+use kfauth_testkit::apiserver::fixtures::{role_binding, Subject};
 use kfauth_testkit::apiserver::openapi::Schemas;
 use kfauth_testkit::apiserver::{validate_sar_request, AccessRequest, Rbac};
 use kfauth_testkit::kustomize::{build, kubectl_present, relative_path, yaml_documents};
@@ -862,6 +864,7 @@ fn plugin_configs_are_accepted_by_kfauth() {
             Some(&identity),
             &cache,
             Duration::ZERO,
+            &mut Access::default(),
         )
     };
     let host = "iris.team-a.example.com";
@@ -904,11 +907,12 @@ fn plugin_configs_are_accepted_by_kfauth() {
         .collect();
     if role_files.len() == KUBEFLOW_ROLE_MANIFESTS.len() {
         let mut rbac = Rbac::from_files(&role_files).unwrap();
-        rbac.load_yaml(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: user-alice, namespace: team-a}\n\
-             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}\n\
-             subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice@example.com}]\n",
-        )
+        rbac.load_yaml(&role_binding(
+            "team-a",
+            "user-alice",
+            "kubeflow-view",
+            &[Subject::User("alice@example.com")],
+        ))
         .unwrap();
         let ask = |namespace: &str| {
             AccessRequest::user("alice@example.com")

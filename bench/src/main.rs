@@ -14,7 +14,6 @@
 //! ratios, not the absolute figures.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use kfauth_bench::empty_filter::{empty_filter_path, Probe, PROBE_CALLS};
 use kfauth_testkit::bootstrap::{repo_root, wasm_path};
 use kfauth_testkit::envoy::envoy_bin;
 use kfauth_testkit::idp::{standard_claims, Alg, Idp};
+use kfauth_testkit::listener::free_port;
 use serde_json::{json, Value};
 
 const ISSUER: &str = "https://bench.kfauth.local";
@@ -44,6 +44,9 @@ enum Variant {
     /// kfauth verifying the token but changing no header (the token forwarded,
     /// no claim mapped): what its header edits cost, by difference.
     KfauthNoEdits,
+    /// kfauth with `signatureVerification: wasm`: every signature checked by
+    /// kfauth's own code instead of Envoy's `verify_signature`.
+    KfauthWasmSignatures,
     /// A Wasm filter that does nothing (`empty_filter_wat`): what Envoy itself
     /// charges for any Wasm HTTP filter.
     WasmEmpty,
@@ -63,6 +66,7 @@ impl Variant {
             Variant::KfauthNoEdits => {
                 "kfauth, no header changed (token forwarded, no claim mapped)"
             }
+            Variant::KfauthWasmSignatures => "kfauth, signatures checked in Wasm",
             Variant::WasmEmpty => "a Wasm filter that does nothing",
             Variant::Probe(Probe::Clock) => "empty filter + 8 clock reads",
             Variant::Probe(Probe::HeaderPairs) => "empty filter + 8 header-map reads",
@@ -87,6 +91,7 @@ impl Variant {
             Variant::Kfauth => "kfauth",
             Variant::KfauthFloor => "kfauth-floor",
             Variant::KfauthNoEdits => "kfauth-no-edits",
+            Variant::KfauthWasmSignatures => "kfauth-wasm-signatures",
             Variant::WasmEmpty => "wasm-empty",
             Variant::Probe(probe) => probe.key(),
         }
@@ -101,13 +106,6 @@ struct Measure {
     p50_ms: f64,
     p99_ms: f64,
     non_2xx: u64,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .unwrap_or(18080)
 }
 
 fn filter_yaml(variant: Variant, jwks: &str) -> String {
@@ -138,7 +136,10 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
                 "          - name: envoy.filters.http.jwt_authn\n            typed_config: {config}\n"
             )
         }
-        Variant::Kfauth | Variant::KfauthFloor | Variant::KfauthNoEdits => {
+        Variant::Kfauth
+        | Variant::KfauthFloor
+        | Variant::KfauthNoEdits
+        | Variant::KfauthWasmSignatures => {
             let mut plugin = json!({
                 "jwtRules": [{
                     "issuer": ISSUER,
@@ -153,6 +154,9 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
             });
             if variant == Variant::KfauthFloor {
                 plugin["skipPaths"] = json!(["^/"]);
+            }
+            if variant == Variant::KfauthWasmSignatures {
+                plugin["signatureVerification"] = json!("wasm");
             }
             if variant == Variant::KfauthNoEdits {
                 let rule = &mut plugin["jwtRules"][0];
@@ -358,7 +362,7 @@ request = function()\n  local index = (i * threads + (id or 0)) % #tokens + 1\n 
 }
 
 /// Mints `count` distinct RS256 tokens (a `jti` each) on every core.
-fn mint_fresh_tokens(idp: &Idp, count: usize) -> Vec<String> {
+fn mint_fresh_tokens(idp: &Idp, alg: Alg, count: usize) -> Vec<String> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let per_thread = count.div_ceil(cores);
     std::thread::scope(|scope| {
@@ -374,7 +378,7 @@ fn mint_fresh_tokens(idp: &Idp, count: usize) -> Vec<String> {
                                 &["team-a", "team-b"],
                             );
                             claims["jti"] = json!(format!("fresh-{n}"));
-                            idp.sign(Alg::RS256, &claims)
+                            idp.sign(alg, &claims)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -522,9 +526,14 @@ fn main() {
 
     let idp = Idp::generate("bench-rsa", "bench-ec");
     let jwks = idp.jwks_json();
+    // BENCH_ALG=ES256: every workload's tokens signed with the P-256 key.
+    let alg = match std::env::var("BENCH_ALG").as_deref() {
+        Ok("ES256") => Alg::ES256,
+        _ => Alg::RS256,
+    };
     let mint = |user: usize| {
         idp.sign(
-            Alg::RS256,
+            alg,
             &standard_claims(
                 ISSUER,
                 AUDIENCE,
@@ -549,7 +558,7 @@ fn main() {
     }
     if wanted_workloads.contains(&"c") {
         eprintln!("minting {FRESH_TOKENS} tokens for the fresh-token workload");
-        let fresh = mint_fresh_tokens(&idp, FRESH_TOKENS);
+        let fresh = mint_fresh_tokens(&idp, alg, FRESH_TOKENS);
         let fresh_script = workdir.join("fresh.lua");
         write_fresh_token_script(&fresh_script, &fresh, WRK_THREADS);
         workloads.push((
@@ -567,6 +576,7 @@ fn main() {
         Variant::Kfauth,
         Variant::KfauthFloor,
         Variant::KfauthNoEdits,
+        Variant::KfauthWasmSignatures,
         Variant::WasmEmpty,
     ]
     .into_iter()

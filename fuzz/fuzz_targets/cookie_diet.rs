@@ -14,15 +14,10 @@
 
 use kfauth::config::Config;
 use kfauth::cookie_diet::apply;
-use kfauth::outcome::{is_grpc_content_type, HeaderEdits};
+use kfauth::outcome::is_grpc_content_type;
 use kfauth::request::RequestView;
+use kfauth_fuzz::cookies::{assert_rewritten, name_of, pairs_of, Input};
 use libfuzzer_sys::fuzz_target;
-
-enum Prior<'a> {
-    Untouched,
-    CookieRemoved,
-    CookieSet(&'a str),
-}
 
 const CONTENT_TYPES: [&str; 6] = [
     "application/grpc",
@@ -40,43 +35,15 @@ const PATHS: [&str; 5] = [
     "/",
 ];
 
-/// RFC 6265's OWS: SP and HTAB.
-fn trim_ows(text: &str) -> &str {
-    text.trim_matches([' ', '\t'])
-}
-
-fn pairs_of(header: &str) -> impl Iterator<Item = &str> {
-    header
-        .split(';')
-        .map(trim_ows)
-        .filter(|pair| !pair.is_empty())
-}
-
-fn name_of(pair: &str) -> &str {
-    trim_ows(pair.split_once('=').map_or(pair, |(name, _)| name))
-}
-
 fuzz_target!(|data: &[u8]| {
-    let [flags, max, rest @ ..] = data else {
+    let Some(input) = Input::parse(data) else {
         return;
     };
-    let text = String::from_utf8_lossy(rest);
-    let mut lines = text.split('\n');
-    let strip: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split(',')
-        .filter(|name| !name.is_empty())
-        .collect();
-    let mut cookie_headers: Vec<&str> = lines.collect();
-    let prior_kind = match flags >> 6 {
-        0 | 1 => Prior::Untouched,
-        2 => Prior::CookieRemoved,
-        _ => Prior::CookieSet(cookie_headers.pop().unwrap_or_default()),
-    };
+    let flags = input.flags;
+    let strip = input.name_list();
     let config = serde_json::json!({
         "jwtRules": [{"issuer": "https://issuer.example.test", "jwksUri": "https://issuer.example.test/keys"}],
-        "grpc": {"stripCookies": strip, "maxCookieBytes": usize::from(*max) * 4},
+        "grpc": {"stripCookies": strip, "maxCookieBytes": usize::from(input.size) * 4},
     });
     let config = match Config::parse(config.to_string().as_bytes()) {
         Ok(config) => config,
@@ -89,9 +56,10 @@ fuzz_target!(|data: &[u8]| {
     let content_type = CONTENT_TYPES[usize::from(flags & 7) % CONTENT_TYPES.len()];
     let mut headers = vec![("content-type".to_string(), content_type.to_string())];
     headers.extend(
-        cookie_headers
+        input
+            .cookie_headers
             .iter()
-            .map(|cookie| ("cookie".to_string(), cookie.to_string())),
+            .map(|cookie| ("cookie".to_string(), cookie.clone())),
     );
     let request = RequestView {
         method: "POST".into(),
@@ -100,33 +68,11 @@ fuzz_target!(|data: &[u8]| {
         headers,
         ..RequestView::default()
     };
-    let prior = match &prior_kind {
-        Prior::Untouched => HeaderEdits::default(),
-        Prior::CookieRemoved => HeaderEdits {
-            remove: vec!["cookie".into()],
-            ..HeaderEdits::default()
-        },
-        Prior::CookieSet(cookie) => HeaderEdits {
-            remove: vec!["cookie".into()],
-            set: vec![
-                ("x-other".into(), "1".into()),
-                ("cookie".into(), cookie.to_string()),
-            ],
-            ..HeaderEdits::default()
-        },
-    };
+    let prior = input.prior_edits();
     let mut edits = prior.clone();
     apply(grpc, &request, &mut edits);
 
-    // What goes upstream before the diet: the edited Cookie, or the client's.
-    let current: Vec<String> = match &prior_kind {
-        Prior::Untouched => request
-            .header_values("cookie")
-            .map(str::to_string)
-            .collect(),
-        Prior::CookieRemoved => vec![],
-        Prior::CookieSet(cookie) => vec![cookie.to_string()],
-    };
+    let current = input.current();
     let total: usize = current.iter().map(String::len).sum();
     let applies = is_grpc_content_type(Some(content_type))
         && grpc
@@ -141,42 +87,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     assert_eq!(edits.path, prior.path);
-    assert!(edits.remove.iter().any(|name| name == "cookie"));
     assert_eq!(
         edits.stripped_cookie_bytes,
         stripped.iter().map(|pair| pair.len()).sum::<usize>()
     );
-    let others: Vec<_> = prior
-        .set
-        .iter()
-        .filter(|(name, _)| name != "cookie")
-        .collect();
-    let set_others: Vec<_> = edits
-        .set
-        .iter()
-        .filter(|(name, _)| name != "cookie")
-        .collect();
-    assert_eq!(set_others, others);
-    let cookies: Vec<&str> = edits
-        .set
-        .iter()
-        .filter(|(name, _)| name == "cookie")
-        .map(|(_, value)| value.as_str())
-        .collect();
-    if kept.is_empty() {
-        assert!(
-            cookies.is_empty(),
-            "an empty Cookie header was set: {cookies:?}"
-        );
-        return;
-    }
-    assert_eq!(cookies.len(), 1, "{cookies:?}");
-    let sent: Vec<&str> = cookies[0].split("; ").collect();
-    assert_eq!(sent, kept, "kept cookies changed");
-    for pair in pairs_of(cookies[0]) {
-        assert!(
-            !strip.contains(&name_of(pair)),
-            "a stripped cookie is left: {pair}"
-        );
-    }
+    assert_rewritten(&prior, &edits, &kept, |name| {
+        strip.is_empty() || strip.contains(&name)
+    });
 });

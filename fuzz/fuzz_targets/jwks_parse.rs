@@ -133,14 +133,14 @@ fn assert_material(entry: &Value, key: &VerifyingKey) {
         assert_eq!(uncompressed, expected);
     };
     match key {
-        VerifyingKey::Rs256(key) => rsa_bits(key.modulus_bits()),
-        VerifyingKey::Rs384(key) => rsa_bits(key.modulus_bits()),
-        VerifyingKey::Rs512(key) => rsa_bits(key.modulus_bits()),
+        VerifyingKey::Rs256(key, _) => rsa_bits(key.modulus_bits()),
+        VerifyingKey::Rs384(key, _) => rsa_bits(key.modulus_bits()),
+        VerifyingKey::Rs512(key, _) => rsa_bits(key.modulus_bits()),
         VerifyingKey::Ps256(key) => rsa_bits(key.modulus_bits()),
         VerifyingKey::Ps384(key) => rsa_bits(key.modulus_bits()),
         VerifyingKey::Ps512(key) => rsa_bits(key.modulus_bits()),
-        VerifyingKey::Es256(key) => point(&key.public_key().to_bytes_uncompressed(), 32),
-        VerifyingKey::Es384(key) => point(&key.public_key().to_bytes_uncompressed(), 48),
+        VerifyingKey::Es256(key, _) => point(&key.public_key().to_bytes_uncompressed(), 32),
+        VerifyingKey::Es384(key, _) => point(&key.public_key().to_bytes_uncompressed(), 48),
         VerifyingKey::Es512(key) => point(key.to_sec1_point(false).as_bytes(), 66),
         VerifyingKey::EdDsa(key) => assert_eq!(key.to_bytes(), member(entry, "x")),
     }

@@ -10,7 +10,9 @@
 //! in `status.audiences`.
 #![no_main]
 
-use kfauth::authz::subject_access_review::{parse_subject_access_review, SubjectAccessReviewAnswer};
+use kfauth::authz::subject_access_review::{
+    parse_subject_access_review, SubjectAccessReviewAnswer,
+};
 use kfauth::authz::token_review::{parse_token_review, TokenStatus};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

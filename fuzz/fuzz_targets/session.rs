@@ -16,9 +16,9 @@
 
 use kfauth::config::Config;
 use kfauth::header_budget::{check, line_bytes};
-use kfauth::outcome::HeaderEdits;
 use kfauth::request::RequestView;
 use kfauth::session::apply;
+use kfauth_fuzz::cookies::{assert_rewritten, name_of, pairs_of, Input};
 use libfuzzer_sys::fuzz_target;
 
 const PATHS: [&str; 6] = [
@@ -29,22 +29,6 @@ const PATHS: [&str; 6] = [
     "/x/oauth2/",
     "/",
 ];
-
-/// RFC 6265's OWS: SP and HTAB.
-fn trim_ows(text: &str) -> &str {
-    text.trim_matches([' ', '\t'])
-}
-
-fn pairs_of(header: &str) -> impl Iterator<Item = &str> {
-    header
-        .split(';')
-        .map(trim_ows)
-        .filter(|pair| !pair.is_empty())
-}
-
-fn name_of(pair: &str) -> &str {
-    trim_ows(pair.split_once('=').map_or(pair, |(name, _)| name))
-}
 
 /// An independent statement of the rule: `NAME`, or `NAME_` then digits.
 fn is_session(names: &[&str], name: &str) -> bool {
@@ -59,24 +43,12 @@ fn is_session(names: &[&str], name: &str) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [flags, budget, rest @ ..] = data else {
+    let Some(input) = Input::parse(data) else {
         return;
     };
-    let text = String::from_utf8_lossy(rest);
-    let mut lines = text.split('\n');
-    let names: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split(',')
-        .filter(|name| !name.is_empty())
-        .collect();
-    let mut cookie_headers: Vec<&str> = lines.collect();
-    let prior_set = match flags >> 6 {
-        0 | 1 => None,
-        2 => Some(None),
-        _ => Some(Some(cookie_headers.pop().unwrap_or_default())),
-    };
-    let max = 256 + 64 * usize::from(*budget);
+    let flags = input.flags;
+    let names = input.name_list();
+    let max = 256 + 64 * usize::from(input.size);
     let mut config = serde_json::json!({
         "jwtRules": [{"issuer": "https://issuer.example.test", "jwksUri": "https://issuer.example.test/keys"}],
         "headerBudgets": [{"paths": ["^/"], "maxHeaderBytes": max}],
@@ -101,35 +73,18 @@ fuzz_target!(|data: &[u8]| {
         method: "GET".into(),
         path: path.into(),
         authority: "kubeflow.example.test".into(),
-        headers: cookie_headers
+        headers: input
+            .cookie_headers
             .iter()
-            .map(|cookie| ("cookie".to_string(), cookie.to_string()))
+            .map(|cookie| ("cookie".to_string(), cookie.clone()))
             .collect(),
         ..RequestView::default()
     };
-    let prior = match prior_set {
-        None => HeaderEdits::default(),
-        Some(None) => HeaderEdits {
-            remove: vec!["cookie".into()],
-            ..HeaderEdits::default()
-        },
-        Some(Some(cookie)) => HeaderEdits {
-            remove: vec!["cookie".into()],
-            set: vec![
-                ("x-other".into(), "1".into()),
-                ("cookie".into(), cookie.to_string()),
-            ],
-            ..HeaderEdits::default()
-        },
-    };
+    let prior = input.prior_edits();
     let mut edits = prior.clone();
     apply(&config.session, &request, &mut edits);
 
-    let current: Vec<String> = match prior_set {
-        None => cookie_headers.iter().map(|c| c.to_string()).collect(),
-        Some(None) => vec![],
-        Some(Some(cookie)) => vec![cookie.to_string()],
-    };
+    let current = input.current();
     let exempt = path.starts_with("/oauth2/")
         || path.starts_with("//oauth2/")
         || path.starts_with("/%6Fauth2/");
@@ -141,33 +96,11 @@ fuzz_target!(|data: &[u8]| {
     if exempt || removed.is_empty() {
         assert_eq!(edits, prior, "changed cookies it should have left alone");
     } else {
-        assert!(edits.remove.iter().any(|name| name == "cookie"));
         assert_eq!(
             edits.session_cookie_bytes,
             removed.iter().map(|pair| pair.len()).sum::<usize>()
         );
-        let others: Vec<_> = prior.set.iter().filter(|(n, _)| n != "cookie").collect();
-        let set_others: Vec<_> = edits.set.iter().filter(|(n, _)| n != "cookie").collect();
-        assert_eq!(set_others, others);
-        let cookies: Vec<&str> = edits
-            .set
-            .iter()
-            .filter(|(name, _)| name == "cookie")
-            .map(|(_, value)| value.as_str())
-            .collect();
-        if kept.is_empty() {
-            assert!(cookies.is_empty(), "an empty Cookie header was set");
-        } else {
-            assert_eq!(cookies.len(), 1, "{cookies:?}");
-            let sent: Vec<&str> = cookies[0].split("; ").collect();
-            assert_eq!(sent, kept, "kept cookies changed");
-            for pair in pairs_of(cookies[0]) {
-                assert!(
-                    !is_session(&names, name_of(pair)),
-                    "a session cookie is left: {pair}"
-                );
-            }
-        }
+        assert_rewritten(&prior, &edits, &kept, |name| is_session(&names, name));
     }
 
     // The budget, on what goes upstream.

@@ -144,7 +144,7 @@ fn assert_genuine(token: &str, rule: usize, built: &Built) {
     // The alg name exactly as the harness signs it (not an alias kfauth also reads).
     let algorithm = Algorithm::from_name(alg_name)
         .filter(|algorithm| algorithm.name() == alg_name)
-    .unwrap_or_else(|| panic!("accepted with alg {alg_name:?}: {token}"));
+        .unwrap_or_else(|| panic!("accepted with alg {alg_name:?}: {token}"));
     let kid = match header.get("kid") {
         None => None,
         Some(Value::String(kid)) => Some(kid.as_str()),

@@ -139,12 +139,8 @@ pub fn seeds() -> &'static [Seed] {
         let mut seeds: Vec<Seed> = signed
             .into_iter()
             .map(|(name, kid, key, algorithm, claims)| {
-                let (token, signed) = signed_token(
-                    &header(algorithm.name(), kid),
-                    claims,
-                    key,
-                    algorithm,
-                );
+                let (token, signed) =
+                    signed_token(&header(algorithm.name(), kid), claims, key, algorithm);
                 Seed {
                     name,
                     token,

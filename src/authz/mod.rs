@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::access::Access;
 use crate::claims::{header_value, lookup, lookup_list};
 use crate::config::JwtRule;
 use crate::outcome::{Denial, Identity, Reason};
@@ -218,7 +219,8 @@ fn attributes(
     }
 }
 
-/// Decides what authorization needs for a request whose identity (if any) is verified.
+/// Decides what authorization needs for a request whose identity (if any) is
+/// verified, noting the review's verb, resource and namespace in `access`.
 pub fn authorize(
     authz: &Authorization,
     jwt_rules: &[JwtRule],
@@ -226,6 +228,7 @@ pub fn authorize(
     identity: Option<&Identity>,
     cache: &SubjectAccessReviewCache,
     now: Duration,
+    access: &mut Access,
 ) -> AuthzStep {
     let Some((rule, captures)) = matching_rule(authz, request) else {
         return if !authz.default_deny {
@@ -254,6 +257,12 @@ pub fn authorize(
         Ok(found) => found,
         Err(missing) => return forbidden(format!("the request has no {missing}")),
     };
+    let attribute = |name| attributes.get(name).and_then(Value::as_str);
+    access.reviewed(
+        attribute("verb"),
+        attribute("resource").or(attribute("path")),
+        attribute("namespace"),
+    );
     if let Some(env) = authz.apiserver.missing_credential() {
         return match unavailable(authz, env) {
             None => AuthzStep::Allow,

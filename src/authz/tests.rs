@@ -9,6 +9,55 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const NOW: Duration = Duration::from_secs(1_800_000_000);
 
+/// [`super::authorize`] without the access log's record.
+fn authorize(
+    authz: &Authorization,
+    jwt_rules: &[JwtRule],
+    request: &RequestView,
+    identity: Option<&Identity>,
+    cache: &SubjectAccessReviewCache,
+    now: Duration,
+) -> AuthzStep {
+    super::authorize(
+        authz,
+        jwt_rules,
+        request,
+        identity,
+        cache,
+        now,
+        &mut Access::default(),
+    )
+}
+
+#[test]
+fn the_review_is_noted_for_the_access_log() {
+    let config = config(kserve_and_kfp());
+    let authz = config.authorization.as_ref().unwrap();
+    let cache = SubjectAccessReviewCache::new(10);
+    let noted = |path: &str| {
+        let mut access = Access::default();
+        let view = request("GET", "kubeflow.example.com", path);
+        super::authorize(
+            authz,
+            &config.rules,
+            &view,
+            Some(&alice()),
+            &cache,
+            NOW,
+            &mut access,
+        );
+        (access.verb, access.resource, access.namespace)
+    };
+    let some = |text: &str| Some(text.to_string());
+    assert_eq!(
+        noted("/pipeline/apis/v2beta1/runs?namespace=team-a"),
+        (some("list"), some("runs"), some("team-a"))
+    );
+    // A non-resource URL: its path stands for the resource.
+    assert_eq!(noted("/metrics"), (some("get"), some("/metrics"), None));
+    assert_eq!(noted("/unguarded"), (None, None, None));
+}
+
 fn config(authorization: Value) -> Config {
     let env = |name: &str| (name == "APISERVER_TOKEN").then(|| "secret".to_string());
     Config::parse_with_env(

@@ -1,7 +1,7 @@
 //! `kfauth`: check a pluginConfig, translate Istio RequestAuthentications, mint
-//! test tokens and print the JWKS that verifies them.
+//! test tokens and print the JWKS that verifies them, explain a request.
 //!
-//! Exit codes: 0 ok (warnings included); 1 problems found: a configuration
+//! Exit codes (`explain` has its own: see its help): 0 ok (warnings included); 1 problems found: a configuration
 //! error, something `from-istio` cannot translate into a rule, or an input
 //! that cannot be used (a file that cannot be read or parsed, a key in a
 //! format kfauth does not read); 2 a usage error: the command line itself is
@@ -16,6 +16,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::Value;
 
 use kfauth::cli::check::check_text;
+use kfauth::cli::explain::answers::ReviewAnswer;
+use kfauth::cli::explain::{explain as explain_request, Decision, Explanation, Inputs, Request};
 use kfauth::cli::from_istio::translate;
 use kfauth::cli::mint::{parse_claim, ClaimSet, SigningKey};
 use kfauth::duration::parse_duration;
@@ -25,9 +27,11 @@ use kfauth::jwks::Algorithm;
 #[command(
     name = "kfauth",
     version,
-    about = "Check kfauth configurations, translate Istio's JWT rules, mint test tokens",
+    about = "Check kfauth configurations, translate Istio's JWT rules, mint test tokens, \
+             explain what kfauth does with a request",
     after_help = "Exit codes: 0 ok (warnings included), 1 problems found (configuration errors, \
-                  untranslatable input, a file or key that cannot be read or used), 2 usage error."
+                  untranslatable input, a file or key that cannot be read or used), 2 usage error; \
+                  explain: 0 allowed, 1 refused, 2 usage, 3 waits for a review, 4 unusable inputs."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -101,6 +105,83 @@ enum Command {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Explain what kfauth does with one request, offline, step by step.
+    ///
+    /// Runs the filter's own decision on the request: skip paths and
+    /// preflights, where the token is, which rule (by issuer) and key, each
+    /// check, the identity headers set and removed, the review it would send
+    /// to the API server, and the answer with its status and reason word.
+    /// Remote keys come from --jwks files; API-server tokens (`tokenEnv`) are
+    /// taken as set. Exit codes: 0 allowed, 1 refused, 2 usage, 3 the request
+    /// waits for an API-server review (no --review-answer), 4 the inputs
+    /// cannot be used (a configuration the filter refuses, a file that cannot
+    /// be read).
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// pluginConfig (JSON or YAML), or a manifest holding one WasmPlugin.
+    config: PathBuf,
+    /// The JWKS document of a remote issuer (`jwksUri` or discovery), as
+    /// its endpoint serves it; repeat for each. Without one, that issuer's
+    /// fetch fails (jwks_unavailable).
+    #[arg(long, value_name = "ISSUER=FILE", value_parser = parse_jwks_arg)]
+    jwks: Vec<(String, PathBuf)>,
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// `:authority`.
+    #[arg(long, default_value = "kubeflow.example.com")]
+    host: String,
+    /// Path with its query string.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// A request header, `name: value`; repeat for more.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// A token, sent as `Authorization: Bearer TOKEN`.
+    #[arg(long, value_name = "JWT", conflicts_with = "token_file")]
+    token: Option<String>,
+    /// A file holding the token (surrounding whitespace ignored), sent as --token.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// The time, in seconds since the epoch [default: now].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    now: Option<Duration>,
+    /// What the API server answers every review: `allowed`, `denied`,
+    /// `unavailable`, or a file holding its JSON answer (HTTP 200). Without
+    /// it, explain stops where kfauth would wait for the answer (exit 3).
+    #[arg(long, value_name = "ANSWER")]
+    review_answer: Option<String>,
+}
+
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    let seconds: f64 = value
+        .parse()
+        .map_err(|_| "expected seconds since the epoch".to_string())?;
+    Duration::try_from_secs_f64(seconds).map_err(|problem| problem.to_string())
+}
+
+fn parse_jwks_arg(value: &str) -> Result<(String, PathBuf), String> {
+    // The issuer is a URL (`https://...`): split at the last `=`.
+    match value.rsplit_once('=') {
+        Some((issuer, file)) if !issuer.is_empty() && !file.is_empty() => {
+            Ok((issuer.to_string(), PathBuf::from(file)))
+        }
+        _ => Err("expected ISSUER=FILE".into()),
+    }
+}
+
+/// `name: value`; the value without the spaces and tabs around it, as Envoy
+/// hands it to the filter (RFC 9110 section 5.5: they are not part of it).
+fn parse_header(value: &str) -> Result<(String, String), String> {
+    match value.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => Ok((
+            name.trim().to_string(),
+            value.trim_matches([' ', '\t']).to_string(),
+        )),
+        _ => Err("expected `NAME: VALUE`".into()),
+    }
 }
 
 #[derive(clap::Args)]
@@ -243,6 +324,71 @@ fn jwks(key_args: &KeyArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit 0 allowed, 1 refused, 3 waits for a review, 4 unusable inputs.
+fn explain(args: &ExplainArgs) -> ExitCode {
+    match explanation(args) {
+        Ok(explanation) => {
+            for line in &explanation.lines {
+                println!("{line}");
+            }
+            ExitCode::from(match explanation.decision {
+                Decision::Allowed => 0,
+                Decision::Refused => 1,
+                Decision::Waits => 3,
+            })
+        }
+        Err(problem) => {
+            eprintln!("kfauth: {problem}");
+            ExitCode::from(4)
+        }
+    }
+}
+
+fn explanation(args: &ExplainArgs) -> Result<Explanation, String> {
+    let bytes = |path: &Path| {
+        std::fs::read(path).map_err(|problem| format!("{}: {problem}", path.display()))
+    };
+    let jwks = args
+        .jwks
+        .iter()
+        .map(|(issuer, path)| Ok((issuer.clone(), bytes(path)?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(path)) => Some(read(path)?.trim().to_string()),
+        (None, None) => None,
+    };
+    let mut headers = args.headers.clone();
+    if let Some(token) = token {
+        headers.push(("authorization".into(), format!("Bearer {token}")));
+    }
+    let now = match args.now {
+        Some(now) => now,
+        None => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| e.to_string())?,
+    };
+    let review_answer = match args.review_answer.as_deref() {
+        None => None,
+        Some(word) => match ReviewAnswer::from_word(word) {
+            Some(answer) => Some(answer),
+            None => Some(ReviewAnswer::Document(bytes(Path::new(word))?)),
+        },
+    };
+    explain_request(&Inputs {
+        config_text: read(&args.config)?,
+        jwks,
+        request: Request {
+            method: args.method.clone(),
+            host: args.host.clone(),
+            path: args.path.clone(),
+            headers,
+        },
+        now,
+        review_answer,
+    })
+}
+
 fn main() -> ExitCode {
     // clap prints help and version with exit 0, and its usage errors with exit 2.
     let cli = Cli::parse();
@@ -279,6 +425,7 @@ fn main() -> ExitCode {
             token(key, &claims)
         }
         Command::Jwks { key } => jwks(key),
+        Command::Explain(args) => return explain(args),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@ use super::event::{Level, Metric};
 use super::gateway::{shared_subject_access_review, shared_token_review};
 use super::question::{Pass, Question, Then};
 use super::{callout, Broker, Resume};
+use crate::access::Access;
 use crate::authz::config::FailureMode;
 use crate::authz::subject_access_review::{parse_subject_access_review, SubjectAccessReviewAnswer};
 use crate::authz::token_review::{parse_token_review, TokenStatus, TOKEN_REVIEW_TTL};
@@ -167,18 +168,20 @@ impl Broker {
             );
         }
         for waiter in asking.waiters {
-            let verdict = match (&verdict, waiter.then) {
-                (None, Then::Allow(edits)) => {
+            // Only SubjectAccessReview waiters wait here.
+            let Then::Allow(edits, access) = waiter.then else {
+                continue;
+            };
+            let verdict = match &verdict {
+                None => {
                     self.count(Metric::AuthzAllowed);
                     self.count(Metric::Allowed);
-                    self.proceed(edits)
+                    self.proceed(edits, *access)
                 }
-                (Some(denial), _) => {
+                Some(denial) => {
                     self.count_refusal(denial.reason);
-                    self.refuse(&waiter.view, denial)
+                    self.refuse(&waiter.view, denial, *access)
                 }
-                // Only SubjectAccessReview waiters wait here.
-                (None, _) => continue,
             };
             self.resumes.push_back(Resume {
                 context: waiter.context,
@@ -241,7 +244,7 @@ impl Broker {
         let denial = Denial::new(Reason::AuthorizerUnavailable, true);
         for waiter in asking.waiters {
             self.count_refusal(denial.reason);
-            let verdict = self.refuse(&waiter.view, &denial);
+            let verdict = self.refuse(&waiter.view, &denial, Access::default());
             self.resumes.push_back(Resume {
                 context: waiter.context,
                 verdict,

@@ -22,15 +22,17 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::time::Duration;
 
+use crate::access::Access;
 use crate::authz::subject_access_review::SubjectAccessReviewCache;
 use crate::authz::token_review::{token_review_body, TokenReviewCache};
 use crate::config::Config;
 use crate::keystore::shared::SharedData;
 use crate::keystore::KeyStore;
 use crate::outcome::{Outcome, Reason};
-use crate::pipeline::{decide, Caches, KeyWait};
+use crate::pipeline::{decide_noting, Caches, KeyWait};
 use crate::request::RequestView;
 use crate::shared_decisions::{DigestKey, Review, SharedDecisions, DEFAULT_SLOTS};
+use crate::signature_host::SignatureHost;
 use crate::verified_token_cache::VerifiedTokenCache;
 use answer::Heard;
 use callout::{Outgoing, SUBJECT_ACCESS_REVIEWS, TOKEN_REVIEWS};
@@ -97,6 +99,12 @@ fn random_vm_id(now: Duration) -> u64 {
 
 impl Broker {
     /// A broker for an accepted configuration; creates the shared key records.
+    /// Fetched key sets check RS* and ES256/ES384 signatures through `host`
+    /// from now on (`None`: kfauth's own code); see `signature_host::choose`.
+    pub fn use_signature_host(&mut self, host: Option<&'static dyn SignatureHost>) {
+        self.keys.use_signature_host(host);
+    }
+
     pub fn new(config: Config, mut shared: Box<dyn SharedData>, now: Duration) -> Broker {
         let vm_id = random_vm_id(now);
         let keys = KeyStore::new(&config, vm_id);
@@ -355,13 +363,15 @@ impl Broker {
 
     /// Decides for a request and carries out what waiting needs.
     fn decide(&mut self, context: u32, view: RequestView, now: Duration, pass: Pass) -> Verdict {
-        let mut outcome = self.run_pipeline(&view, now, pass);
+        let mut access = Access::default();
+        let mut outcome = self.run_pipeline(&view, now, pass, &mut access);
         if self.adopt(&outcome, now) {
             // Another worker's answer: the decision is made again with it,
             // and only that decision's cache hits count.
             self.subject_access_reviews.take_hits();
             self.token_reviews.take_hits();
-            outcome = self.run_pipeline(&view, now, pass);
+            access = Access::default();
+            outcome = self.run_pipeline(&view, now, pass, &mut access);
         }
         let hits = self.subject_access_reviews.take_hits();
         if hits > 0 {
@@ -393,11 +403,11 @@ impl Broker {
                 if authorized {
                     self.count(Metric::AuthzAllowed);
                 }
-                self.proceed(edits)
+                self.proceed(edits, access)
             }
             Outcome::Deny(denial) => {
                 self.count_refusal(denial.reason);
-                self.refuse(&view, &denial)
+                self.refuse(&view, &denial, access)
             }
             Outcome::FetchKeys(rule) => {
                 self.keys.want_fetch(rule);
@@ -442,7 +452,7 @@ impl Broker {
                     Review::Access { spec: &key },
                     SUBJECT_ACCESS_REVIEWS,
                     || body,
-                    waiter(view, Then::Allow(edits)),
+                    waiter(view, Then::Allow(edits, Box::new(access))),
                     now,
                 );
                 self.count(if first {
@@ -455,7 +465,13 @@ impl Broker {
         }
     }
 
-    fn run_pipeline(&self, view: &RequestView, now: Duration, pass: Pass) -> Outcome {
+    fn run_pipeline(
+        &self,
+        view: &RequestView,
+        now: Duration,
+        pass: Pass,
+        access: &mut Access,
+    ) -> Outcome {
         let caches = Caches {
             keys: &self.keys,
             verified_tokens: &self.verified_tokens,
@@ -466,7 +482,7 @@ impl Broker {
             Pass::AfterKeys => KeyWait::Spent,
             Pass::First | Pass::AfterTokenReview => KeyWait::May,
         };
-        decide(&self.config, &caches, view, now, key_wait)
+        decide_noting(&self.config, &caches, view, now, key_wait, access)
     }
 
     /// Parks a request on a review, asking it unless it is already pending.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::callout::Outgoing;
+use crate::access::Access;
 use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
 use crate::shared_decisions::ReviewDigest;
@@ -33,8 +34,9 @@ pub enum Pass {
 /// What a parked request does once its question is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Then {
-    /// A SubjectAccessReview: go on with these edits if allowed.
-    Allow(HeaderEdits),
+    /// A SubjectAccessReview: go on with these edits if allowed; the access
+    /// log's fields so far.
+    Allow(HeaderEdits, Box<Access>),
     /// A TokenReview: decide again.
     DecideAgain,
     /// Keys: decide again once the key record's generation moves past this

@@ -154,7 +154,7 @@ fn jwks() -> String {
 
 /// The reason word of a refusal, `None` for anything else.
 fn refused(verdict: &Verdict) -> Option<String> {
-    let Verdict::Reply(reply) = verdict else {
+    let Verdict::Reply(reply, _) = verdict else {
         return None;
     };
     let body: Value = serde_json::from_slice(&reply.body).unwrap();
@@ -162,7 +162,7 @@ fn refused(verdict: &Verdict) -> Option<String> {
 }
 
 fn user_header(verdict: &Verdict) -> Option<&str> {
-    let Verdict::Continue(edits) = verdict else {
+    let Verdict::Continue(edits, _) = verdict else {
         return None;
     };
     edits
@@ -264,11 +264,11 @@ fn identical_token_reviews_are_asked_once_then_each_request_is_authorized() {
     assert_eq!(resumed.len(), 2);
     assert!(resumed
         .iter()
-        .all(|resume| matches!(resume.verdict, Verdict::Continue(_))));
+        .all(|resume| matches!(resume.verdict, Verdict::Continue(..))));
 
     // The TokenReview's answer is cached, by digest: a third request is a hit.
     let verdict = worker.request(3, "/ns/team-a", &token, NOW + SECOND);
-    assert!(matches!(verdict, Verdict::Continue(_)), "{verdict:?}");
+    assert!(matches!(verdict, Verdict::Continue(..)), "{verdict:?}");
     assert_eq!(worker.counted(Metric::TokenReviewCacheHit), 1);
 }
 
@@ -318,7 +318,7 @@ fn a_request_whose_stream_ends_while_parked_is_never_resumed() {
         .answer(sent[0].0, "201", ALLOWED, NOW + 2 * MS)
         .is_empty());
     let verdict = worker.request(4, "/ns/team-b", &token, NOW + 3 * MS);
-    assert!(matches!(verdict, Verdict::Continue(_)));
+    assert!(matches!(verdict, Verdict::Continue(..)));
 
     // The same for keys.
     let mut worker = Worker::alone(remote_keys_config());
@@ -348,7 +348,7 @@ fn a_wait_for_keys_ends_at_the_rules_timeout() {
         refused(&resumed[0].verdict).as_deref(),
         Some("jwks_unavailable")
     );
-    let Verdict::Reply(reply) = &resumed[0].verdict else {
+    let Verdict::Reply(reply, _) = &resumed[0].verdict else {
         unreachable!()
     };
     assert_eq!(reply.status, 503);
@@ -427,7 +427,10 @@ fn failure_modes_answer_when_the_api_server_cannot() {
         let resumed = worker.answer(sent[0].0, "500", "", NOW);
         assert_eq!(refused(&resumed[0].verdict).as_deref(), expected, "{mode}");
         if expected.is_none() {
-            assert!(matches!(resumed[0].verdict, Verdict::Continue(_)), "{mode}");
+            assert!(
+                matches!(resumed[0].verdict, Verdict::Continue(..)),
+                "{mode}"
+            );
         }
         // Nothing cached: the next request asks again.
         assert_eq!(worker.request(2, "/ns/team-a", &token, NOW), Verdict::Hold);
@@ -458,7 +461,7 @@ fn failure_modes_answer_when_the_api_server_cannot() {
                 let body: Value = serde_json::from_slice(sent[0].1.body.as_ref().unwrap()).unwrap();
                 assert_eq!(body["spec"]["user"], "alice@example.com");
                 let resumed = worker.answer(sent[0].0, "201", ALLOWED, NOW);
-                assert!(matches!(resumed[0].verdict, Verdict::Continue(_)));
+                assert!(matches!(resumed[0].verdict, Verdict::Continue(..)));
             }
         }
         assert_eq!(worker.counted(Metric::TokenReviewError), 1);
@@ -679,6 +682,67 @@ fn workers_ask_a_token_review_once_and_share_its_answer() {
     assert!(b.tick(NOW + 30 * MS).is_empty());
     let resumed = b.resumes();
     assert_eq!(resumed.len(), 1);
-    assert!(matches!(resumed[0].verdict, Verdict::Continue(_)));
+    assert!(matches!(resumed[0].verdict, Verdict::Continue(..)));
     assert_eq!(a.counted(Metric::TokenReviewAllowed), 1);
+}
+
+/// The access log's fields of a verdict that goes on or answers.
+fn access(verdict: &Verdict) -> &Access {
+    match verdict {
+        Verdict::Continue(_, access) | Verdict::Reply(_, access) => access,
+        Verdict::Hold => panic!("held"),
+    }
+}
+
+#[test]
+fn held_requests_carry_their_access_fields_when_they_resume() {
+    use crate::access::Decision;
+    // A SubjectAccessReview: who, and what the review asked, allowed or not.
+    let mut worker = Worker::alone(authz_config("deny"));
+    let token = token();
+    assert_eq!(worker.request(1, "/ns/team-a", &token, NOW), Verdict::Hold);
+    let sent = worker.tick(NOW + MS);
+    let resumed = worker.answer(sent[0].0, "201", ALLOWED, NOW + 2 * MS);
+    let allowed = access(&resumed[0].verdict);
+    assert_eq!(allowed.decision, Decision::Allowed);
+    assert_eq!(allowed.user.as_deref(), Some("alice@example.com"));
+    assert_eq!(allowed.issuer.as_deref(), Some(DEX));
+    assert_eq!(allowed.verb.as_deref(), Some("get"));
+    assert_eq!(allowed.resource.as_deref(), Some("runs"));
+    assert_eq!(allowed.namespace.as_deref(), Some("team-a"));
+    assert_eq!(allowed.reason, None);
+    // The cached answer gives the same fields without a wait.
+    let again = worker.request(2, "/ns/team-a", &token, NOW + 3 * MS);
+    assert_eq!(access(&again), allowed);
+
+    assert_eq!(worker.request(3, "/ns/team-b", &token, NOW), Verdict::Hold);
+    let sent = worker.tick(NOW + MS);
+    let resumed = worker.answer(sent[0].0, "201", DENIED, NOW + 2 * MS);
+    let denied = access(&resumed[0].verdict);
+    assert_eq!(denied.decision, Decision::Denied);
+    assert_eq!(denied.reason, Some(Reason::Forbidden));
+    assert_eq!(denied.detail.as_deref(), Some("no binding"));
+    assert_eq!(denied.user.as_deref(), Some("alice@example.com"));
+    assert_eq!(denied.namespace.as_deref(), Some("team-b"));
+
+    // Keys: decided again once they come.
+    let mut worker = Worker::alone(remote_keys_config());
+    assert_eq!(worker.request(1, "/", &token, NOW), Verdict::Hold);
+    let sent = worker.tick(NOW + 10 * MS);
+    let resumed = worker.answer(sent[0].0, "200", &jwks(), NOW + 20 * MS);
+    let fetched = access(&resumed[0].verdict);
+    assert_eq!(fetched.decision, Decision::Allowed);
+    assert_eq!(fetched.user.as_deref(), Some("alice@example.com"));
+    assert_eq!(fetched.verb, None, "no review");
+
+    // A TokenReview that fails with failureMode deny: refused, and nobody
+    // is named (the token was not confirmed).
+    let mut worker = Worker::alone(token_review_config("deny"));
+    assert_eq!(worker.request(1, "/ns/team-a", &token, NOW), Verdict::Hold);
+    let sent = worker.tick(NOW + MS);
+    let resumed = worker.answer(sent[0].0, "500", "", NOW + 2 * MS);
+    let unavailable = access(&resumed[0].verdict);
+    assert_eq!(unavailable.decision, Decision::Denied);
+    assert_eq!(unavailable.reason, Some(Reason::AuthorizerUnavailable));
+    assert_eq!(unavailable.user, None);
 }

@@ -3,16 +3,18 @@
 
 use super::event::{Event, Level, Metric};
 use super::Broker;
+use crate::access::Access;
 use crate::cause::Cause;
 use crate::outcome::{is_grpc_content_type, local_reply, Denial, HeaderEdits, LocalReply};
 use crate::request::RequestView;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Apply the edits and let the request go upstream.
-    Continue(HeaderEdits),
-    /// Answer the request with this reply.
-    Reply(LocalReply),
+    /// Apply the edits and let the request go upstream; write the access
+    /// log's fields.
+    Continue(HeaderEdits, Access),
+    /// Answer the request with this reply; write the access log's fields.
+    Reply(LocalReply, Access),
     /// The broker holds the request; `poll_resume` will say what to do.
     Hold,
 }
@@ -36,7 +38,7 @@ pub fn reply(view: &RequestView, denial: &Denial) -> LocalReply {
 
 impl Broker {
     /// Lets a request go on, reporting what the cookie edits removed.
-    pub(super) fn proceed(&mut self, edits: HeaderEdits) -> Verdict {
+    pub(super) fn proceed(&mut self, edits: HeaderEdits, access: Access) -> Verdict {
         if edits.stripped_cookie_bytes > 0 {
             self.count(Metric::CookieStripped);
             self.events.push_back(Event::Log(
@@ -57,13 +59,19 @@ impl Broker {
                 ),
             ));
         }
-        Verdict::Continue(edits)
+        Verdict::Continue(edits, access)
     }
 
     /// Answers a request with a refusal, and logs one line.
-    pub(super) fn refuse(&mut self, view: &RequestView, denial: &Denial) -> Verdict {
+    pub(super) fn refuse(
+        &mut self,
+        view: &RequestView,
+        denial: &Denial,
+        mut access: Access,
+    ) -> Verdict {
         self.log(Level::Info, refusal_line(view, denial));
-        Verdict::Reply(reply(view, denial))
+        access.refused(denial);
+        Verdict::Reply(reply(view, denial), access)
     }
 }
 
@@ -71,5 +79,8 @@ impl Broker {
 /// cannot read, which could carry a spoofed identity header that would then
 /// not be removed): fail closed with 503. The host logs why.
 pub fn fail_closed(view: &RequestView, cause: Cause) -> Verdict {
-    Verdict::Reply(reply(view, &Denial::because(cause, false)))
+    let denial = Denial::because(cause, false);
+    let mut access = Access::default();
+    access.refused(&denial);
+    Verdict::Reply(reply(view, &denial), access)
 }

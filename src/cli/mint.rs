@@ -136,17 +136,7 @@ impl SigningKey {
         kid: Option<&str>,
         claims: Map<String, Value>,
     ) -> Result<(String, String), String> {
-        let claims = JWTClaims {
-            issued_at: None,
-            expires_at: None,
-            invalid_before: None,
-            issuer: None,
-            subject: None,
-            audiences: None,
-            jwt_id: None,
-            nonce: None,
-            custom: claims,
-        };
+        let claims = exact_claims(claims);
         let problem = |what: jwt_simple::Error| format!("{what}");
         macro_rules! sign_with {
             ($key:expr) => {{
@@ -180,6 +170,16 @@ impl SigningKey {
         let (_, jwk) = self.sign(algorithm, kid, Map::new())?;
         let jwk: Value = serde_json::from_str(&jwk).map_err(|problem| problem.to_string())?;
         Ok(serde_json::json!({ "keys": [jwk] }))
+    }
+}
+
+/// Claims for jwt-simple that serialize to exactly `claims`: every
+/// registered field left unset (jwt-simple then adds none), the whole object
+/// in the flattened custom part.
+pub fn exact_claims(claims: Map<String, Value>) -> JWTClaims<Map<String, Value>> {
+    JWTClaims {
+        custom: claims,
+        ..JWTClaims::new()
     }
 }
 

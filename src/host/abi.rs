@@ -94,6 +94,12 @@ extern "C" {
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
 }
 
 /// `Ok` for OK, the status otherwise (unknown codes as InternalFailure).
@@ -115,7 +121,7 @@ fn check(code: u32) -> Result<(), Status> {
 /// # Safety
 /// `data` is null, or was returned by the host together with `size` from a
 /// call that answered OK, and is taken back once.
-unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+pub(super) unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
     if data.is_null() {
         Vec::new()
     } else {
@@ -312,6 +318,15 @@ pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
 pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
     // SAFETY: no pointers.
     check(unsafe { proxy_record_metric(id, value) })
+}
+
+/// Sets a property of the effective context's request. `path` is one
+/// segment (the ABI joins segments with NUL); Envoy keeps the value as filter
+/// state under `wasm.<path>` (`Context::setProperty`,
+/// source/extensions/common/wasm/context.cc), which access logs read.
+pub fn set_property(path: &str, value: &str) -> Result<(), Status> {
+    // SAFETY: `path` and `value` are live for the call.
+    check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
 }
 
 /// Starts an HTTP callout from the root context. This one call stays the

@@ -5,6 +5,7 @@ use proxy_wasm::types::{Action, MapType, Status};
 
 use super::abi;
 use super::state::{host_now, log, report, SharedState};
+use crate::access::Access;
 use crate::broker::event::Level;
 use crate::broker::verdict::fail_closed;
 use crate::broker::Verdict;
@@ -70,7 +71,8 @@ impl HttpContext for KfauthHttp {
 /// `Continue` when the request may go on.
 pub fn act(verdict: Verdict) -> Action {
     match verdict {
-        Verdict::Continue(edits) => {
+        Verdict::Continue(edits, access) => {
+            note(&access);
             for name in &edits.remove {
                 let _ = abi::remove_map_value(MapType::HttpRequestHeaders, name);
             }
@@ -82,11 +84,20 @@ pub fn act(verdict: Verdict) -> Action {
             }
             Action::Continue
         }
-        Verdict::Reply(reply) => {
+        Verdict::Reply(reply, access) => {
+            // Before the reply: Envoy may log the request as it is sent.
+            note(&access);
             send(&reply);
             Action::Pause
         }
         Verdict::Hold => Action::Pause,
+    }
+}
+
+/// Writes the access log's fields as filter state.
+fn note(access: &Access) {
+    for (name, value) in access.fields() {
+        let _ = abi::set_property(name, value);
     }
 }
 

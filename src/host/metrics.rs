@@ -10,6 +10,14 @@ use crate::config::Config;
 
 pub struct Metrics(HashMap<Metric, u32>);
 
+/// `kfauth.signatures.host`: 1 while Envoy's `verify_signature` checks RS*
+/// and ES256/ES384 signatures, 0 while kfauth's own code in Wasm does.
+pub fn record_signature_gauge(host: bool) {
+    if let Ok(id) = abi::define_metric(MetricType::Gauge, "kfauth.signatures.host") {
+        let _ = abi::record_metric(id, u64::from(host));
+    }
+}
+
 impl Metrics {
     pub fn define(config: &Config) -> Metrics {
         let define = |metric: Metric| {

@@ -6,6 +6,7 @@ mod http;
 mod metrics;
 mod root;
 mod shared_data;
+mod signature;
 mod state;
 
 proxy_wasm::main! {{

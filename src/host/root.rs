@@ -121,15 +121,19 @@ impl RootContext for KfauthRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let bytes =
             abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).unwrap_or_default();
-        let config = match Config::parse_with_env(&bytes, &|name| std::env::var(name).ok()) {
+        let mut config = match Config::parse_with_env(&bytes, &|name| std::env::var(name).ok()) {
             Ok(config) => config,
             Err(problem) => {
                 log(Level::Error, &problem.to_string());
                 return false;
             }
         };
+        let Some(signatures) = super::signature::configure(&mut config) else {
+            return false;
+        };
         let metrics = Metrics::define(&config);
-        let broker = Broker::new(config, Box::new(HostSharedData), host_now());
+        let mut broker = Broker::new(config, Box::new(HostSharedData), host_now());
+        broker.use_signature_host(signatures);
         let mut vm = Vm { broker, metrics };
         // The first tick comes at once: fetch before the first request needs keys.
         report(&mut vm);

@@ -16,6 +16,7 @@ use crate::config::{Config, KeySource};
 use crate::discovery::jwks_endpoint;
 use crate::endpoint::Endpoint;
 use crate::jwks::{parse_jwks, KeySet};
+use crate::signature_host::SignatureHost;
 use record::{millis, Lease, SharedRecord};
 use shared::{SharedData, WriteError};
 
@@ -98,6 +99,8 @@ struct Slot {
 pub struct KeyStore {
     vm_id: u64,
     slots: Vec<Slot>,
+    /// Given to every key set installed here.
+    signature_host: Option<&'static dyn SignatureHost>,
 }
 
 /// The shared-data key of a rule's record: its issuer and where its keys come from.
@@ -145,7 +148,14 @@ impl KeyStore {
         KeyStore {
             vm_id,
             slots: config.rules.iter().map(|_| Slot::default()).collect(),
+            signature_host: None,
         }
+    }
+
+    /// Lets `host` check the signatures of the key sets fetched from now on
+    /// (see [`crate::signature_host::choose`]).
+    pub fn use_signature_host(&mut self, host: Option<&'static dyn SignatureHost>) {
+        self.signature_host = host;
     }
 
     /// Creates the shared records that do not exist yet, so that leases are
@@ -240,6 +250,7 @@ impl KeyStore {
     ) -> SyncReport {
         let mut report = SyncReport::default();
         let fresh_limit = config.jwks_max_stale;
+        let signature_host = self.signature_host;
         let Some(slot) = self.slots.get_mut(rule) else {
             return report;
         };
@@ -259,7 +270,9 @@ impl KeyStore {
                     .filter(|parsed| !parsed.keys.is_empty())
                 {
                     report.installed = Some(keys.keys.len());
-                    slot.keys = Some(keys.keys);
+                    let mut keys = keys.keys;
+                    keys.use_signature_host(signature_host);
+                    slot.keys = Some(keys);
                     slot.keys_fetched_at_ms = record.fetched_at_ms;
                 }
             }
@@ -402,6 +415,7 @@ impl KeyStore {
                 Err(why) => Err(why.to_string()),
             },
         };
+        let signature_host = self.signature_host;
         let Some(slot) = self.slots.get_mut(rule) else {
             return FetchResult::Failed("no such rule".into());
         };
@@ -419,7 +433,9 @@ impl KeyStore {
                     slot.keys_fetched_at_ms = Some(millis(now));
                 }
                 let count = parsed.keys.len();
-                slot.keys = Some(parsed.keys);
+                let mut keys = parsed.keys;
+                keys.use_signature_host(signature_host);
+                slot.keys = Some(keys);
                 slot.demand = Demand::None;
                 FetchResult::Succeeded {
                     keys: count,

@@ -374,3 +374,42 @@ fn kid_less_keys_are_tried_before_an_unknown_kid_refetches() {
         "after the refetch"
     );
 }
+
+/// Stands in for Envoy's `verify_signature` (never asked here).
+#[derive(Debug)]
+struct SomeHost;
+
+impl crate::signature_host::SignatureHost for SomeHost {
+    fn verify(
+        &self,
+        _: crate::signature_host::HashFunction,
+        _: &[u8],
+        _: &[u8],
+        _: &[u8],
+    ) -> Option<bool> {
+        None
+    }
+}
+
+static SOME_HOST: SomeHost = SomeHost;
+
+#[test]
+fn key_sets_get_the_signature_host_whichever_vm_fetched_them() {
+    let mut gateway = Gateway::new(2, json!({}));
+    gateway.config.use_signature_host(Some(&SOME_HOST));
+    for vm in &mut gateway.vms {
+        vm.use_signature_host(Some(&SOME_HOST));
+    }
+    let plans = gateway.tick(NOW);
+    let (vm, _) = plans[0];
+    gateway.answer(vm, Ok(rsa_jwks_json().as_bytes()), NOW + SECOND);
+    gateway.tick(NOW + 2 * SECOND);
+    // The fetcher's set (fetch_answered), the other VM's (sync), the inline one.
+    for (vm, rule) in [(vm, 0), (1 - vm, 0), (0, 1)] {
+        let KeyState::Ready(keys) = gateway.vms[vm].state(&gateway.config, rule, NOW + 2 * SECOND)
+        else {
+            panic!("vm {vm} rule {rule}: no keys");
+        };
+        assert!(keys.signature_host().is_some(), "vm {vm} rule {rule}");
+    }
+}

@@ -168,15 +168,55 @@ pub struct EnvoySettings {
     /// HTTP filters after kfauth and before the router, as raw YAML list
     /// items (`- name: ...`, indented for `http_filters`), in order.
     pub http_filters: Vec<String>,
+    /// A file access log on the listener's HTTP connection manager.
+    pub access_log: Option<AccessLog>,
+}
+
+/// The access-log format the README documents (its *Access log* section,
+/// without the final newline): the request, the status, and kfauth's filter
+/// state. `make run`'s Envoy prints it; `tests/access_log.rs` checks the
+/// README against it.
+pub const KFAUTH_ACCESS_LOG_FORMAT: &str = r#"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% "%REQ(:AUTHORITY)%" kfauth=%FILTER_STATE(wasm.kfauth.decision:PLAIN)% user="%FILTER_STATE(wasm.kfauth.user:PLAIN)%" issuer=%FILTER_STATE(wasm.kfauth.issuer:PLAIN)% reason=%FILTER_STATE(wasm.kfauth.reason:PLAIN)% detail="%FILTER_STATE(wasm.kfauth.detail:PLAIN)%" verb=%FILTER_STATE(wasm.kfauth.verb:PLAIN)% resource=%FILTER_STATE(wasm.kfauth.resource:PLAIN)% namespace=%FILTER_STATE(wasm.kfauth.namespace:PLAIN)%"#;
+
+/// Envoy's file access log (`envoy.access_loggers.file`) with a text format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    /// The file; `None`: a test's Envoy writes `access.log` in its scratch
+    /// directory ([`crate::Envoy::access_log`] reads it), a rendered
+    /// bootstrap writes to `/dev/stdout`.
+    pub path: Option<String>,
+    /// The format line (command operators such as `%FILTER_STATE(...)%`),
+    /// without the newline Envoy needs at its end.
+    pub format: String,
 }
 
 /// Worker threads unless a scenario asks for more: enough to exercise
 /// per-worker VMs, few enough for a 2-core machine running suites in parallel.
 pub const DEFAULT_CONCURRENCY: u32 = 2;
 
+/// When set (`auto`, `host` or `wasm`), the `signatureVerification` of every
+/// test configuration that sets none: `make e2e` runs the signature suites
+/// once more with `wasm`, so kfauth's own code is tested end to end as well as
+/// Envoy's `verify_signature` (which `auto` picks in Envoy 1.40).
+pub const SIGNATURE_VERIFICATION_ENV: &str = "KFAUTH_SIGNATURE_VERIFICATION";
+
+fn with_signature_verification(mut plugin_config: Value) -> Value {
+    if let (Ok(mode), Some(config)) = (
+        std::env::var(SIGNATURE_VERIFICATION_ENV),
+        plugin_config.as_object_mut(),
+    ) {
+        config
+            .entry("signatureVerification")
+            .or_insert(Value::String(mode));
+    }
+    plugin_config
+}
+
 impl EnvoySettings {
-    /// Settings for a test: free ports, the absolute module path.
+    /// Settings for a test: free ports, the absolute module path, and the
+    /// plugin config with [`SIGNATURE_VERIFICATION_ENV`] applied.
     pub fn for_test(plugin_config: Value, upstream_port: u16) -> EnvoySettings {
+        let plugin_config = with_signature_verification(plugin_config);
         EnvoySettings {
             listener_port: 0,
             admin_port: 0,
@@ -192,6 +232,7 @@ impl EnvoySettings {
             routes: Vec::new(),
             kfauth_filter: true,
             http_filters: Vec::new(),
+            access_log: None,
         }
     }
 
@@ -227,6 +268,15 @@ impl EnvoySettings {
     /// `HttpFilter` (see [`http_filter_yaml`]).
     pub fn with_http_filter(mut self, name: &str, typed_config: &Value) -> EnvoySettings {
         self.http_filters.push(http_filter_yaml(name, typed_config));
+        self
+    }
+
+    /// Logs every request to a file access log with `format` (see [`AccessLog`]).
+    pub fn with_access_log(mut self, format: &str) -> EnvoySettings {
+        self.access_log = Some(AccessLog {
+            path: None,
+            format: format.to_string(),
+        });
         self
     }
 
@@ -313,7 +363,7 @@ static_resources:
           codec_type: AUTO
           # Room for tokens beyond kfauth's 64 KiB limit, so the filter sees them.
           max_request_headers_kb: 96
-          route_config:
+{access_log}          route_config:
             name: local
             virtual_hosts:
             - name: upstream
@@ -336,6 +386,7 @@ static_resources:
             String::new()
         },
         http_filters = settings.http_filters.concat(),
+        access_log = render_access_log(settings.access_log.as_ref()),
     );
     render_cluster(
         &mut yaml,
@@ -402,6 +453,26 @@ fn render_routes(routes: &[Route]) -> String {
         );
     }
     yaml
+}
+
+/// The connection manager's `access_log` (nothing without one).
+fn render_access_log(access_log: Option<&AccessLog>) -> String {
+    let Some(access_log) = access_log else {
+        return String::new();
+    };
+    format!(
+        r#"          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {path}
+              log_format:
+                text_format_source:
+                  inline_string: {format}
+"#,
+        path = quoted(access_log.path.as_deref().unwrap_or("/dev/stdout")),
+        format = quoted(&format!("{}\n", access_log.format)),
+    )
 }
 
 /// `environment_variables` of `vm_config` (nothing when there are none).

@@ -1,14 +1,18 @@
-//! A curl-shaped HTTP/1.1 client: any status is an answer, repeated headers
-//! go out as separate header lines, and the response keeps every header.
+//! The HTTP/1.1 clients of every suite, the bench and the soak: a
+//! curl-shaped one (ureq, pooled: any status is an answer, repeated headers
+//! go out as separate header lines, the response keeps every header), and a
+//! raw one over [`crate::http1`] that sets `Host` itself, sends header lines
+//! byte for byte, and keeps a connection or opens a fresh one per request.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::OnceLock;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::echo::Echoed;
+use crate::http1::{self, ReadError};
 
 /// One response: status, every header line (names lowercase), body.
 #[derive(Debug, Clone)]
@@ -21,11 +25,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// All values of header `name` (case-insensitive).
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        http1::values_of(&self.headers, name)
     }
 
     /// The first value of header `name`.
@@ -121,104 +121,273 @@ pub fn send_verbatim(
     path_and_query: &str,
     headers: &[(&str, &str)],
 ) -> Result<HttpResponse, String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(|e| e.to_string())?;
-    let mut request = format!("{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\n");
+    let mut request = Request::new(method, addr, path_and_query);
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        request = request.header(name, value);
     }
-    request.push_str("Connection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("write to {addr}: {e}"))?;
-    // Read until the response is complete rather than until Envoy closes:
-    // after a local reply Envoy waits up to its delayed_close_timeout (1 s)
-    // for the client to close first.
-    let mut raw = Vec::new();
-    let mut buffer = [0u8; 16 * 1024];
-    while !response_complete(&raw) {
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buffer[..n]),
-            Err(e) => return Err(format!("read from {addr}: {e}")),
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("address {addr}: {e}"))?;
+    Connection::to(addr).exchange(&request, Reuse::Close)
+}
+
+/// One request as the raw client sends it: `Host` first, then the header
+/// lines in order and as given, `content-length` when there is a body.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub host: String,
+    /// Path and query string.
+    pub path: String,
+    /// Header lines without their CRLF (bytes: a value need not be text).
+    pub lines: Vec<Vec<u8>>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl Request {
+    pub fn new(method: &str, host: &str, path: &str) -> Request {
+        Request {
+            method: method.into(),
+            host: host.into(),
+            path: path.into(),
+            lines: Vec::new(),
+            body: None,
         }
     }
-    parse_response(&raw)
+
+    pub fn header(self, name: &str, value: &str) -> Request {
+        self.line(format!("{name}: {value}").as_bytes())
+    }
+
+    /// A header line as raw bytes.
+    pub fn line(mut self, line: &[u8]) -> Request {
+        self.lines.push(line.to_vec());
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Request {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn body(mut self, body: &[u8]) -> Request {
+        self.body = Some(body.to_vec());
+        self
+    }
+
+    /// The request on the wire; `connection: close` after it with [`Reuse::Close`].
+    pub fn bytes(&self, reuse: Reuse) -> Vec<u8> {
+        let mut bytes = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\n",
+            self.method, self.path, self.host
+        )
+        .into_bytes();
+        for line in &self.lines {
+            bytes.extend_from_slice(line);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        if let Some(body) = &self.body {
+            bytes.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+        }
+        if reuse == Reuse::Close {
+            bytes.extend_from_slice(b"connection: close\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
+        if let Some(body) = &self.body {
+            bytes.extend_from_slice(body);
+        }
+        bytes
+    }
 }
 
-/// Whether `raw` holds a whole response: the head, then `content-length`
-/// bytes or the last chunk. Without either, only the close ends it.
-fn response_complete(raw: &[u8]) -> bool {
-    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
-    let body = &raw[head_end + 4..];
-    let header = |name: &str| {
-        head.split("\r\n")
-            .filter_map(|line| line.split_once(':'))
-            .find(|(n, _)| n.trim() == name)
-            .map(|(_, v)| v.trim().to_string())
-    };
-    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        return body.ends_with(b"0\r\n\r\n");
+/// Whether a connection is kept for the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    KeepAlive,
+    Close,
+}
+
+/// A keep-alive connection to `127.0.0.1:PORT`, opened when needed and again
+/// when the server closed it. Unlike a pooled client it shows how many
+/// connections it opened, and a caller choosing fresh connections spreads
+/// them over Envoy's workers (the kernel picks a worker per connection).
+pub struct Connection {
+    addr: SocketAddr,
+    open: Option<http1::Connection<TcpStream>>,
+    /// Requests the open connection has carried.
+    carried: u64,
+    opened: u64,
+}
+
+impl Connection {
+    pub fn new(port: u16) -> Connection {
+        Connection::to(SocketAddr::from(([127, 0, 0, 1], port)))
     }
-    match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        Some(length) => body.len() >= length,
-        None => false,
+
+    pub fn to(addr: SocketAddr) -> Connection {
+        Connection {
+            addr,
+            open: None,
+            carried: 0,
+            opened: 0,
+        }
+    }
+
+    /// Connections opened after the first.
+    pub fn reconnects(&self) -> u64 {
+        self.opened.saturating_sub(1)
+    }
+
+    /// Sends `request` on the kept connection; panics on transport errors.
+    pub fn send(&mut self, request: &Request) -> HttpResponse {
+        self.exchange(request, Reuse::KeepAlive)
+            .unwrap_or_else(|e| panic!("{} {}: {e}", request.method, request.path))
+    }
+
+    /// Sends `request` and reads its response. A kept-alive connection
+    /// found closed before any byte of the answer is retried once on a new
+    /// one (as HTTP clients do).
+    pub fn exchange(&mut self, request: &Request, reuse: Reuse) -> Result<HttpResponse, String> {
+        let reused = self.open.is_some() && self.carried > 0;
+        match self.exchange_once(request, reuse) {
+            Err(Failure::ClosedBeforeAnswer(_)) if reused => self
+                .exchange_once(request, reuse)
+                .map_err(Failure::describe),
+            other => other.map_err(Failure::describe),
+        }
+    }
+
+    fn exchange_once(&mut self, request: &Request, reuse: Reuse) -> Result<HttpResponse, Failure> {
+        let mut http = match self.open.take() {
+            Some(http) => http,
+            None => self.connect().map_err(Failure::Other)?,
+        };
+        self.carried += 1;
+        http.send(&request.bytes(reuse))
+            .map_err(|e| Failure::ClosedBeforeAnswer(format!("write: {e}")))?;
+        let message = http.read_response(&request.method).map_err(|e| match e {
+            ReadError::Closed => Failure::ClosedBeforeAnswer("closed before a response".into()),
+            ReadError::Io(e) if e.kind() == ErrorKind::ConnectionReset => {
+                Failure::ClosedBeforeAnswer(format!("read: {e}"))
+            }
+            other => Failure::Other(format!("read: {other:?}")),
+        })?;
+        if reuse == Reuse::KeepAlive && message.keep_alive(0) {
+            self.open = Some(http);
+        }
+        Ok(HttpResponse::from(message))
+    }
+
+    fn connect(&mut self) -> Result<http1::Connection<TcpStream>, String> {
+        let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(10))
+            .map_err(|e| format!("connect {}: {e}", self.addr))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        self.opened += 1;
+        self.carried = 0;
+        Ok(http1::Connection::new(stream))
     }
 }
 
-fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("incomplete response: {text:?}"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+/// Why an exchange failed.
+enum Failure {
+    /// The server closed (or reset) the connection before answering.
+    ClosedBeforeAnswer(String),
+    Other(String),
+}
+
+impl Failure {
+    fn describe(self) -> String {
+        match self {
+            Failure::ClosedBeforeAnswer(why) | Failure::Other(why) => why,
+        }
+    }
+}
+
+impl From<http1::Message> for HttpResponse {
+    fn from(message: http1::Message) -> HttpResponse {
+        HttpResponse {
+            status: message.word(1).parse().unwrap_or(0),
+            headers: message
+                .headers
+                .iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+                .collect(),
+            body: String::from_utf8_lossy(&message.body).into_owned(),
+        }
+    }
+}
+
+/// Sends `request` over a fresh connection to `127.0.0.1:port` (closed
+/// afterwards); panics on transport errors.
+pub fn send_fresh(port: u16, request: &Request) -> HttpResponse {
+    Connection::new(port)
+        .exchange(request, Reuse::Close)
+        .unwrap_or_else(|e| panic!("{} {}: {e}", request.method, request.path))
+}
+
+/// Runs `requests` at once, each on its own connection, released together
+/// once every connection is open; returns the responses in order.
+pub fn concurrently(port: u16, requests: Vec<Request>) -> Vec<HttpResponse> {
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let threads: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut connection = Connection::new(port);
+                let opened = connection.connect().unwrap_or_else(|e| panic!("{e}"));
+                connection.open = Some(opened);
+                barrier.wait();
+                connection
+                    .exchange(&request, Reuse::Close)
+                    .unwrap_or_else(|e| panic!("{} {}: {e}", request.method, request.path))
+            })
+        })
         .collect();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        let length = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse::<usize>().ok());
-        match length {
-            Some(length) => rest.get(..length).unwrap_or(rest).to_string(),
-            None => rest.to_string(),
-        }
-    };
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
+    threads
+        .into_iter()
+        .map(|thread| thread.join().expect("request thread"))
+        .collect()
 }
 
-fn dechunk(mut rest: &str) -> String {
-    let mut body = String::new();
-    while let Some((size_line, after)) = rest.split_once("\r\n") {
-        let size_hex = size_line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16).unwrap_or(0);
-        if size == 0 {
-            break;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::echo::EchoServer;
+
+    #[test]
+    fn a_kept_connection_carries_requests_and_reopens_once_closed() {
+        let echo = EchoServer::start();
+        let mut connection = Connection::new(echo.port());
+        for path in ["/a", "/b?c=d"] {
+            let seen = connection
+                .send(&Request::new("GET", "h.test", path).header("X-Case", "Kept"))
+                .echoed();
+            assert_eq!(seen.path, path);
+            assert_eq!(seen.header("host"), Some("h.test"));
+            assert_eq!(seen.header("x-case"), Some("Kept"));
         }
-        body.push_str(after.get(..size).unwrap_or(after));
-        rest = after.get(size + 2..).unwrap_or_default();
+        let head = connection.send(&Request::new("HEAD", "h.test", "/head"));
+        assert_eq!((head.status, head.body.as_str()), (200, ""));
+        assert_eq!(connection.reconnects(), 0);
+        echo.close_connections();
+        let posted = connection
+            .send(&Request::new("POST", "h.test", "/p").body(b"{}"))
+            .echoed();
+        assert_eq!(posted.method, "POST");
+        assert_eq!(connection.reconnects(), 1);
+        assert_eq!(echo.requests(), 4);
     }
-    body
+
+    #[test]
+    fn concurrent_requests_each_get_their_answer() {
+        let echo = EchoServer::start();
+        let requests = (0..50)
+            .map(|i| Request::new("GET", "h.test", &format!("/{i}")))
+            .collect();
+        let answers = concurrently(echo.port(), requests);
+        for (i, answer) in answers.iter().enumerate() {
+            assert_eq!(answer.echoed().path, format!("/{i}"));
+        }
+    }
 }

@@ -4,7 +4,9 @@
 
 use serde_json::{json, Value};
 
-use crate::bootstrap::{Cluster, EnvoySettings, WASM_RELATIVE_PATH};
+use crate::bootstrap::{
+    AccessLog, Cluster, EnvoySettings, KFAUTH_ACCESS_LOG_FORMAT, WASM_RELATIVE_PATH,
+};
 use crate::idp::{now, Alg, Idp};
 use crate::serve::{HttpServer, Reply};
 
@@ -51,6 +53,10 @@ pub fn envoy_settings() -> EnvoySettings {
         routes: Vec::new(),
         kfauth_filter: true,
         http_filters: Vec::new(),
+        access_log: Some(AccessLog {
+            path: None,
+            format: KFAUTH_ACCESS_LOG_FORMAT.to_string(),
+        }),
     }
 }
 

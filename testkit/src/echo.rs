@@ -1,5 +1,8 @@
-//! The upstream for tests: answers every request with 200 and a JSON account
-//! of what it received, so a test can see exactly what the filter forwarded.
+//! The upstream for tests, load and the soak: answers every request with 200
+//! and a JSON account of what it received, so a test can see exactly what
+//! the filter forwarded. A thread per connection with keep-alive
+//! ([`crate::serve::HttpServer`]), so it serves any number of connections
+//! at once.
 
 use serde_json::{json, Value};
 
@@ -44,6 +47,16 @@ impl EchoServer {
     pub fn port(&self) -> u16 {
         self.server.port()
     }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> usize {
+        self.server.requests()
+    }
+
+    /// Closes every open connection (the server stays up).
+    pub fn close_connections(&self) {
+        self.server.close_connections();
+    }
 }
 
 /// The echo server's account of one request.
@@ -81,11 +94,7 @@ impl Echoed {
 
     /// All values of header `name` (case-insensitive), in order.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        crate::http1::values_of(&self.headers, name)
     }
 
     /// The value of header `name` if it was received exactly once; panics if
@@ -123,6 +132,21 @@ mod tests {
         assert_eq!(seen.path, "/some/path?x=1&y=2");
         assert_eq!(seen.header_values("kubeflow-userid"), vec!["one", "two"]);
         assert_eq!(seen.header("x-other"), Some("o"));
+    }
+
+    #[test]
+    fn answers_while_many_connections_are_open() {
+        let echo = EchoServer::start();
+        let url = format!("http://127.0.0.1:{}/a/b?x=1", echo.port());
+        // Hold 150 idle connections open: the echo must still answer.
+        let idle: Vec<std::net::TcpStream> = (0..150)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", echo.port())).unwrap())
+            .collect();
+        let seen = client::get(&url, &[("Kubeflow-Userid", "alice")]).echoed();
+        assert_eq!(seen.path, "/a/b?x=1");
+        assert_eq!(seen.header("kubeflow-userid"), Some("alice"));
+        assert_eq!(echo.requests(), 1);
+        drop(idle);
     }
 
     #[test]

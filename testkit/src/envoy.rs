@@ -18,6 +18,8 @@ use crate::stats::Stats;
 /// How long Envoy may take to start serving (V8 compiles the module per
 /// worker; tests run in parallel on small machines).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The access log's file name in the scratch directory.
+const ACCESS_LOG: &str = "access.log";
 /// How long a rejected configuration gets to prove it is not served.
 const REJECT_WINDOW: Duration = Duration::from_secs(5);
 
@@ -101,6 +103,13 @@ impl Envoy {
         let dir = scratch_dir();
         let config = dir.join("envoy.yaml");
         let log = dir.join("envoy.log");
+        let mut settings = settings.clone();
+        if let Some(access_log) = settings.access_log.as_mut() {
+            access_log
+                .path
+                .get_or_insert_with(|| dir.join(ACCESS_LOG).display().to_string());
+        }
+        let settings = &settings;
         fs::write(&config, render_envoy_yaml(settings)).expect("write bootstrap");
         let stdio = fs::File::create(dir.join("stdio.log")).expect("create stdio log");
         let stderr = stdio.try_clone().expect("clone stdio log");
@@ -274,6 +283,13 @@ impl Envoy {
             logs.push_str(&stdio);
         }
         logs
+    }
+
+    /// The access log so far, when the settings asked for one in the scratch
+    /// directory (`EnvoySettings::with_access_log`); Envoy flushes it every
+    /// 100 ms here.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.join(ACCESS_LOG)).unwrap_or_default()
     }
 
     /// Log lines written by the wasm module (`wasm log kfauth ...`).

@@ -144,13 +144,14 @@ impl Idp {
 /// Claims for jwt-simple that serialize to exactly `claims`: every standard
 /// field is left unset and the whole object goes through the flattened
 /// custom part.
-pub(crate) fn exact_claims(claims: &Value) -> JWTClaims<Map<String, Value>> {
-    let mut exact = JWTClaims::<Map<String, Value>>::new();
-    exact.custom = claims
-        .as_object()
-        .cloned()
-        .expect("claims must be a JSON object");
-    exact
+pub fn exact_claims(claims: &Value) -> JWTClaims<Map<String, Value>> {
+    JWTClaims {
+        custom: claims
+            .as_object()
+            .cloned()
+            .expect("claims must be a JSON object"),
+        ..JWTClaims::new()
+    }
 }
 
 /// Seconds since the Unix epoch.

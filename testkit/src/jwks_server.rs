@@ -13,10 +13,10 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crate::listener::{self, AcceptLoop};
 
 use serde_json::json;
 
@@ -127,12 +127,6 @@ pub fn reset_connection(stream: TcpStream) {
     drop(stream);
 }
 
-/// The accept loop while the server is up.
-struct Running {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
 /// A key endpoint; stops when dropped.
 pub struct JwksServer {
     state: Arc<State>,
@@ -140,7 +134,8 @@ pub struct JwksServer {
     /// [`JwksServer::uri`] refer to.
     path: String,
     addr: SocketAddr,
-    running: Option<Running>,
+    /// Connections are answered one at a time, on the loop's thread.
+    running: Option<AcceptLoop>,
 }
 
 impl JwksServer {
@@ -155,7 +150,7 @@ impl JwksServer {
 
     /// Binds `addr`, answering `mode` at `path` and 404 elsewhere.
     pub fn start_with(addr: &str, path: &str, mode: JwksMode) -> JwksServer {
-        let listener = TcpListener::bind(addr).expect("JWKS server binds");
+        let listener = listener::bind(addr).expect("JWKS server binds");
         let addr = listener.local_addr().expect("bound address");
         let state = Arc::new(State::default());
         let mut server = JwksServer {
@@ -222,12 +217,7 @@ impl JwksServer {
     /// Stops listening: from now on connections to the port are refused.
     /// Routes and hit counts are kept for [`JwksServer::restart`].
     pub fn stop(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.stop.store(true, Ordering::SeqCst);
-            // Wake the accept loop so it sees the flag and drops the listener.
-            let _ = TcpStream::connect(self.addr);
-            let _ = running.thread.join();
-        }
+        self.running.take();
     }
 
     /// Listens again on the same port, with the same routes.
@@ -235,7 +225,7 @@ impl JwksServer {
         if self.running.is_some() {
             return;
         }
-        let listener = TcpListener::bind(self.addr)
+        let listener = listener::bind(self.addr)
             .unwrap_or_else(|e| panic!("JWKS server rebinds {}: {e}", self.addr));
         self.serve(listener);
     }
@@ -246,23 +236,10 @@ impl JwksServer {
     }
 
     fn serve(&mut self, listener: TcpListener) {
-        let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::clone(&self.state);
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name(format!("jwks-{}", self.addr.port()))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if flag.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Ok(stream) = stream {
-                        serve_connection(stream, &state);
-                    }
-                }
-            })
-            .expect("spawn JWKS server thread");
-        self.running = Some(Running { stop, thread });
+        self.running = Some(AcceptLoop::spawn(listener, "jwks", move |stream| {
+            serve_connection(stream, &state);
+        }));
     }
 
     pub fn port(&self) -> u16 {

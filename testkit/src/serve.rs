@@ -1,10 +1,14 @@
 //! A background HTTP/1.1 server on loopback, answering every request with a
-//! handler closure. The JWKS server, the echo upstream and the demo identity
-//! provider are all built on it. Dropping the server stops it.
+//! handler closure, a thread per connection. The echo upstream, the demo
+//! identity provider and scenario stand-ins are built on it. Dropping the
+//! server stops it.
 
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+
+use crate::http1;
+use crate::listener::{self, AcceptLoop, OpenConnections};
 
 /// A request as the handler sees it: headers in arrival order, duplicates kept.
 #[derive(Debug, Clone)]
@@ -14,6 +18,8 @@ pub struct Incoming {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The request head byte for byte (header values need not be text).
+    pub head: Vec<u8>,
 }
 
 impl Incoming {
@@ -60,36 +66,46 @@ impl Reply {
 
 /// A running server; stops when dropped.
 pub struct HttpServer {
-    server: Arc<tiny_http::Server>,
     addr: SocketAddr,
-    thread: Option<JoinHandle<()>>,
+    open: Arc<OpenConnections>,
+    requests: Arc<AtomicUsize>,
+    accepting: Option<AcceptLoop>,
 }
 
 impl HttpServer {
-    /// Binds `addr` (e.g. `127.0.0.1:0` for a free port) and serves requests
-    /// one at a time on a background thread.
+    /// Binds `addr` (e.g. `127.0.0.1:0` for a free port) and answers every
+    /// connection on a thread of its own, with keep-alive: a burst of new
+    /// connections is served at once (tiny_http's pool, used before, left
+    /// ~100 new connections unserved and Envoy answered 504).
     pub fn start<H>(addr: &str, handler: H) -> std::io::Result<HttpServer>
     where
-        H: Fn(&Incoming) -> Reply + Send + 'static,
+        H: Fn(&Incoming) -> Reply + Send + Sync + 'static,
     {
-        let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
-        let server = Arc::new(server);
-        let worker = Arc::clone(&server);
-        let thread = std::thread::Builder::new()
-            .name(format!("http-{}", addr.port()))
-            .spawn(move || {
-                for request in worker.incoming_requests() {
-                    serve_one(request, &handler);
-                }
-            })?;
+        let listener = listener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let open = Arc::new(OpenConnections::default());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let handler = Arc::new(handler);
+        let (registry, counter) = (Arc::clone(&open), Arc::clone(&requests));
+        let accepting = AcceptLoop::spawn(listener, "http", move |stream| {
+            let id = registry.add(&stream);
+            let (registry, counter, handler) = (
+                Arc::clone(&registry),
+                Arc::clone(&counter),
+                Arc::clone(&handler),
+            );
+            let _ = std::thread::Builder::new()
+                .name("http-conn".into())
+                .spawn(move || {
+                    serve_connection(stream, handler.as_ref(), &counter);
+                    registry.forget(id);
+                });
+        });
         Ok(HttpServer {
-            server,
             addr,
-            thread: Some(thread),
+            open,
+            requests,
+            accepting: Some(accepting),
         })
     }
 
@@ -105,42 +121,57 @@ impl HttpServer {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Closes every open connection (the server stays up).
+    pub fn close_connections(&self) {
+        self.open.close_all();
+    }
 }
 
 impl Drop for HttpServer {
+    /// Stops accepting, then closes the connections still open.
     fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.accepting.take();
+        self.open.close_all();
     }
 }
 
-fn serve_one<H>(mut request: tiny_http::Request, handler: &H)
+/// Answers the requests of one connection until it closes.
+fn serve_connection<H>(stream: TcpStream, handler: &H, requests: &AtomicUsize)
 where
     H: Fn(&Incoming) -> Reply,
 {
-    let mut body = Vec::new();
-    let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
-    let incoming = Incoming {
-        method: request.method().as_str().to_string(),
-        url: request.url().to_string(),
-        headers: request
-            .headers()
-            .iter()
-            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-            .collect(),
-        body,
-    };
-    let reply = handler(&incoming);
-    let mut response = tiny_http::Response::from_data(reply.body)
-        .with_status_code(tiny_http::StatusCode(reply.status));
-    for (name, value) in &reply.headers {
-        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(header);
+    let _ = stream.set_nodelay(true);
+    let mut http = http1::Connection::new(stream);
+    while let Ok(request) = http.read_request() {
+        let close = !request.keep_alive(2);
+        let incoming = Incoming {
+            method: request.word(0).to_string(),
+            url: request.word(1).to_string(),
+            headers: request.headers,
+            body: request.body,
+            head: request.head,
+        };
+        let reply = handler(&incoming);
+        requests.fetch_add(1, Ordering::SeqCst);
+        let written = http.write_response(
+            &incoming.method,
+            reply.status,
+            http1::reason_phrase(reply.status),
+            &reply.headers,
+            &reply.body,
+            close,
+        );
+        if written.is_err() || close {
+            break;
         }
     }
-    let _ = request.respond(response);
+    let _ = http.stream.shutdown(Shutdown::Both);
 }
 
 /// Minimal percent-decoding for query values (`%XX` and `+`).
@@ -183,6 +214,7 @@ mod tests {
             url: "/token?email=a%40b.c&groups=x,y&flag&plus=a+b&bad=%zz%".into(),
             headers: Vec::new(),
             body: Vec::new(),
+            head: Vec::new(),
         };
         assert_eq!(incoming.path(), "/token");
         assert_eq!(incoming.query_param("email").as_deref(), Some("a@b.c"));

@@ -8,6 +8,7 @@ use kfauth_testkit::apiserver::conformance::{
     self, report_skipped, shared_data_dir, shared_data_file, AUTHENTICATION_OPENAPI,
     AUTHORIZATION_OPENAPI, KUBEFLOW_ROLE_MANIFESTS,
 };
+use kfauth_testkit::apiserver::fixtures::{role_binding, Subject};
 use kfauth_testkit::apiserver::openapi::{Schemas, SAR_SCHEMA, TOKEN_REVIEW_SCHEMA};
 use kfauth_testkit::apiserver::{
     subject_access_review, token_review, validate_sar_request, validate_token_review_request,
@@ -32,25 +33,29 @@ fn shared_files(test: &str, relative: &[&str]) -> Option<Vec<std::path::PathBuf>
 const NAMESPACE: &str = "conformance-ns";
 
 /// Our own bindings over Kubeflow's real roles.
-const BINDINGS: &str = r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: editor, namespace: conformance-ns}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-edit}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: editor@example.com}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: viewers, namespace: conformance-ns}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: viewers}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: admin, namespace: conformance-ns}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-admin}
-subjects: [{kind: ServiceAccount, name: profile-admin}]
-"#;
+fn bindings() -> String {
+    [
+        role_binding(
+            NAMESPACE,
+            "editor",
+            "kubeflow-edit",
+            &[Subject::User("editor@example.com")],
+        ),
+        role_binding(
+            NAMESPACE,
+            "viewers",
+            "kubeflow-view",
+            &[Subject::Group("viewers")],
+        ),
+        role_binding(
+            NAMESPACE,
+            "admin",
+            "kubeflow-admin",
+            &[Subject::ServiceAccount("profile-admin")],
+        ),
+    ]
+    .join("---\n")
+}
 
 #[test]
 fn conformance_kubeflow_roles() {
@@ -58,7 +63,7 @@ fn conformance_kubeflow_roles() {
         return;
     };
     let mut rbac = Rbac::from_files(&files).unwrap();
-    rbac.load_yaml(BINDINGS).unwrap();
+    rbac.load_yaml(&bindings()).unwrap();
     for role in [
         "kubeflow-admin",
         "kubeflow-edit",

@@ -10,13 +10,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kfauth_testkit::apiserver::conformance::report_skipped;
-use kfauth_testkit::apiserver::fixtures::{USER, USER_NAMESPACE, VIEWER_GROUP};
+use kfauth_testkit::apiserver::fixtures::{
+    role_binding, Subject, USER, USER_NAMESPACE, VIEWER_GROUP,
+};
 use kfauth_testkit::apiserver::{
     subject_access_review, token_review, validate_sar_request, validate_token_review_request,
     AccessRequest, ApiMode, ApiServer, Review, TestCa, API_SERVER_CLUSTER, API_SERVER_SNI,
     SAR_PATH, TOKEN_REVIEW_PATH,
 };
 use kfauth_testkit::client;
+use kfauth_testkit::listener::free_port;
 use serde_json::{json, Value};
 
 fn create_run(user: &str) -> Value {
@@ -183,15 +186,12 @@ fn subject_access_reviews_are_answered_from_rbac_and_recorded() {
         validate_sar_request(&body).unwrap();
     }
     // Policy can change under a running server.
-    api.apply_yaml(
-        r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: carol-edit, namespace: kubeflow-user-example-com}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-edit}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: carol@example.com}]
-"#,
-    )
+    api.apply_yaml(&role_binding(
+        "kubeflow-user-example-com",
+        "carol-edit",
+        "kubeflow-edit",
+        &[Subject::User("carol@example.com")],
+    ))
     .unwrap();
     let now_allowed = api.post_json(SAR_PATH, &api.last_sar_request().unwrap());
     assert_eq!(now_allowed.json()["status"]["allowed"], true);
@@ -574,13 +574,6 @@ static_resources:
     );
     assert_eq!(api.server_names_seen(), vec![API_SERVER_SNI.to_string()]);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 struct KillOnDrop<'a>(&'a mut std::process::Child);

@@ -2,16 +2,14 @@
 //! the `authorization` block and its rules (KServe, KFP, a non-resource URL),
 //! tokens for Dex users and service accounts, an Envoy wired to the API
 //! server stand-in (its TLS cluster, the bearer token in the VM environment),
-//! and a raw HTTP/1.1 client that sets `Host` (KServe routes on it) and can
-//! keep a connection alive or open a fresh one per request (the kernel spreads
-//! fresh connections over Envoy's workers, each with its own VM and cache).
+//! and the testkit's raw HTTP/1.1 client, which sets `Host` (KServe routes on
+//! it) and can keep a connection alive or open a fresh one per request (the
+//! kernel spreads fresh connections over Envoy's workers, each with its own
+//! VM and cache).
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
+use kfauth_testkit::apiserver::fixtures::{self, Subject};
 use kfauth_testkit::apiserver::API_SERVER_CLUSTER;
 use kfauth_testkit::idp::now;
 use kfauth_testkit::plugin_config::{claims, inline_rule, ISSUER};
@@ -180,19 +178,13 @@ pub fn viewers_yaml(
     name: &str,
     users: impl IntoIterator<Item = String>,
 ) -> String {
-    let subjects: String = users
-        .into_iter()
-        .map(|user| {
-            format!("- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: \"{user}\"}}\n")
-        })
-        .collect();
-    format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
-         metadata: {{name: {name}, namespace: {namespace}}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}}\n\
-         subjects:\n{subjects}"
-    )
+    let users: Vec<String> = users.into_iter().collect();
+    let subjects: Vec<Subject> = users.iter().map(|user| Subject::User(user)).collect();
+    [
+        fixtures::namespace(namespace),
+        fixtures::role_binding(namespace, name, "kubeflow-view", &subjects),
+    ]
+    .join("---\n")
 }
 
 /// The KServe host of an InferenceService.
@@ -205,237 +197,38 @@ pub fn predict_path(model: &str) -> String {
     format!("/v1/models/{model}:predict")
 }
 
-/// One request as the raw client sends it.
-#[derive(Debug, Clone)]
-pub struct Req {
-    pub method: String,
-    pub host: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Vec<u8>>,
+/// The raw client of the testkit: a request sets its own `Host`, a
+/// connection is kept alive or opened fresh per request (not every suite
+/// uses each).
+#[allow(unused_imports)]
+pub use kfauth_testkit::client::{concurrently, send_fresh, Connection as Conn, Request as Req};
+
+/// Kubeflow requests, as constructors of [`Req`].
+pub trait KubeflowRequests {
+    /// KServe predict of `model` (InferenceService of the same name) in `namespace`.
+    fn kserve(model: &str, namespace: &str) -> Req;
+    /// KFP's list of runs, `?namespace=NS` when given.
+    fn kfp_runs(namespace: Option<&str>) -> Req;
 }
 
-impl Req {
-    pub fn new(method: &str, host: &str, path: &str) -> Req {
-        Req {
-            method: method.into(),
-            host: host.into(),
-            path: path.into(),
-            headers: Vec::new(),
-            body: None,
-        }
-    }
-
-    /// KServe predict of `model` (InferenceService of the same name) in `namespace`.
-    pub fn kserve(model: &str, namespace: &str) -> Req {
+impl KubeflowRequests for Req {
+    fn kserve(model: &str, namespace: &str) -> Req {
         Req::new("POST", &kserve_host(model, namespace), &predict_path(model))
             .header("content-type", "application/json")
             .body(br#"{"instances": [[6.8, 2.8, 4.8, 1.4]]}"#)
     }
 
-    /// KFP's list of runs, `?namespace=NS` when given.
-    pub fn kfp_runs(namespace: Option<&str>) -> Req {
+    fn kfp_runs(namespace: Option<&str>) -> Req {
         let path = match namespace {
             Some(ns) => format!("{KFP_RUNS}?namespace={ns}&page_size=10"),
             None => format!("{KFP_RUNS}?page_size=10"),
         };
         Req::new("GET", "kubeflow.example.com", &path)
     }
-
-    pub fn header(mut self, name: &str, value: &str) -> Req {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    pub fn bearer(self, token: &str) -> Req {
-        self.header("authorization", &format!("Bearer {token}"))
-    }
-
-    pub fn body(mut self, body: &[u8]) -> Req {
-        self.body = Some(body.to_vec());
-        self
-    }
-
-    fn bytes(&self, close: bool) -> Vec<u8> {
-        let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\n",
-            self.method, self.path, self.host
-        );
-        for (name, value) in &self.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if let Some(body) = &self.body {
-            head.push_str(&format!("content-length: {}\r\n", body.len()));
-        }
-        if close {
-            head.push_str("connection: close\r\n");
-        }
-        head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
-        if let Some(body) = &self.body {
-            bytes.extend_from_slice(body);
-        }
-        bytes
-    }
 }
 
-/// A client connection to Envoy's listener (keep-alive).
-pub struct Conn {
-    port: u16,
-    stream: Option<TcpStream>,
-}
-
-impl Conn {
-    pub fn new(port: u16) -> Conn {
-        Conn { port, stream: None }
-    }
-
-    fn connect(port: u16) -> Result<TcpStream, String> {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
-    }
-
-    /// Sends `req` on the kept connection (reconnecting once if Envoy closed it).
-    pub fn send(&mut self, req: &Req) -> HttpResponse {
-        for attempt in 0..2 {
-            if self.stream.is_none() {
-                self.stream = Some(Conn::connect(self.port).unwrap_or_else(|e| panic!("{e}")));
-            }
-            let stream = self.stream.as_mut().unwrap();
-            match exchange(stream, req, false) {
-                Ok((response, keep)) => {
-                    if !keep {
-                        self.stream = None;
-                    }
-                    return response;
-                }
-                Err(e) if attempt == 0 => {
-                    let _ = e;
-                    self.stream = None;
-                }
-                Err(e) => panic!("{} {}: {e}", req.method, req.path),
-            }
-        }
-        unreachable!()
-    }
-}
-
-/// Sends `req` over a fresh connection (closed afterwards).
-pub fn send_fresh(port: u16, req: &Req) -> HttpResponse {
-    let mut stream = Conn::connect(port).unwrap_or_else(|e| panic!("{e}"));
-    exchange(&mut stream, req, true)
-        .map(|(response, _)| response)
-        .unwrap_or_else(|e| panic!("{} {}: {e}", req.method, req.path))
-}
-
-/// Writes one request and reads its response; also says whether the
-/// connection may be reused.
-fn exchange(
-    stream: &mut TcpStream,
-    req: &Req,
-    close: bool,
-) -> Result<(HttpResponse, bool), String> {
-    stream
-        .write_all(&req.bytes(close))
-        .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    let mut buffer = [0u8; 16 * 1024];
-    let head_only = req.method.eq_ignore_ascii_case("HEAD");
-    loop {
-        if let Some(complete) = complete_length(&raw, head_only) {
-            raw.truncate(complete);
-            break;
-        }
-        match stream.read(&mut buffer) {
-            Ok(0) if raw.is_empty() => return Err("connection closed before a response".into()),
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buffer[..n]),
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
-    let response = parse(&raw)?;
-    let keep = !close
-        && !response
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-    Ok((response, keep))
-}
-
-/// The length of the whole response in `raw`, once it is all there (only
-/// the head for a response to `HEAD`).
-fn complete_length(raw: &[u8], head_only: bool) -> Option<usize> {
-    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    if head_only {
-        return Some(head_end);
-    }
-    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
-    let header = |name: &str| {
-        head.split("\r\n")
-            .filter_map(|line| line.split_once(':'))
-            .find(|(n, _)| n.trim() == name)
-            .map(|(_, v)| v.trim().to_string())
-    };
-    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        let body = &raw[head_end..];
-        let end = body.windows(5).position(|w| w == b"0\r\n\r\n")?;
-        return Some(head_end + end + 5);
-    }
-    let length = header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    (raw.len() >= head_end + length).then_some(head_end + length)
-}
-
-fn parse(raw: &[u8]) -> Result<HttpResponse, String> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("incomplete response: {text:?}"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        let mut body = String::new();
-        let mut rest = rest;
-        while let Some((size_line, after)) = rest.split_once("\r\n") {
-            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("0").trim(), 16)
-                .unwrap_or(0);
-            if size == 0 {
-                break;
-            }
-            body.push_str(after.get(..size).unwrap_or(after));
-            rest = after.get(size + 2..).unwrap_or_default();
-        }
-        body
-    } else {
-        rest.to_string()
-    };
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
-}
-
-/// The upstream: the testkit's thread-per-connection echo (tiny_http's
-/// `EchoServer` stalls on bursts of new keep-alive connections).
-pub use kfauth_testkit::Upstream;
+/// The upstream: the testkit's echo, a thread per connection.
+pub use kfauth_testkit::EchoServer as Upstream;
 
 /// Envoy (with its echo upstream) in front of the API server stand-in.
 pub struct Authz {
@@ -576,27 +369,4 @@ pub fn assert_secret_absent(secret: &str, what: &str, texts: &[&str]) {
             &text[..text.len().min(400)]
         );
     }
-}
-
-/// Runs `requests` at once, each on its own connection, released together;
-/// returns the responses.
-pub fn concurrently(port: u16, requests: Vec<Req>) -> Vec<HttpResponse> {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(requests.len()));
-    let threads: Vec<_> = requests
-        .into_iter()
-        .map(|req| {
-            let barrier = std::sync::Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                let mut stream = Conn::connect(port).unwrap_or_else(|e| panic!("{e}"));
-                barrier.wait();
-                exchange(&mut stream, &req, true)
-                    .map(|(response, _)| response)
-                    .unwrap_or_else(|e| panic!("{} {}: {e}", req.method, req.path))
-            })
-        })
-        .collect();
-    threads
-        .into_iter()
-        .map(|thread| thread.join().expect("request thread"))
-        .collect()
 }

@@ -20,7 +20,7 @@ use kfauth_bench::soak::tokens::{jwks, Generation, AUDIENCE, ISSUER};
 use kfauth_bench::soak::verdict::{tally, Observed, PROPAGATION, REFETCH_MIN_INTERVAL};
 use kfauth_testkit::envoy::Envoy;
 use kfauth_testkit::jwks_server::{JwksMode, JwksServer};
-use kfauth_testkit::upstream::Upstream;
+use kfauth_testkit::EchoServer;
 use kfauth_testkit::EnvoySettings;
 use serde_json::json;
 
@@ -95,9 +95,7 @@ fn main() -> ExitCode {
     let [g1, g2, g3] = [&generations[0], &generations[1], &generations[2]];
 
     let mut idp = JwksServer::start(&jwks(&[g1]));
-    // A thread per connection: tiny_http's pool (EchoServer) can leave a
-    // burst of new upstream connections unserved until Envoy's 15 s timeout.
-    let echo = Upstream::start();
+    let echo = EchoServer::start();
     let plugin_config = json!({
         "jwtRules": [{
             "issuer": ISSUER,

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use kfauth_testkit::client::{Connection, Request, Reuse};
 use kfauth_testkit::echo::Echoed;
 
-use super::http::Connection;
 use super::timeline::{pick, Pick, Timeline};
 use super::tokens::{Generation, Valid};
 
@@ -147,16 +147,16 @@ fn one_request(
         }
         Pick::Invalid { generation, index } => (&generations[generation].invalid[index].1, None),
     };
-    let bearer = format!("Bearer {token}");
+    let mut request = Request::new("GET", "127.0.0.1", "/soak").bearer(token);
     // A quarter of the requests also claim an identity of their own.
     let spoofed = random.is_multiple_of(4);
-    let mut headers = vec![("authorization", bearer.as_str())];
     if spoofed {
-        headers.push(("kubeflow-userid", "admin@evil.example.com"));
-        headers.push(("Kubeflow-Groups", "system:masters"));
+        request = request
+            .header("kubeflow-userid", "admin@evil.example.com")
+            .header("Kubeflow-Groups", "system:masters");
     }
     let began = Instant::now();
-    let (status, reason, identity) = match connection.get("/soak", &headers) {
+    let (status, reason, identity) = match connection.exchange(&request, Reuse::KeepAlive) {
         Err(why) => (0, Some(why), Identity::NotForwarded),
         Ok(answer) if (200..300).contains(&answer.status) => {
             (answer.status, None, check_identity(&answer.body, expected))

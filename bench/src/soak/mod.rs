@@ -6,13 +6,11 @@
 //! | --- | --- |
 //! | [`tokens`] | key generations and the tokens minted from them |
 //! | [`timeline`] | when events happen, which tokens circulate |
-//! | [`http`] | one keep-alive connection |
 //! | [`driver`] | the fixed-rate load and the per-answer identity check |
 //! | [`verdict`] | what the documented outage policy allows |
 //! | [`rss`] | Envoy's resident memory |
 
 pub mod driver;
-pub mod http;
 pub mod rss;
 pub mod timeline;
 pub mod tokens;

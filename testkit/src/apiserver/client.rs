@@ -9,9 +9,9 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use super::http::{Connection, ReadError};
 use super::tls::API_SERVER_SNI;
-use crate::client::HttpResponse;
+use crate::client::{HttpResponse, Request, Reuse};
+use crate::http1::{Connection, ReadError};
 
 /// Where and how to connect.
 #[derive(Clone)]
@@ -86,24 +86,18 @@ impl ApiConnection {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<HttpResponse, String> {
-        let mut all = vec![("host", API_SERVER_SNI)];
-        all.extend_from_slice(headers);
+        let mut request = Request::new(method, API_SERVER_SNI, path).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
         self.http
-            .write_request(method, path, &all, body)
+            .send(&request.bytes(Reuse::KeepAlive))
             .map_err(|e| format!("sending {method} {path}: {e}"))?;
-        let message = self.http.read_response().map_err(|e| match e {
+        let message = self.http.read_response(method).map_err(|e| match e {
             ReadError::Closed => format!("{method} {path}: the server closed the connection"),
             other => format!("{method} {path}: {other:?}"),
         })?;
-        Ok(HttpResponse {
-            status: message.word(1).parse().unwrap_or(0),
-            headers: message
-                .headers
-                .iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
-                .collect(),
-            body: String::from_utf8_lossy(&message.body).into_owned(),
-        })
+        Ok(HttpResponse::from(message))
     }
 
     /// The ALPN protocol the server chose.

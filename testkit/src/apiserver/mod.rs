@@ -13,7 +13,6 @@
 //! | [`token_review`] | the TokenReview endpoint and its registered tokens |
 //! | [`status`] | the `Status` error object |
 //! | [`tls`] | the test CA and server certificate |
-//! | [`http`] | HTTP/1.1 framing with keep-alive |
 //! | [`server`] | the server: modes, counts, records, down and up |
 //! | [`client`] | an HTTPS client trusting the test CA |
 //! | [`envoy`] | the Envoy cluster that reaches the stand-in |
@@ -43,7 +42,6 @@ pub mod conformance;
 pub mod contract;
 pub mod envoy;
 pub mod fixtures;
-pub mod http;
 pub mod openapi;
 pub mod rbac;
 pub mod server;

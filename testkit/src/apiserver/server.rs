@@ -6,25 +6,30 @@
 //! resetting the connection, answering a huge body, down (connections
 //! refused, open ones closed) and back up on the same port.
 
-use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::Value;
 
-use super::http::{Connection, Message, ReadError};
 use super::rbac::Rbac;
-use super::status::{reason_phrase, ApiError};
+use super::status::ApiError;
 use super::subject_access_review::{self, Answered, SAR_PATH};
 use super::tls::TestCa;
 use super::token_review::{TokenRegistry, TOKEN_REVIEW_PATH};
+use crate::http1::{reason_phrase, Connection, Limits, Message, ReadError};
+use crate::listener::{self, AcceptLoop, OpenConnections};
 
 /// The bearer token the stand-in accepts unless a test sets another.
 pub const DEFAULT_BEARER_TOKEN: &str = "kfauth-test-apiserver-token";
+
+/// kube-apiserver's request body limit (3 MiB); heads above 64 KiB are refused too.
+const LIMITS: Limits = Limits {
+    head: 64 * 1024,
+    body: 3 * 1024 * 1024,
+};
 
 /// Reviews kept per endpoint for inspection; older ones are dropped.
 const MAX_RECORDED: usize = 10_000;
@@ -98,16 +103,9 @@ struct Shared {
     modes: Mutex<[ApiMode; 2]>,
     counts: [AtomicUsize; 2],
     unauthorized: AtomicUsize,
-    accepted: AtomicUsize,
     records: [Mutex<Vec<Value>>; 2],
-    connections: Mutex<HashMap<u64, TcpStream>>,
-    next_connection: AtomicU64,
+    connections: OpenConnections,
     server_names: Mutex<Vec<String>>,
-}
-
-struct Running {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
 }
 
 /// The stand-in; stops when dropped.
@@ -115,7 +113,7 @@ pub struct ApiServer {
     shared: Arc<Shared>,
     ca: TestCa,
     addr: SocketAddr,
-    running: Option<Running>,
+    running: Option<AcceptLoop>,
 }
 
 impl ApiServer {
@@ -132,7 +130,7 @@ impl ApiServer {
     /// Binds `addr` with `rbac` and the certificate of `ca`.
     pub fn start_on(addr: &str, rbac: Rbac, ca: TestCa) -> ApiServer {
         let listener =
-            TcpListener::bind(addr).unwrap_or_else(|e| panic!("API server binds {addr}: {e}"));
+            listener::bind(addr).unwrap_or_else(|e| panic!("API server binds {addr}: {e}"));
         let addr = listener.local_addr().expect("bound address");
         let shared = Arc::new(Shared {
             tls: ca.server_config(),
@@ -142,10 +140,8 @@ impl ApiServer {
             modes: Mutex::new([ApiMode::Answer; 2]),
             counts: Default::default(),
             unauthorized: AtomicUsize::new(0),
-            accepted: AtomicUsize::new(0),
             records: Default::default(),
-            connections: Mutex::new(HashMap::new()),
-            next_connection: AtomicU64::new(0),
+            connections: OpenConnections::default(),
             server_names: Mutex::new(Vec::new()),
         });
         let mut server = ApiServer {
@@ -276,12 +272,12 @@ impl ApiServer {
 
     /// TCP connections accepted so far (keep-alive reuse shows as few).
     pub fn connections_accepted(&self) -> usize {
-        self.shared.accepted.load(Ordering::SeqCst)
+        self.shared.connections.accepted()
     }
 
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
-        lock(&self.shared.connections).len()
+        self.shared.connections.open()
     }
 
     /// The SNI of each TLS connection that sent a request, in order (`""`
@@ -320,7 +316,7 @@ impl ApiServer {
             lock(&self.shared.records[review.index()]).clear();
         }
         self.shared.unauthorized.store(0, Ordering::SeqCst);
-        self.shared.accepted.store(0, Ordering::SeqCst);
+        self.shared.connections.reset_accepted();
         lock(&self.shared.server_names).clear();
     }
 
@@ -328,19 +324,13 @@ impl ApiServer {
     /// closed. Configuration, counts and records are kept for
     /// [`ApiServer::restart`].
     pub fn stop(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.stop.store(true, Ordering::SeqCst);
-            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-            let _ = running.thread.join();
-        }
+        self.running.take();
         self.close_connections();
     }
 
     /// Closes every open connection (the server stays up).
     pub fn close_connections(&self) {
-        for (_, stream) in lock(&self.shared.connections).drain() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        self.shared.connections.close_all();
     }
 
     /// Comes back up on the same port.
@@ -348,7 +338,7 @@ impl ApiServer {
         if self.running.is_some() {
             return;
         }
-        let listener = TcpListener::bind(self.addr)
+        let listener = listener::bind(self.addr)
             .unwrap_or_else(|e| panic!("API server rebinds {}: {e}", self.addr));
         self.serve(listener);
     }
@@ -357,33 +347,17 @@ impl ApiServer {
         self.running.is_some()
     }
 
-    fn serve(&mut self, listener: TcpListener) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+    fn serve(&mut self, listener: std::net::TcpListener) {
         let shared = Arc::clone(&self.shared);
-        let thread = std::thread::Builder::new()
-            .name(format!("apiserver-{}", self.addr.port()))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if flag.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    shared.accepted.fetch_add(1, Ordering::SeqCst);
-                    // Registered before the accept loop moves on, so that
-                    // `stop` (which joins this loop) closes it too.
-                    let id = shared.next_connection.fetch_add(1, Ordering::SeqCst);
-                    if let Ok(clone) = stream.try_clone() {
-                        lock(&shared.connections).insert(id, clone);
-                    }
-                    let shared = Arc::clone(&shared);
-                    let _ = std::thread::Builder::new()
-                        .name("apiserver-conn".into())
-                        .spawn(move || serve_connection(&shared, stream, id));
-                }
-            })
-            .expect("spawn API server thread");
-        self.running = Some(Running { stop, thread });
+        self.running = Some(AcceptLoop::spawn(listener, "apiserver", move |stream| {
+            // Registered before the accept loop moves on, so that `stop`
+            // (which joins this loop) closes it too.
+            let id = shared.connections.add(&stream);
+            let shared = Arc::clone(&shared);
+            let _ = std::thread::Builder::new()
+                .name("apiserver-conn".into())
+                .spawn(move || serve_connection(&shared, stream, id));
+        }));
     }
 }
 
@@ -439,10 +413,10 @@ impl Outcome {
 fn serve_connection(shared: &Shared, tcp: TcpStream, id: u64) {
     let _ = tcp.set_nodelay(true);
     if let Ok(tls) = ServerConnection::new(Arc::clone(&shared.tls)) {
-        let mut http = Connection::new(StreamOwned::new(tls, tcp));
+        let mut http = Connection::with_limits(StreamOwned::new(tls, tcp), LIMITS);
         let end = serve_requests(shared, &mut http);
         if end == End::Reset {
-            lock(&shared.connections).remove(&id);
+            shared.connections.forget(id);
             return crate::jwks_server::reset_connection(http.stream.sock);
         }
         if end == End::Clean {
@@ -451,7 +425,7 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, id: u64) {
         }
         let _ = http.stream.sock.shutdown(Shutdown::Both);
     }
-    lock(&shared.connections).remove(&id);
+    shared.connections.forget(id);
 }
 
 /// Answers requests until the connection ends; says how it ends.
@@ -476,8 +450,14 @@ fn serve_requests(
                 let error = ApiError::too_large();
                 let body = error.to_status().to_string();
                 let headers = vec![("content-type".into(), "application/json".into())];
-                let _ =
-                    http.write_response(413, reason_phrase(413), &headers, body.as_bytes(), true);
+                let _ = http.write_response(
+                    "POST",
+                    413,
+                    reason_phrase(413),
+                    &headers,
+                    body.as_bytes(),
+                    true,
+                );
                 return End::Clean;
             }
             Err(ReadError::Closed) => return End::Clean,
@@ -493,6 +473,7 @@ fn serve_requests(
                 body,
             } => {
                 let written = http.write_response(
+                    request.word(0),
                     status,
                     reason_phrase(status),
                     &headers,

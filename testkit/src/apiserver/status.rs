@@ -104,20 +104,3 @@ fn group_of(kind: &str) -> &'static str {
         _ => "authorization.k8s.io",
     }
 }
-
-/// The reason phrase of an HTTP status line.
-pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        201 => "Created",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Request Entity Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Entity",
-        500 => "Internal Server Error",
-        _ => "Unknown",
-    }
-}

@@ -1,31 +1,51 @@
-//! HTTP/1.1 framing on one connection (after TLS): requests one after the
-//! other on a kept-alive connection, bodies by `Content-Length` or chunked,
-//! `Expect: 100-continue`, and responses with `Content-Length`. The server
-//! side and the test client share it.
+//! HTTP/1.1 framing on one connection, for every client and server in the
+//! testkit (over TCP or TLS): messages one after the other on a kept-alive
+//! connection, bodies by `Content-Length`, chunked or (responses) up to the
+//! close, `Expect: 100-continue`, and the raw head as it arrived.
 
 use std::io::{self, Read, Write};
 
-/// Request heads larger than this are refused.
-pub const MAX_HEAD: usize = 64 * 1024;
-/// kube-apiserver's request body limit (3 MiB).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// How large a message may be before it is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub head: usize,
+    pub body: usize,
+}
+
+impl Limits {
+    /// Far above anything a test sends (Envoy's own header limit is 60 KiB
+    /// by default, raised in some scenarios).
+    pub const GENEROUS: Limits = Limits {
+        head: 1024 * 1024,
+        body: 64 * 1024 * 1024,
+    };
+}
 
 /// One message's start line, headers (names as sent) and body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
     /// `POST /path HTTP/1.1` or `HTTP/1.1 201 Created`, split on spaces.
     pub start: Vec<String>,
+    /// Header lines as text (bytes that are not UTF-8 replaced).
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The head byte for byte, up to and without the empty line.
+    pub head: Vec<u8>,
+}
+
+/// The values of header `name` (case-insensitive) among `headers`, in order.
+pub fn values_of<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 impl Message {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        values_of(&self.headers, name).first().copied()
     }
 
     /// Start-line word `index` (`""` when absent).
@@ -66,31 +86,46 @@ impl From<io::Error> for ReadError {
     }
 }
 
+/// What is being read: a request, or the response to a request of this method.
+#[derive(Clone, Copy)]
+enum Reading<'a> {
+    Request,
+    ResponseTo(&'a str),
+}
+
 /// A connection: the stream and the bytes read past the last message.
 pub struct Connection<S> {
     pub stream: S,
     buffer: Vec<u8>,
+    limits: Limits,
 }
 
 impl<S: Read + Write> Connection<S> {
+    /// A connection with [`Limits::GENEROUS`].
     pub fn new(stream: S) -> Connection<S> {
+        Connection::with_limits(stream, Limits::GENEROUS)
+    }
+
+    pub fn with_limits(stream: S, limits: Limits) -> Connection<S> {
         Connection {
             stream,
             buffer: Vec::new(),
+            limits,
         }
     }
 
     /// Reads the next request; answers `Expect: 100-continue` itself.
     pub fn read_request(&mut self) -> Result<Message, ReadError> {
-        self.read_message(true)
+        self.read_message(Reading::Request)
     }
 
-    /// Reads the next response (one with a body: not to HEAD).
-    pub fn read_response(&mut self) -> Result<Message, ReadError> {
-        self.read_message(false)
+    /// Reads the response to a request with `method` (a response to `HEAD`
+    /// has no body).
+    pub fn read_response(&mut self, method: &str) -> Result<Message, ReadError> {
+        self.read_message(Reading::ResponseTo(method))
     }
 
-    fn read_message(&mut self, is_request: bool) -> Result<Message, ReadError> {
+    fn read_message(&mut self, reading: Reading) -> Result<Message, ReadError> {
         let head_end = loop {
             // Tolerate empty lines before a message (RFC 9112, 2.2).
             while self.buffer.starts_with(b"\r\n") {
@@ -99,7 +134,7 @@ impl<S: Read + Write> Connection<S> {
             if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
                 break end;
             }
-            if self.buffer.len() > MAX_HEAD {
+            if self.buffer.len() > self.limits.head {
                 return Err(ReadError::TooLarge);
             }
             if self.fill()? == 0 {
@@ -110,8 +145,9 @@ impl<S: Read + Write> Connection<S> {
                 });
             }
         };
-        let head: Vec<u8> = self.buffer.drain(..head_end + 4).collect();
-        let head = String::from_utf8_lossy(&head[..head_end]).into_owned();
+        let mut raw_head: Vec<u8> = self.buffer.drain(..head_end + 4).collect();
+        raw_head.truncate(head_end);
+        let head = String::from_utf8_lossy(&raw_head).into_owned();
         let mut lines = head.split("\r\n");
         let start: Vec<String> = lines
             .next()
@@ -119,7 +155,9 @@ impl<S: Read + Write> Connection<S> {
             .split(' ')
             .map(str::to_string)
             .collect();
-        if start.len() < 3 {
+        let is_request = matches!(reading, Reading::Request);
+        // A status line may lack its reason phrase.
+        if start.len() < 2 || (is_request && start.len() < 3) {
             return Err(ReadError::Malformed(format!("bad start line {start:?}")));
         }
         let mut headers = Vec::new();
@@ -133,7 +171,16 @@ impl<S: Read + Write> Connection<S> {
             start,
             headers,
             body: Vec::new(),
+            head: raw_head,
         };
+        if let Reading::ResponseTo(method) = reading {
+            let status: u16 = message.word(1).parse().unwrap_or(0);
+            // RFC 9112, 6.3: these responses end with their head.
+            if method.eq_ignore_ascii_case("HEAD") || status < 200 || status == 204 || status == 304
+            {
+                return Ok(message);
+            }
+        }
         if is_request
             && message
                 .header("expect")
@@ -145,21 +192,32 @@ impl<S: Read + Write> Connection<S> {
         let chunked = message
             .header("transfer-encoding")
             .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-        message.body = if chunked {
-            self.read_chunked()?
-        } else {
-            let length = match message.header("content-length") {
-                Some(value) => value
+        let length = match message.header("content-length") {
+            Some(value) => Some(
+                value
                     .parse::<usize>()
                     .map_err(|_| ReadError::Malformed(format!("bad content-length {value:?}")))?,
-                None => 0,
-            };
-            if length > MAX_BODY {
-                return Err(ReadError::TooLarge);
-            }
-            self.take(length)?
+            ),
+            None => None,
+        };
+        message.body = match (chunked, length) {
+            (true, _) => self.read_chunked()?,
+            (false, Some(length)) if length > self.limits.body => return Err(ReadError::TooLarge),
+            (false, Some(length)) => self.take(length)?,
+            (false, None) if is_request => Vec::new(),
+            // A response without either ends when the connection closes.
+            (false, None) => self.take_until_close()?,
         };
         Ok(message)
+    }
+
+    fn take_until_close(&mut self) -> Result<Vec<u8>, ReadError> {
+        while self.fill()? > 0 {
+            if self.buffer.len() > self.limits.body {
+                return Err(ReadError::TooLarge);
+            }
+        }
+        Ok(std::mem::take(&mut self.buffer))
     }
 
     fn read_chunked(&mut self) -> Result<Vec<u8>, ReadError> {
@@ -169,7 +227,7 @@ impl<S: Read + Write> Connection<S> {
             let size_text = line.split(';').next().unwrap_or_default().trim();
             let size = usize::from_str_radix(size_text, 16)
                 .map_err(|_| ReadError::Malformed(format!("bad chunk size {line:?}")))?;
-            if body.len() + size > MAX_BODY {
+            if body.len().saturating_add(size) > self.limits.body {
                 return Err(ReadError::TooLarge);
             }
             if size == 0 {
@@ -188,7 +246,7 @@ impl<S: Read + Write> Connection<S> {
                 let line: Vec<u8> = self.buffer.drain(..end + 2).collect();
                 return Ok(String::from_utf8_lossy(&line[..end]).into_owned());
             }
-            if self.buffer.len() > MAX_HEAD {
+            if self.buffer.len() > self.limits.head {
                 return Err(ReadError::TooLarge);
             }
             if self.fill()? == 0 {
@@ -226,9 +284,11 @@ impl<S: Read + Write> Connection<S> {
         }
     }
 
-    /// Writes a response with a `Content-Length` body.
+    /// Writes a response with a `Content-Length` body; to a `HEAD` request
+    /// (`method`), the head only.
     pub fn write_response(
         &mut self,
+        method: &str,
         status: u16,
         reason: &str,
         headers: &[(String, String)],
@@ -245,28 +305,37 @@ impl<S: Read + Write> Connection<S> {
         }
         out.push_str("\r\n");
         let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(body);
-        self.stream.write_all(&bytes)?;
-        self.stream.flush()
+        if !method.eq_ignore_ascii_case("HEAD") {
+            bytes.extend_from_slice(body);
+        }
+        self.send(&bytes)
     }
 
-    /// Writes a request with a `Content-Length` body.
-    pub fn write_request(
-        &mut self,
-        method: &str,
-        target: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<()> {
-        let mut out = format!("{method} {target} HTTP/1.1\r\n");
-        for (name, value) in headers {
-            out.push_str(&format!("{name}: {value}\r\n"));
-        }
-        out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-        let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(body);
-        self.stream.write_all(&bytes)?;
+    /// Writes `bytes` (a whole message) and flushes.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
         self.stream.flush()
+    }
+}
+
+/// The reason phrase of an HTTP status line.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        204 => "No Content",
+        403 => "Forbidden",
+        503 => "Service Unavailable",
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
+        500 => "Internal Server Error",
+        _ => "Unknown",
     }
 }
 
@@ -306,10 +375,7 @@ mod tests {
     fn pipelined_requests_with_both_body_framings() {
         let input = b"\r\nPOST /a HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello\
 POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n";
-        let mut conn = Connection::new(Script {
-            input: io::Cursor::new(input.to_vec()),
-            output: Vec::new(),
-        });
+        let mut conn = Connection::new(script(input));
         let first = conn.read_request().unwrap();
         assert_eq!(
             (first.word(1), first.body.as_slice()),
@@ -326,16 +392,48 @@ POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3;x=y
         assert_eq!(conn.stream.output, b"HTTP/1.1 100 Continue\r\n\r\n");
     }
 
+    fn script(input: &[u8]) -> Script {
+        Script {
+            input: io::Cursor::new(input.to_vec()),
+            output: Vec::new(),
+        }
+    }
+
     #[test]
     fn oversized_bodies_are_refused() {
-        let input = format!(
-            "POST / HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
-            MAX_BODY + 1
-        );
-        let mut conn = Connection::new(Script {
-            input: io::Cursor::new(input.into_bytes()),
-            output: Vec::new(),
-        });
+        let limits = Limits {
+            head: 1024,
+            body: 100,
+        };
+        let input = b"POST / HTTP/1.1\r\ncontent-length: 101\r\n\r\n";
+        let mut conn = Connection::with_limits(script(input), limits);
         assert!(matches!(conn.read_request(), Err(ReadError::TooLarge)));
+    }
+
+    #[test]
+    fn responses_end_by_length_by_close_or_with_their_head() {
+        let input =
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 204 No Content\r\n\r\n\
+HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nHTTP/1.1 200 OK\r\n\r\nup to the close";
+        let mut conn = Connection::new(script(input));
+        assert_eq!(conn.read_response("GET").unwrap().body, b"ok");
+        let empty = conn.read_response("GET").unwrap();
+        assert_eq!((empty.word(1), empty.body.len()), ("204", 0));
+        let head = conn.read_response("HEAD").unwrap();
+        assert_eq!(
+            (head.header("content-length"), head.body.len()),
+            (Some("5"), 0)
+        );
+        let last = conn.read_response("GET").unwrap();
+        assert_eq!(last.body, b"up to the close");
+        assert!(matches!(conn.read_response("GET"), Err(ReadError::Closed)));
+    }
+
+    #[test]
+    fn the_raw_head_keeps_bytes_that_are_not_text() {
+        let mut conn = Connection::new(script(b"GET / HTTP/1.1\r\nx-a: caf\xe9\r\n\r\n"));
+        let request = conn.read_request().unwrap();
+        assert_eq!(request.head, b"GET / HTTP/1.1\r\nx-a: caf\xe9");
+        assert_eq!(request.header("x-a"), Some("caf\u{fffd}"));
     }
 }
