@@ -37,7 +37,7 @@ pub fn steps(
     let goes_on = if config.bypass_cors_preflight && view.is_cors_preflight() {
         lines.push("CORS preflight: passes without authentication".into());
         true
-    } else if let Some(pattern) = config.skip_paths.iter().find(|p| p.is_match(&path)) {
+    } else if let Some(pattern) = config.skip_paths.iter().find(|p| p.is_match(path)) {
         lines.push(format!(
             "skipPaths: `{}` matches `{path}`: no authentication",
             pattern.as_str()
@@ -47,7 +47,7 @@ pub fn steps(
         authentication(&mut lines, config, jwks, view, now)
     };
     if goes_on {
-        lines.extend(finishing(config, view, &path));
+        lines.extend(finishing(config, view, path));
     }
     lines
 }
@@ -56,7 +56,7 @@ pub fn steps(
 pub fn passes_unauthenticated(config: &Config, view: &RequestView) -> bool {
     let path = view.canonical_path();
     (config.bypass_cors_preflight && view.is_cors_preflight())
-        || config.skip_paths.iter().any(|p| p.is_match(&path))
+        || config.skip_paths.iter().any(|p| p.is_match(path))
 }
 
 /// The session shield, the gRPC cookie diet and the header budget, as they
