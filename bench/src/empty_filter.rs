@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use kfauth_testkit::bootstrap::repo_root;
 
+use crate::verify_probe::{arguments, wat_string, VerifyCall};
+
 /// Host calls (and one VM entry) whose cost the probe variants measure.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Probe {
@@ -31,13 +33,16 @@ pub enum Probe {
     /// No call: about 1 MB of functions nothing calls, for what code size
     /// alone costs in Envoy's memory (compare peak RSS with `WasmEmpty`).
     DeadCode,
+    /// `proxy_call_foreign_function("verify_signature")` with one of the
+    /// arguments of [`crate::verify_probe`].
+    Verify(VerifyCall),
 }
 
 /// Calls per request in a probe: the cost of one is (probe − empty) / this.
 pub const PROBE_CALLS: usize = 8;
 
 impl Probe {
-    pub const ALL: [Probe; 9] = [
+    pub const ALL: [Probe; 12] = [
         Probe::Clock,
         Probe::HeaderPairs,
         Probe::HeaderValue,
@@ -47,6 +52,9 @@ impl Probe {
         Probe::IncrementMetric,
         Probe::TwoMoreEntries,
         Probe::DeadCode,
+        Probe::Verify(VerifyCall::NoKey),
+        Probe::Verify(VerifyCall::ShortSignature),
+        Probe::Verify(VerifyCall::Good),
     ];
 
     pub fn key(self) -> &'static str {
@@ -60,6 +68,9 @@ impl Probe {
             Probe::IncrementMetric => "probe-increment-metric",
             Probe::TwoMoreEntries => "probe-two-more-entries",
             Probe::DeadCode => "probe-dead-code",
+            Probe::Verify(VerifyCall::NoKey) => "probe-verify-no-key",
+            Probe::Verify(VerifyCall::ShortSignature) => "probe-verify-short-signature",
+            Probe::Verify(VerifyCall::Good) => "probe-verify-rs256",
         }
     }
 
@@ -67,7 +78,9 @@ impl Probe {
     /// for the probe that adds exports instead.
     pub fn call(self) -> Option<&'static str> {
         // Memory layout of the probe module: 16 result pointer, 20 result size,
-        // 64 "authorization", 96 "x-kfauth-probe", 8192 what the allocator hands out.
+        // 64 "authorization", 96 "x-kfauth-probe", 160 "verify_signature",
+        // 1024 its arguments (their size in the global $arguments), 8192 what
+        // the allocator hands out.
         Some(match self {
             Probe::Clock => "(drop (call $clock (i32.const 16)))",
             Probe::HeaderPairs => "(drop (call $pairs (i32.const 0) (i32.const 16) (i32.const 20)))",
@@ -76,6 +89,7 @@ impl Probe {
             Probe::AddHeader => "(drop (call $add (i32.const 0) (i32.const 96) (i32.const 14) (i32.const 64) (i32.const 5)))",
             Probe::RemoveAbsentHeader => "(drop (call $remove (i32.const 0) (i32.const 96) (i32.const 14)))",
             Probe::IncrementMetric => "(drop (call $increment (global.get $metric) (i64.const 1)))",
+            Probe::Verify(_) => "(drop (call $foreign (i32.const 160) (i32.const 16) (i32.const 1024) (global.get $arguments) (i32.const 16) (i32.const 20)))",
             Probe::TwoMoreEntries | Probe::DeadCode => return None,
         })
     }
@@ -108,6 +122,21 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
     } else {
         ""
     };
+    // Only the verify probes import the foreign call and carry its arguments.
+    let (foreign, arguments) = match probe {
+        Some(Probe::Verify(call)) => {
+            let bytes = arguments(call);
+            (
+                r#"(import "env" "proxy_call_foreign_function" (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))"#,
+                format!(
+                    r#"(data (i32.const 160) "verify_signature") (data (i32.const 1024) "{}") (global $arguments i32 (i32.const {}))"#,
+                    wat_string(&bytes),
+                    bytes.len()
+                ),
+            )
+        }
+        _ => ("", String::new()),
+    };
     format!(
         r#"(module
   (import "env" "proxy_get_current_time_nanoseconds" (func $clock (param i32) (result i32)))
@@ -118,7 +147,9 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
   (import "env" "proxy_remove_header_map_value" (func $remove (param i32 i32 i32) (result i32)))
   (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
+  {foreign}
   (memory (export "memory") 2)
+  {arguments}
   (data (i32.const 64) "authorization")
   (data (i32.const 96) "x-kfauth-probe")
   (data (i32.const 128) "kfauth.probe")

@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kfauth_bench::empty_filter::{empty_filter_path, Probe, PROBE_CALLS};
+use kfauth_bench::verify_probe::VerifyCall;
 use kfauth_testkit::bootstrap::{repo_root, wasm_path};
 use kfauth_testkit::envoy::envoy_bin;
 use kfauth_testkit::idp::{standard_claims, Alg, Idp};
@@ -79,6 +80,15 @@ impl Variant {
             Variant::Probe(Probe::IncrementMetric) => "empty filter + 8 counter increments",
             Variant::Probe(Probe::TwoMoreEntries) => "empty filter + on_done and on_log exported",
             Variant::Probe(Probe::DeadCode) => "empty filter + 1 MB of code never called",
+            Variant::Probe(Probe::Verify(VerifyCall::NoKey)) => {
+                "empty filter + 8 verify_signature calls without a key"
+            }
+            Variant::Probe(Probe::Verify(VerifyCall::ShortSignature)) => {
+                "empty filter + 8 verify_signature calls, signature one byte short"
+            }
+            Variant::Probe(Probe::Verify(VerifyCall::Good)) => {
+                "empty filter + 8 verify_signature calls, good RS256-2048"
+            }
         }
     }
 
