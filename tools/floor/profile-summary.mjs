@@ -1,18 +1,27 @@
 // Self time by function from a V8 CPU profile (node --cpu-prof), with Wasm
 // functions named from the module's name section (a build with symbols:
 // CARGO_PROFILE_RELEASE_STRIP=none). Names are demangled enough to show the
-// crate: `node profile-summary.mjs FILE.cpuprofile [TOP]`.
+// crate: `node profile-summary.mjs FILE.cpuprofile [TOP] [UNDER]`. With UNDER
+// (a function name, e.g. `drive`), only samples whose stack holds it count:
+// the requests, without the harness's token minting around them.
 
 import { readFileSync } from "node:fs";
 
-const [file, top = "30"] = process.argv.slice(2);
+const [file, top = "30", under = null] = process.argv.slice(2);
 const profile = JSON.parse(readFileSync(file, "utf8"));
 const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+const parents = new Map();
+for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
+const beneath = (id) => {
+  for (let at = id; at !== undefined; at = parents.get(at)) if (nodes.get(at).callFrame.functionName === under) return true;
+  return false;
+};
 const selfTime = new Map();
 const byPart = new Map();
 const part = (url) =>
   url.includes(".wasm") ? "the module (Wasm)" : url.endsWith("host.mjs") ? "the JavaScript host" : url.endsWith(".mjs") ? "the harness" : "Node, V8 and GC";
 profile.samples.forEach((id, index) => {
+  if (under && !beneath(id)) return;
   const frame = nodes.get(id).callFrame;
   const url = frame.url.split("/").pop();
   const name = `${frame.functionName || "(anonymous)"}${url ? ` ${url}:${frame.lineNumber + 1}` : ""}`;
