@@ -4,6 +4,8 @@
 // crate: `node profile-summary.mjs FILE.cpuprofile [TOP] [UNDER]`. With UNDER
 // (a function name, e.g. `drive`), only samples whose stack holds it count:
 // the requests, without the harness's token minting around them.
+// PROFILE_INCLUSIVE=a,b,... also prints, for each of those substrings of a
+// function name, the share of samples with such a function on the stack.
 
 import { readFileSync } from "node:fs";
 
@@ -16,6 +18,8 @@ const beneath = (id) => {
   for (let at = id; at !== undefined; at = parents.get(at)) if (nodes.get(at).callFrame.functionName === under) return true;
   return false;
 };
+const inclusive = (process.env.PROFILE_INCLUSIVE ?? "").split(",").filter(Boolean);
+const inclusiveTime = new Map();
 const selfTime = new Map();
 const byPart = new Map();
 const part = (url) =>
@@ -23,6 +27,12 @@ const part = (url) =>
 profile.samples.forEach((id, index) => {
   if (under && !beneath(id)) return;
   const frame = nodes.get(id).callFrame;
+  const onStack = new Set();
+  for (let at = id; at !== undefined; at = parents.get(at)) {
+    const name = nodes.get(at).callFrame.functionName;
+    for (const wanted of inclusive) if (name.includes(wanted)) onStack.add(wanted);
+  }
+  for (const wanted of onStack) inclusiveTime.set(wanted, (inclusiveTime.get(wanted) ?? 0) + (profile.timeDeltas[index] ?? 0));
   const url = frame.url.split("/").pop();
   const name = `${frame.functionName || "(anonymous)"}${url ? ` ${url}:${frame.lineNumber + 1}` : ""}`;
   const time = profile.timeDeltas[index] ?? 0;
@@ -37,4 +47,11 @@ for (const [name, time] of [...byPart].sort((a, b) => b[1] - a[1])) {
 console.log("");
 for (const [name, time] of [...selfTime].sort((a, b) => b[1] - a[1]).slice(0, Number(top))) {
   console.log(`${((100 * time) / total).toFixed(1).padStart(5)}%  ${name}`);
+}
+if (inclusive.length > 0) {
+  console.log("");
+  console.log("inclusive (on the stack):");
+  for (const wanted of inclusive) {
+    console.log(`${((100 * (inclusiveTime.get(wanted) ?? 0)) / total).toFixed(1).padStart(5)}%  ${wanted}`);
+  }
 }
