@@ -2,8 +2,9 @@
 // functions named from the module's name section (a build with symbols:
 // CARGO_PROFILE_RELEASE_STRIP=none). Names are demangled enough to show the
 // crate: `node profile-summary.mjs FILE.cpuprofile [TOP] [UNDER]`. With UNDER
-// (a function name, e.g. `drive`), only samples whose stack holds it count:
-// the requests, without the harness's token minting around them.
+// (a function name or its start: `request`, `_ZN6kfauth6verify6decode`), only
+// samples whose stack holds it count: the requests without the harness's
+// token minting around them, or what one function spends.
 // PROFILE_INCLUSIVE=a,b,... also prints, for each of those substrings of a
 // function name, the share of samples with such a function on the stack.
 
@@ -15,7 +16,7 @@ const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
 const parents = new Map();
 for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
 const beneath = (id) => {
-  for (let at = id; at !== undefined; at = parents.get(at)) if (nodes.get(at).callFrame.functionName === under) return true;
+  for (let at = id; at !== undefined; at = parents.get(at)) if (nodes.get(at).callFrame.functionName.startsWith(under)) return true;
   return false;
 };
 const inclusive = (process.env.PROFILE_INCLUSIVE ?? "").split(",").filter(Boolean);
