@@ -193,3 +193,16 @@ pub fn empty_filter_path(probe: Option<Probe>) -> PathBuf {
     fs::write(&path, module).unwrap();
     path
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_probe_is_valid_webassembly() {
+        for probe in std::iter::once(None).chain(Probe::ALL.map(Some)) {
+            let text = empty_filter_wat(probe);
+            assert!(wat::parse_str(&text).is_ok(), "{probe:?}");
+        }
+    }
+}

@@ -56,3 +56,48 @@ pub fn arguments(call: VerifyCall) -> Vec<u8> {
 pub fn wat_string(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("\\{byte:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fields of a serialized message whose lengths fit in two varint bytes.
+    fn fields(mut message: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let [key, rest @ ..] = message {
+            let (length, rest) = match rest {
+                [low, high, rest @ ..] if low & 0x80 != 0 => {
+                    (usize::from(low & 0x7f) | usize::from(*high) << 7, rest)
+                }
+                [length, rest @ ..] => (usize::from(*length), rest),
+                [] => panic!("cut short"),
+            };
+            out.push((key >> 3, rest[..length].to_vec()));
+            message = &rest[length..];
+        }
+        out
+    }
+
+    #[test]
+    fn the_three_calls_differ_only_where_they_should() {
+        let good = fields(&arguments(VerifyCall::Good));
+        let short = fields(&arguments(VerifyCall::ShortSignature));
+        let no_key = fields(&arguments(VerifyCall::NoKey));
+
+        let numbers =
+            |message: &[(u8, Vec<u8>)]| message.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        assert_eq!(numbers(&good), [1, 2, 3, 4]);
+        assert_eq!(numbers(&short), [1, 2, 3, 4]);
+        assert_eq!(numbers(&no_key), [1, 3, 4]);
+        assert_eq!(good[0].1, b"sha256");
+        assert_eq!(good[1].1, Signer::shared().rsa_public_der());
+        assert_eq!(good[2].1.len(), 256);
+        assert_eq!(short[2].1, good[2].1[..255]);
+        assert_eq!(good[3].1.len(), 900);
+    }
+
+    #[test]
+    fn wat_strings_escape_every_byte() {
+        assert_eq!(wat_string(&[0, 0x22, 0xff]), "\\00\\22\\ff");
+    }
+}
