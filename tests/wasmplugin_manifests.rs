@@ -662,6 +662,7 @@ fn request(method: &str, host: &str, path: &str) -> RequestView {
         path: path.into(),
         authority: host.into(),
         headers: Vec::new(),
+        ..RequestView::default()
     }
 }
 
