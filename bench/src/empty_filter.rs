@@ -36,13 +36,17 @@ pub enum Probe {
     /// `proxy_call_foreign_function("verify_signature")` with one of the
     /// arguments of [`crate::verify_probe`].
     Verify(VerifyCall),
+    /// `proxy_set_property("kfauth.decision", "allowed")`: one access-log
+    /// field, as kfauth writes up to seven per request (Envoy keeps each as
+    /// filter state).
+    SetProperty,
 }
 
 /// Calls per request in a probe: the cost of one is (probe − empty) / this.
 pub const PROBE_CALLS: usize = 8;
 
 impl Probe {
-    pub const ALL: [Probe; 12] = [
+    pub const ALL: [Probe; 13] = [
         Probe::Clock,
         Probe::HeaderPairs,
         Probe::HeaderValue,
@@ -55,6 +59,7 @@ impl Probe {
         Probe::Verify(VerifyCall::NoKey),
         Probe::Verify(VerifyCall::ShortSignature),
         Probe::Verify(VerifyCall::Good),
+        Probe::SetProperty,
     ];
 
     pub fn key(self) -> &'static str {
@@ -71,6 +76,7 @@ impl Probe {
             Probe::Verify(VerifyCall::NoKey) => "probe-verify-no-key",
             Probe::Verify(VerifyCall::ShortSignature) => "probe-verify-short-signature",
             Probe::Verify(VerifyCall::Good) => "probe-verify-rs256",
+            Probe::SetProperty => "probe-set-property",
         }
     }
 
@@ -79,8 +85,8 @@ impl Probe {
     pub fn call(self) -> Option<&'static str> {
         // Memory layout of the probe module: 16 result pointer, 20 result size,
         // 64 "authorization", 96 "x-kfauth-probe", 160 "verify_signature",
-        // 1024 its arguments (their size in the global $arguments), 8192 what
-        // the allocator hands out.
+        // 1024 its arguments (their size in the global $arguments), 224
+        // "kfauth.decision", 256 "allowed", 8192 what the allocator hands out.
         Some(match self {
             Probe::Clock => "(drop (call $clock (i32.const 16)))",
             Probe::HeaderPairs => "(drop (call $pairs (i32.const 0) (i32.const 16) (i32.const 20)))",
@@ -90,6 +96,7 @@ impl Probe {
             Probe::RemoveAbsentHeader => "(drop (call $remove (i32.const 0) (i32.const 96) (i32.const 14)))",
             Probe::IncrementMetric => "(drop (call $increment (global.get $metric) (i64.const 1)))",
             Probe::Verify(_) => "(drop (call $foreign (i32.const 160) (i32.const 16) (i32.const 1024) (global.get $arguments) (i32.const 16) (i32.const 20)))",
+            Probe::SetProperty => "(drop (call $set_property (i32.const 224) (i32.const 15) (i32.const 256) (i32.const 7)))",
             Probe::TwoMoreEntries | Probe::DeadCode => return None,
         })
     }
@@ -122,8 +129,8 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
     } else {
         ""
     };
-    // Only the verify probes import the foreign call and carry its arguments.
-    let (foreign, arguments) = match probe {
+    // Only the probes that use them import these calls and carry their data.
+    let (import, data) = match probe {
         Some(Probe::Verify(call)) => {
             let bytes = arguments(call);
             (
@@ -135,6 +142,11 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
                 ),
             )
         }
+        Some(Probe::SetProperty) => (
+            r#"(import "env" "proxy_set_property" (func $set_property (param i32 i32 i32 i32) (result i32)))"#,
+            r#"(data (i32.const 224) "kfauth.decision") (data (i32.const 256) "allowed")"#
+                .to_string(),
+        ),
         _ => ("", String::new()),
     };
     format!(
@@ -147,9 +159,9 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
   (import "env" "proxy_remove_header_map_value" (func $remove (param i32 i32 i32) (result i32)))
   (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
-  {foreign}
+  {import}
   (memory (export "memory") 2)
-  {arguments}
+  {data}
   (data (i32.const 64) "authorization")
   (data (i32.const 96) "x-kfauth-probe")
   (data (i32.const 128) "kfauth.probe")

@@ -89,6 +89,7 @@ impl Variant {
             Variant::Probe(Probe::Verify(VerifyCall::Good)) => {
                 "empty filter + 8 verify_signature calls, good RS256-2048"
             }
+            Variant::Probe(Probe::SetProperty) => "empty filter + 8 access-log properties set",
         }
     }
 
