@@ -46,7 +46,7 @@ pub enum Probe {
 pub const PROBE_CALLS: usize = 8;
 
 impl Probe {
-    pub const ALL: [Probe; 13] = [
+    pub const ALL: [Probe; 14] = [
         Probe::Clock,
         Probe::HeaderPairs,
         Probe::HeaderValue,
@@ -59,6 +59,7 @@ impl Probe {
         Probe::Verify(VerifyCall::NoKey),
         Probe::Verify(VerifyCall::ShortSignature),
         Probe::Verify(VerifyCall::Good),
+        Probe::Verify(VerifyCall::GoodOnce),
         Probe::SetProperty,
     ];
 
@@ -76,7 +77,18 @@ impl Probe {
             Probe::Verify(VerifyCall::NoKey) => "probe-verify-no-key",
             Probe::Verify(VerifyCall::ShortSignature) => "probe-verify-short-signature",
             Probe::Verify(VerifyCall::Good) => "probe-verify-rs256",
+            Probe::Verify(VerifyCall::GoodOnce) => "probe-verify-rs256-once",
             Probe::SetProperty => "probe-set-property",
+        }
+    }
+
+    /// How many times per request the probe makes its call (two VM entries
+    /// for `TwoMoreEntries`): the cost of one is (probe − empty) / this.
+    pub fn calls(self) -> usize {
+        match self {
+            Probe::TwoMoreEntries => 2,
+            Probe::Verify(VerifyCall::GoodOnce) => 1,
+            _ => PROBE_CALLS,
         }
     }
 
@@ -107,11 +119,10 @@ impl Probe {
 /// Envoy still creates a context per request, calls `on_request_headers`, and
 /// deletes the context: the part of kfauth's cost no Wasm filter can avoid.
 /// With a `probe`, `on_request_headers` also makes that host call
-/// `PROBE_CALLS` times (or the module exports two more callbacks).
+/// [`Probe::calls`] times (or the module exports two more callbacks).
 pub fn empty_filter_wat(probe: Option<Probe>) -> String {
     let calls = probe
-        .and_then(Probe::call)
-        .map(|call| [call; PROBE_CALLS].join(" "))
+        .and_then(|probe| Some(vec![probe.call()?; probe.calls()].join(" ")))
         .unwrap_or_default();
     let more = match probe {
         Some(Probe::TwoMoreEntries) => {
