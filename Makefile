@@ -125,7 +125,7 @@ e2e: build envoy gunicorn kfp image-tools prometheus
 	cargo test -p kfauth-testkit
 	cargo test -p kfauth --test '*'
 	KFAUTH_SIGNATURE_VERIFICATION=wasm cargo test -p kfauth $(SIGNATURE_SUITES:%=--test %)
-	node --test tools/floor/host.test.mjs
+	node --test tools/floor/host.test.mjs tools/floor/verify-signature.test.mjs
 
 bench: tools build
 	bench/quick.sh
@@ -134,7 +134,7 @@ bench: tools build
 # empty filter and its probes, run by tools/floor's JavaScript Proxy-Wasm host
 # in Node's V8 with Liftoff off, as Envoy runs V8 (BENCHMARKS.md "The floor in V8").
 # FLOOR_REQUESTS (1000000), FLOOR_ROUNDS (5), FLOOR_FRESH (5000), FLOOR_CASES
-# (empty,floor,floor-bare,cached,fresh,fresh-es256; add probes for the host-call probes).
+# (empty,floor,floor-bare,cached,fresh,fresh-es256,fresh-host,fresh-es256-host; add probes for the host-call probes).
 floor: build
 	cargo run --quiet --release -p kfauth-bench --bin empty-filter > /dev/null
 	node --no-liftoff tools/floor/floor.mjs --kfauth $(WASM) --empty target/bench/empty-filter.wasm --probes target/bench --json target/bench/floor.json

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use kfauth_testkit::bootstrap::repo_root;
 
+use crate::verify_probe::{arguments, wat_string, VerifyCall};
+
 /// Host calls (and one VM entry) whose cost the probe variants measure.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Probe {
@@ -31,13 +33,20 @@ pub enum Probe {
     /// No call: about 1 MB of functions nothing calls, for what code size
     /// alone costs in Envoy's memory (compare peak RSS with `WasmEmpty`).
     DeadCode,
+    /// `proxy_call_foreign_function("verify_signature")` with one of the
+    /// arguments of [`crate::verify_probe`].
+    Verify(VerifyCall),
+    /// `proxy_set_property("kfauth.decision", "allowed")`: one access-log
+    /// field, as kfauth writes up to seven per request (Envoy keeps each as
+    /// filter state).
+    SetProperty,
 }
 
 /// Calls per request in a probe: the cost of one is (probe − empty) / this.
 pub const PROBE_CALLS: usize = 8;
 
 impl Probe {
-    pub const ALL: [Probe; 9] = [
+    pub const ALL: [Probe; 14] = [
         Probe::Clock,
         Probe::HeaderPairs,
         Probe::HeaderValue,
@@ -47,6 +56,11 @@ impl Probe {
         Probe::IncrementMetric,
         Probe::TwoMoreEntries,
         Probe::DeadCode,
+        Probe::Verify(VerifyCall::NoKey),
+        Probe::Verify(VerifyCall::ShortSignature),
+        Probe::Verify(VerifyCall::Good),
+        Probe::Verify(VerifyCall::GoodOnce),
+        Probe::SetProperty,
     ];
 
     pub fn key(self) -> &'static str {
@@ -60,6 +74,21 @@ impl Probe {
             Probe::IncrementMetric => "probe-increment-metric",
             Probe::TwoMoreEntries => "probe-two-more-entries",
             Probe::DeadCode => "probe-dead-code",
+            Probe::Verify(VerifyCall::NoKey) => "probe-verify-no-key",
+            Probe::Verify(VerifyCall::ShortSignature) => "probe-verify-short-signature",
+            Probe::Verify(VerifyCall::Good) => "probe-verify-rs256",
+            Probe::Verify(VerifyCall::GoodOnce) => "probe-verify-rs256-once",
+            Probe::SetProperty => "probe-set-property",
+        }
+    }
+
+    /// How many times per request the probe makes its call (two VM entries
+    /// for `TwoMoreEntries`): the cost of one is (probe − empty) / this.
+    pub fn calls(self) -> usize {
+        match self {
+            Probe::TwoMoreEntries => 2,
+            Probe::Verify(VerifyCall::GoodOnce) => 1,
+            _ => PROBE_CALLS,
         }
     }
 
@@ -67,7 +96,9 @@ impl Probe {
     /// for the probe that adds exports instead.
     pub fn call(self) -> Option<&'static str> {
         // Memory layout of the probe module: 16 result pointer, 20 result size,
-        // 64 "authorization", 96 "x-kfauth-probe", 8192 what the allocator hands out.
+        // 64 "authorization", 96 "x-kfauth-probe", 160 "verify_signature",
+        // 1024 its arguments (their size in the global $arguments), 224
+        // "kfauth.decision", 256 "allowed", 8192 what the allocator hands out.
         Some(match self {
             Probe::Clock => "(drop (call $clock (i32.const 16)))",
             Probe::HeaderPairs => "(drop (call $pairs (i32.const 0) (i32.const 16) (i32.const 20)))",
@@ -76,6 +107,8 @@ impl Probe {
             Probe::AddHeader => "(drop (call $add (i32.const 0) (i32.const 96) (i32.const 14) (i32.const 64) (i32.const 5)))",
             Probe::RemoveAbsentHeader => "(drop (call $remove (i32.const 0) (i32.const 96) (i32.const 14)))",
             Probe::IncrementMetric => "(drop (call $increment (global.get $metric) (i64.const 1)))",
+            Probe::Verify(_) => "(drop (call $foreign (i32.const 160) (i32.const 16) (i32.const 1024) (global.get $arguments) (i32.const 16) (i32.const 20)))",
+            Probe::SetProperty => "(drop (call $set_property (i32.const 224) (i32.const 15) (i32.const 256) (i32.const 7)))",
             Probe::TwoMoreEntries | Probe::DeadCode => return None,
         })
     }
@@ -86,11 +119,10 @@ impl Probe {
 /// Envoy still creates a context per request, calls `on_request_headers`, and
 /// deletes the context: the part of kfauth's cost no Wasm filter can avoid.
 /// With a `probe`, `on_request_headers` also makes that host call
-/// `PROBE_CALLS` times (or the module exports two more callbacks).
+/// [`Probe::calls`] times (or the module exports two more callbacks).
 pub fn empty_filter_wat(probe: Option<Probe>) -> String {
     let calls = probe
-        .and_then(Probe::call)
-        .map(|call| [call; PROBE_CALLS].join(" "))
+        .and_then(|probe| Some(vec![probe.call()?; probe.calls()].join(" ")))
         .unwrap_or_default();
     let more = match probe {
         Some(Probe::TwoMoreEntries) => {
@@ -108,6 +140,26 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
     } else {
         ""
     };
+    // Only the probes that use them import these calls and carry their data.
+    let (import, data) = match probe {
+        Some(Probe::Verify(call)) => {
+            let bytes = arguments(call);
+            (
+                r#"(import "env" "proxy_call_foreign_function" (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))"#,
+                format!(
+                    r#"(data (i32.const 160) "verify_signature") (data (i32.const 1024) "{}") (global $arguments i32 (i32.const {}))"#,
+                    wat_string(&bytes),
+                    bytes.len()
+                ),
+            )
+        }
+        Some(Probe::SetProperty) => (
+            r#"(import "env" "proxy_set_property" (func $set_property (param i32 i32 i32 i32) (result i32)))"#,
+            r#"(data (i32.const 224) "kfauth.decision") (data (i32.const 256) "allowed")"#
+                .to_string(),
+        ),
+        _ => ("", String::new()),
+    };
     format!(
         r#"(module
   (import "env" "proxy_get_current_time_nanoseconds" (func $clock (param i32) (result i32)))
@@ -118,7 +170,9 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
   (import "env" "proxy_remove_header_map_value" (func $remove (param i32 i32 i32) (result i32)))
   (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
+  {import}
   (memory (export "memory") 2)
+  {data}
   (data (i32.const 64) "authorization")
   (data (i32.const 96) "x-kfauth-probe")
   (data (i32.const 128) "kfauth.probe")
@@ -161,4 +215,17 @@ pub fn empty_filter_path(probe: Option<Probe>) -> PathBuf {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(&path, module).unwrap();
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_probe_is_valid_webassembly() {
+        for probe in std::iter::once(None).chain(Probe::ALL.map(Some)) {
+            let text = empty_filter_wat(probe);
+            assert!(wat::parse_str(&text).is_ok(), "{probe:?}");
+        }
+    }
 }

@@ -5,3 +5,4 @@
 
 pub mod empty_filter;
 pub mod soak;
+pub mod verify_probe;

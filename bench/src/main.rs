@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kfauth_bench::empty_filter::{empty_filter_path, Probe, PROBE_CALLS};
+use kfauth_bench::empty_filter::{empty_filter_path, Probe};
+use kfauth_bench::verify_probe::VerifyCall;
 use kfauth_testkit::bootstrap::{repo_root, wasm_path};
 use kfauth_testkit::envoy::envoy_bin;
 use kfauth_testkit::idp::{standard_claims, Alg, Idp};
@@ -50,7 +51,7 @@ enum Variant {
     /// A Wasm filter that does nothing (`empty_filter_wat`): what Envoy itself
     /// charges for any Wasm HTTP filter.
     WasmEmpty,
-    /// The empty filter plus one kind of host call made `PROBE_CALLS` times per
+    /// The empty filter plus one kind of host call made `Probe::calls` times per
     /// request: what that call costs (compare with `WasmEmpty`).
     Probe(Probe),
 }
@@ -79,6 +80,19 @@ impl Variant {
             Variant::Probe(Probe::IncrementMetric) => "empty filter + 8 counter increments",
             Variant::Probe(Probe::TwoMoreEntries) => "empty filter + on_done and on_log exported",
             Variant::Probe(Probe::DeadCode) => "empty filter + 1 MB of code never called",
+            Variant::Probe(Probe::Verify(VerifyCall::NoKey)) => {
+                "empty filter + 8 verify_signature calls without a key"
+            }
+            Variant::Probe(Probe::Verify(VerifyCall::ShortSignature)) => {
+                "empty filter + 8 verify_signature calls, signature one byte short"
+            }
+            Variant::Probe(Probe::Verify(VerifyCall::Good)) => {
+                "empty filter + 8 verify_signature calls, good RS256-2048"
+            }
+            Variant::Probe(Probe::Verify(VerifyCall::GoodOnce)) => {
+                "empty filter + 1 verify_signature call, good RS256-2048"
+            }
+            Variant::Probe(Probe::SetProperty) => "empty filter + 8 access-log properties set",
         }
     }
 
@@ -496,11 +510,10 @@ fn print_probe_costs(variants: &[Variant], cpu_medians: &[f64]) {
     println!("| host call | Envoy CPU µs per call (probe − empty filter) / calls |");
     println!("| --- | ---: |");
     for (probe, cpu) in probes {
-        let calls = match probe {
-            Probe::TwoMoreEntries => 2,
-            Probe::DeadCode => continue,
-            _ => PROBE_CALLS,
-        };
+        if probe == Probe::DeadCode {
+            continue;
+        }
+        let calls = probe.calls();
         println!("| {} | {:.2} |", probe.key(), (cpu - empty) / calls as f64);
     }
     println!();

@@ -8,7 +8,9 @@
 // Cases: the empty filter; kfauth with every path skipped (its floor), on a
 // Kubeflow browser request and on make bench's bare one; kfauth with a token
 // it verified before (the hot path); kfauth with a token it has never seen
-// (the signature: RS256-2048, and ES256); with --probes, the empty filter
+// (the signature: RS256-2048, and ES256), checked by kfauth's own code in
+// Wasm, or (`-host` cases) by the host's `verify_signature` foreign function
+// (verify-signature.mjs), whose own time is then reported apart; with --probes, the empty filter
 // making one kind of host call eight times (bench/src/empty_filter.rs). Each case runs in a
 // fresh VM: start, configure, warm up, then FLOOR_REQUESTS requests timed by
 // the process's CPU time (user + system, all threads, so V8's GC and compiler
@@ -16,7 +18,8 @@
 // order); the median of the rounds is reported with the smallest and largest.
 //
 // FLOOR_REQUESTS (1,000,000), FLOOR_ROUNDS (5), FLOOR_FRESH (5,000 tokens, each
-// used once per round), FLOOR_CASES (empty,floor,floor-bare,cached,fresh,fresh-es256; "probes" adds
+// used once per round), FLOOR_CASES (empty,floor,floor-bare,cached,fresh,fresh-es256,
+// fresh-host,fresh-es256-host; "probes" adds
 // every probe). --json FILE writes the figures. --compare adds kfauth's cases
 // for another build of it, interleaved with the first: how a change moves them.
 
@@ -25,6 +28,7 @@ import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 
 import { Vm } from "./host.mjs";
+import { verifySignatureFunction } from "./verify-signature.mjs";
 import { benchRequest, kfauthConfig, kubeflowRequest, makeIssuer, mintToken } from "./fixtures.mjs";
 
 const { values: args } = parseArgs({
@@ -54,7 +58,9 @@ const ROUNDS = number("FLOOR_ROUNDS", 5);
 const FRESH = number("FLOOR_FRESH", 5_000);
 const WARM_UP = Math.max(1, Math.floor(REQUESTS / 10));
 const FRESH_WARM_UP = 200;
-const selected = (process.env.FLOOR_CASES ?? "empty,floor,floor-bare,cached,fresh,fresh-es256").split(",");
+const selected = (
+  process.env.FLOOR_CASES ?? "empty,floor,floor-bare,cached,fresh,fresh-es256,fresh-host,fresh-es256-host"
+).split(",");
 
 const compile = (path) => new WebAssembly.Module(readFileSync(path));
 const kfauth = compile(args.kfauth);
@@ -63,13 +69,15 @@ const issuer = makeIssuer();
 const token = mintToken(issuer, 0);
 console.error(`minting ${FRESH + FRESH_WARM_UP} tokens for each fresh-token case`);
 const freshTokens = (from, key) =>
-  selected.includes(key) ? Array.from({ length: FRESH + FRESH_WARM_UP }, (_, n) => mintToken(from, n + 1)) : [];
+  selected.includes(key) || selected.includes(`${key}-host`)
+    ? Array.from({ length: FRESH + FRESH_WARM_UP }, (_, n) => mintToken(from, n + 1))
+    : [];
 const rsaTokens = freshTokens(issuer, "fresh");
 const ecIssuer = makeIssuer("ES256");
 const ecTokens = freshTokens(ecIssuer, "fresh-es256");
 
 // A case: how to make its VM, and its requests (maps replayed by index).
-const cases = [
+const wasmCases = [
   {
     key: "empty",
     label: "empty Wasm filter",
@@ -116,7 +124,12 @@ const cases = [
     requests: ecTokens.slice(FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
     once: true,
   },
-].filter((each) => selected.includes(each.key));
+];
+// The new-token cases again, with the host's verify_signature checking the signatures.
+const hostCases = wasmCases
+  .filter((each) => each.once)
+  .map((each) => ({ ...each, key: `${each.key}-host`, label: `${each.label}, signature by the host's verify_signature`, host: true }));
+const cases = [...wasmCases, ...hostCases].filter((each) => selected.includes(each.key));
 
 for (const spec of args.compare) {
   const [name, path] = spec.split("=");
@@ -154,11 +167,24 @@ function drive(vm, maps, count) {
   return refused;
 }
 
-function measure(each) {
-  const vm = new Vm(each.module);
+/** A started VM for the case, and its `verify_signature` when the case has the host verify. */
+function started(each) {
+  // Without the foreign function kfauth's known-answer check fails, and it checks every signature itself.
+  const foreign = verifySignatureFunction();
+  const vm = new Vm(each.module, { foreignFunctions: each.host ? { verify_signature: foreign.call } : {} });
   if (!vm.start({ pluginConfiguration: each.config })) throw new Error(`${each.key}: the module refused its configuration`);
+  if (each.config !== "" && vm.metric("kfauth.signatures.host") !== (each.host ? 1n : 0n)) {
+    throw new Error(`${each.key}: kfauth.signatures.host is ${vm.metric("kfauth.signatures.host")}`);
+  }
+  return { vm, foreign };
+}
+
+function measure(each) {
+  const { vm, foreign } = started(each);
   const count = each.once ? each.requests.length : REQUESTS;
   drive(vm, each.warmUp ?? each.requests, each.once ? each.warmUp.length : WARM_UP);
+  foreign.stats.calls = 0;
+  foreign.stats.cpuUs = 0;
   const cpu = process.cpuUsage();
   const wall = process.hrtime.bigint();
   const refused = drive(vm, each.requests, count);
@@ -166,11 +192,18 @@ function measure(each) {
   const used = process.cpuUsage(cpu);
   if (refused > 0) throw new Error(`${each.key}: ${refused} of ${count} requests did not continue`);
   if (vm.unimplemented.size > 0) throw new Error(`${each.key}: called ${[...vm.unimplemented]}`);
-  // What one request crossed: host calls and VM entries, counted on one more.
+  // What one request crossed: host calls and VM entries, counted on one more
+  // (for a case whose tokens are each used once, in a VM that has not seen it).
   const probe = each.requests[0];
   probe.reset();
-  each.calls ??= vm.countCalls(() => vm.request(probe));
-  return { cpuNs: ((used.user + used.system) * 1000) / count, wallNs: wallNs / count };
+  const counted = each.once ? started(each).vm : vm;
+  each.calls ??= counted.countCalls(() => counted.request(probe));
+  if (each.host && foreign.stats.calls !== count) throw new Error(`${each.key}: ${foreign.stats.calls} host checks for ${count} requests`);
+  return {
+    cpuNs: ((used.user + used.system) * 1000) / count,
+    wallNs: wallNs / count,
+    hostNs: (foreign.stats.cpuUs * 1000) / count,
+  };
 }
 
 const median = (values) => {
@@ -179,20 +212,25 @@ const median = (values) => {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 };
 
-const results = new Map(cases.map((each) => [each.key, { cpu: [], wall: [] }]));
+const results = new Map(cases.map((each) => [each.key, { cpu: [], wall: [], host: [] }]));
 for (let round = 0; round < ROUNDS; round++) {
   const order = cases.map((_, index) => cases[(index + round) % cases.length]);
   for (const each of order) {
-    const { cpuNs, wallNs } = measure(each);
-    results.get(each.key).cpu.push(cpuNs);
-    results.get(each.key).wall.push(wallNs);
-    console.error(`round ${round + 1}/${ROUNDS} ${each.key}: ${cpuNs.toFixed(0)} ns CPU, ${wallNs.toFixed(0)} ns wall`);
+    const { cpuNs, wallNs, hostNs } = measure(each);
+    const result = results.get(each.key);
+    result.cpu.push(cpuNs);
+    result.wall.push(wallNs);
+    // The VM's side of the request: the CPU time less the time spent in the host's verify_signature.
+    result.host.push(hostNs);
+    const host = each.host ? `, ${hostNs.toFixed(0)} ns in verify_signature` : "";
+    console.error(`round ${round + 1}/${ROUNDS} ${each.key}: ${cpuNs.toFixed(0)} ns CPU, ${wallNs.toFixed(0)} ns wall${host}`);
   }
 }
 
 const summary = cases.map((each) => {
-  const { cpu, wall } = results.get(each.key);
+  const { cpu, wall, host } = results.get(each.key);
   const middle = median(cpu);
+  const vmSide = cpu.map((total, round) => total - host[round]);
   return {
     key: each.key,
     label: each.label,
@@ -202,6 +240,10 @@ const summary = cases.map((each) => {
     maxNs: Math.max(...cpu),
     spread: (Math.max(...cpu) - Math.min(...cpu)) / middle,
     wallNs: median(wall),
+    hostNs: each.host ? median(host) : null,
+    vmSideNs: each.host ? median(vmSide) : null,
+    vmSideMinNs: each.host ? Math.min(...vmSide) : null,
+    vmSideMaxNs: each.host ? Math.max(...vmSide) : null,
     calls: Object.fromEntries(each.calls ?? []),
   };
 });
@@ -228,6 +270,24 @@ difference("floor", "empty", "kfauth's floor over the empty filter");
 difference("floor", "floor-bare", "the Kubeflow request's headers (4 KiB cookie, browser headers) over make bench's");
 difference("cached", "floor", "a cached token over the floor");
 difference("fresh", "cached", "a never-seen token over a cached one");
+difference("fresh-host", "cached", "a never-seen token over a cached one, the host verifying (its call included)");
+const hostRows = summary.filter((row) => row.hostNs !== null);
+if (hostRows.length > 0) {
+  console.log("");
+  console.log("With the host verifying: the request's ns less those spent inside verify_signature (the VM's side)");
+  console.log("");
+  console.log("| case | ns/request | in verify_signature | VM side (median) | min | max |");
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
+  for (const row of hostRows) {
+    console.log(
+      `| ${row.key} | ${ns(row.cpuNs)} | ${ns(row.hostNs)} | **${ns(row.vmSideNs)}** | ${ns(row.vmSideMinNs)} | ${ns(row.vmSideMaxNs)} |`,
+    );
+  }
+  const cached = byKey.get("cached");
+  for (const row of hostRows.filter(() => cached)) {
+    console.log(`- ${row.key}, VM side over a cached token: ${ns(row.vmSideNs - cached.cpuNs)} ns`);
+  }
+}
 for (const spec of args.compare) {
   const name = spec.split("=")[0];
   for (const row of summary.filter((one) => one.key.endsWith(`@${name}`))) {

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 
 import { Action, HeaderMap, Vm, parsePairs, serializePairs } from "./host.mjs";
 import { kfauthConfig, kubeflowRequest, makeIssuer, mintToken } from "./fixtures.mjs";
+import { verifySignatureFunction } from "./verify-signature.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const wasmPath = process.env.KFAUTH_WASM ?? join(root, "target/wasm32-wasip1/release/kfauth.wasm");
@@ -34,8 +35,8 @@ if (!process.env.KFAUTH_WASM && built.mtimeMs < newest(join(root, "src"))) {
 const kfauth = new WebAssembly.Module(readFileSync(wasmPath));
 const issuer = makeIssuer();
 
-function started(config) {
-  const vm = new Vm(kfauth);
+function started(config, options = {}) {
+  const vm = new Vm(kfauth, options);
   assert.equal(vm.start({ pluginConfiguration: config }), true, JSON.stringify(vm.logs));
   return vm;
 }
@@ -96,6 +97,33 @@ test("an ES256 token (r || s signature) continues with its identity headers", ()
 
   assert.equal(vm.localReply, null, JSON.stringify(vm.localReply));
   assert.deepEqual(request.getAll("kubeflow-userid"), ["user3@example.com"]);
+});
+
+test("with the host's verify_signature, kfauth passes its known-answer check and lets the host check each new token", () => {
+  const foreign = verifySignatureFunction();
+  const vm = started(kfauthConfig(issuer), { foreignFunctions: { verify_signature: foreign.call } });
+  assert.equal(vm.metric("kfauth.signatures.host"), 1n, JSON.stringify(vm.logs));
+  const good = mintToken(issuer, 11);
+  const forged = `${good.slice(0, good.lastIndexOf(".") + 1)}${Buffer.alloc(256, 1).toString("base64url")}`;
+  foreign.stats.calls = 0;
+
+  const request = kubeflowRequest(good);
+  assert.equal(vm.request(request), Action.continue);
+  assert.deepEqual(request.getAll("kubeflow-userid"), ["user11@example.com"]);
+  assert.equal(foreign.stats.calls, 1);
+
+  assert.equal(vm.request(kubeflowRequest(forged)), Action.pause);
+  assert.deepEqual(JSON.parse(vm.localReply.body), { code: 401, reason: "signature_invalid" });
+  assert.equal(foreign.stats.calls, 2);
+  assert.deepEqual([...vm.unimplemented], []);
+});
+
+test("without verify_signature, kfauth's known-answer check fails and it checks signatures itself", () => {
+  const vm = started(kfauthConfig(issuer));
+
+  assert.equal(vm.metric("kfauth.signatures.host"), 0n);
+  assert.ok(vm.logs.some((line) => line.message.includes("known-answer check")), JSON.stringify(vm.logs));
+  assert.equal(vm.request(kubeflowRequest(mintToken(issuer, 12))), Action.continue);
 });
 
 test("a skipped path (the floor) continues without a token, and loses the identity headers the client sent", () => {
