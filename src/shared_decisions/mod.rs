@@ -25,7 +25,8 @@
 //! [`SharedDecisions::prepare`] with [`DigestKey::fresh`], which publishes
 //! the digest key if no VM has yet and creates the slots (so that leases are
 //! taken with a real compare-and-swap: Envoy cannot compare-and-swap a key
-//! that does not exist).
+//! that does not exist). A vacant slot holds [`slot::VACANT`], never an
+//! empty value, which a host may report as absent.
 //!
 //! For a review that the VM's own cache does not answer:
 //!
@@ -147,7 +148,7 @@ impl SharedDecisions {
         for index in 0..self.slots() {
             let key = slot_key(index);
             if shared.get(&key).is_none() {
-                let _ = shared.set(&key, b"", None);
+                let _ = shared.set(&key, slot::VACANT, None);
             }
         }
     }
@@ -296,7 +297,7 @@ impl SharedDecisions {
             let Some(mine) = mine else {
                 return;
             };
-            match shared.set(&mine.key, b"", mine.cas) {
+            match shared.set(&mine.key, slot::VACANT, mine.cas) {
                 Err(WriteError::CasMismatch) => continue,
                 Ok(()) | Err(WriteError::Refused) => return,
             }

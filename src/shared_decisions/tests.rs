@@ -156,6 +156,72 @@ fn two_vms_racing_for_one_lease_one_wins() {
     );
 }
 
+/// Shared data as the proxy-wasm ABI hands it over: an empty value comes
+/// back as no memory at all, which an SDK reads as no value and no
+/// compare-and-swap token (the proxy-wasm Rust SDK does, and so did kfauth's
+/// host layer); a write with no token is unconditional.
+struct EmptyReadsAbsent<'a>(Racing<'a>);
+
+impl SharedData for EmptyReadsAbsent<'_> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.0.get(key).filter(|(bytes, _)| !bytes.is_empty())
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        self.0.set(key, value, cas)
+    }
+}
+
+/// VM 1 reads a vacant slot, VM 2 leases it, then VM 1 writes: as
+/// [`two_vms_racing_for_one_lease_one_wins`], over a host where an empty
+/// value reads as absent.
+fn race_where_empty_reads_absent(
+    store: &mut MemorySharedData,
+    first: &SharedDecisions,
+    rival: &SharedDecisions,
+    digest: ReviewDigest,
+) -> (Claim, Claim) {
+    let rival = rival.clone();
+    let rivals = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let seen = rivals.clone();
+    let mut racing = EmptyReadsAbsent(Racing {
+        store,
+        interloper: Some(Box::new(move |store: &mut MemorySharedData| {
+            let mut theirs = EmptyReadsAbsent(Racing {
+                store,
+                interloper: None,
+            });
+            *seen.borrow_mut() = Some(rival.lease(&mut theirs, &digest, NOW, LEASE));
+        })),
+    });
+    let ours = first.lease(&mut racing, &digest, NOW, LEASE);
+    let theirs = rivals.borrow_mut().take().expect("the rival ran");
+    (ours, theirs)
+}
+
+#[test]
+fn a_vacant_slot_keeps_its_token_where_an_empty_value_reads_as_absent() {
+    let (mut store, vms) = workers(3, 64);
+    let digest = access(&vms[0], &store, &spec("alice@example.com", "iris"));
+    // A slot as `prepare` left it: had it been stored empty, VM 1's write
+    // would carry no token and land on VM 2's lease, and both would ask.
+    let (ours, theirs) = race_where_empty_reads_absent(&mut store, &vms[0], &vms[1], digest);
+    assert_eq!(
+        (ours, theirs),
+        (Claim::Held { until: NOW + LEASE }, Claim::Won),
+        "one lease, one review"
+    );
+    // A slot as `release` leaves it: the same.
+    vms[1].release(&mut store, &digest);
+    assert_eq!(vms[0].lookup(&store, &digest, NOW), Lookup::Vacant);
+    let (ours, theirs) = race_where_empty_reads_absent(&mut store, &vms[2], &vms[0], digest);
+    assert_eq!(
+        (ours, theirs),
+        (Claim::Held { until: NOW + LEASE }, Claim::Won),
+        "one lease, one review, after a release"
+    );
+}
+
 #[test]
 fn racing_writes_of_different_reviews_in_one_bucket_both_land() {
     // One bucket: every review meets every other.
@@ -262,7 +328,7 @@ fn an_expired_answer_is_ignored_and_its_slot_reused() {
         .filter(|index| {
             shared
                 .get(&slot_key(*index))
-                .is_some_and(|(bytes, _)| !bytes.is_empty())
+                .is_some_and(|(bytes, _)| slot::Entry::decode(&bytes).is_some())
         })
         .count();
     assert_eq!(entries, 1, "the review's own slot was reused");
