@@ -48,6 +48,18 @@ fn allowed_until(expires: Duration) -> Lookup {
     }
 }
 
+/// `by` publishes "allowed" for 300 s, and `reader` reads it back.
+fn publish_allowed_and_read(
+    by: &SharedDecisions,
+    reader: &SharedDecisions,
+    shared: &mut MemorySharedData,
+    digest: &ReviewDigest,
+) {
+    let expires = NOW + secs(300);
+    assert!(by.publish(shared, digest, Answer::Allowed, expires, NOW));
+    assert_eq!(reader.lookup(shared, digest, NOW), allowed_until(expires));
+}
+
 /// Shared data where `interloper` runs just before the first write, as if
 /// another VM wrote between this VM's read and its compare-and-swap.
 struct Racing<'a> {
@@ -409,17 +421,7 @@ fn a_bucket_full_of_live_answers_lends_no_lease_but_takes_answers() {
         table.lease(&mut shared, &newcomer, NOW, LEASE),
         Claim::Alone
     );
-    assert!(table.publish(
-        &mut shared,
-        &newcomer,
-        Answer::Allowed,
-        NOW + secs(300),
-        NOW
-    ));
-    assert_eq!(
-        table.lookup(&shared, &newcomer, NOW),
-        allowed_until(NOW + secs(300))
-    );
+    publish_allowed_and_read(table, table, &mut shared, &newcomer);
     let first = access(table, &shared, &spec("u0", "iris"));
     assert_eq!(
         table.lookup(&shared, &first, NOW),
@@ -496,17 +498,7 @@ fn an_answer_never_pushes_out_a_live_lease() {
         NOW + secs(60),
         NOW
     ));
-    assert!(vms[1].publish(
-        &mut shared,
-        &newcomer,
-        Answer::Allowed,
-        NOW + secs(300),
-        NOW
-    ));
-    assert_eq!(
-        vms[0].lookup(&shared, &newcomer, NOW),
-        allowed_until(NOW + secs(300))
-    );
+    publish_allowed_and_read(&vms[1], &vms[0], &mut shared, &newcomer);
     for digest in &leases[1..] {
         assert_eq!(
             vms[1].lookup(&shared, digest, NOW),
