@@ -18,15 +18,44 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// One shared-data store seen by several brokers (Envoy's, per `vm_id`).
 #[derive(Clone, Default)]
-struct Shared(Rc<RefCell<MemorySharedData>>);
+struct Shared {
+    store: Rc<RefCell<MemorySharedData>>,
+    /// An empty value reads as absent, with no compare-and-swap token (as the
+    /// proxy-wasm ABI hands it to an SDK that reads a null pointer so).
+    empty_reads_absent: bool,
+    /// Another worker's turn, taken just before the next write: as if it ran
+    /// between this worker's read and its compare-and-swap.
+    interloper: Rc<RefCell<Option<Turn>>>,
+}
+
+/// Another worker's steps, run by the store.
+type Turn = Box<dyn FnOnce()>;
+
+impl Shared {
+    fn empty_reads_absent() -> Shared {
+        Shared {
+            empty_reads_absent: true,
+            ..Shared::default()
+        }
+    }
+
+    fn before_next_write(&self, turn: impl FnOnce() + 'static) {
+        *self.interloper.borrow_mut() = Some(Box::new(turn));
+    }
+}
 
 impl SharedData for Shared {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.0.borrow().get(key)
+        let read = self.store.borrow().get(key);
+        read.filter(|(bytes, _)| !(self.empty_reads_absent && bytes.is_empty()))
     }
 
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
-        self.0.borrow_mut().set(key, value, cas)
+        let turn = self.interloper.borrow_mut().take();
+        if let Some(turn) = turn {
+            turn();
+        }
+        self.store.borrow_mut().set(key, value, cas)
     }
 }
 
@@ -598,6 +627,56 @@ fn workers_ask_a_subject_access_review_once_and_share_its_answer() {
         Verdict::Hold
     );
     assert_eq!(c.tick(NOW + SECOND + MS).len(), 2);
+}
+
+/// Two workers' first requests with `token()`; b's comes while a leases
+/// its review (see `workers_racing_for_a_lease_ask_the_review_once`).
+fn racing_first_requests(config: Value) -> (Worker, Worker) {
+    let shared = Shared::empty_reads_absent();
+    let mut a = Worker::new(config.clone(), &shared);
+    let b = Rc::new(RefCell::new(Worker::new(config, &shared)));
+    let (b_turn, token) = (b.clone(), token());
+    let b_token = token.clone();
+    shared.before_next_write(move || {
+        let verdict = b_turn.borrow_mut().request(2, "/ns/team-a", &b_token, NOW);
+        assert_eq!(verdict, Verdict::Hold);
+    });
+    assert_eq!(a.request(1, "/ns/team-a", &token, NOW), Verdict::Hold);
+    let b = Rc::try_unwrap(b).ok().expect("b's turn was taken");
+    (a, b.into_inner())
+}
+
+#[test]
+fn workers_racing_for_a_token_review_lease_ask_it_once() {
+    let (mut a, mut b) = racing_first_requests(token_review_config("deny"));
+    assert!(a.tick(NOW + MS).is_empty(), "a waits");
+    let sent = b.tick(NOW + MS);
+    assert_eq!(sent.len(), 1, "b leased first and asks");
+    assert_eq!(path_of(&sent[0].1), TOKEN_REVIEWS);
+}
+
+/// Worker b's first request comes between worker a's read of the review's
+/// vacant slot and a's lease: b's lease lands first, a's compare-and-swap
+/// fails and a waits on b's review. One review is asked, even on a host that
+/// reads an empty value as absent (issue 17: both asked).
+#[test]
+fn workers_racing_for_a_lease_ask_the_review_once() {
+    let (mut a, mut b) = racing_first_requests(authz_config("deny"));
+    let sent_by_a = a.tick(NOW + MS);
+    let sent_by_b = b.tick(NOW + MS);
+    assert_eq!(
+        (sent_by_a.len(), sent_by_b.len()),
+        (0, 1),
+        "b leased first and asks; a waits"
+    );
+    assert_eq!(
+        b.answer(sent_by_b[0].0, "201", ALLOWED, NOW + 2 * MS).len(),
+        1
+    );
+    assert!(a.tick(NOW + 10 * MS).is_empty(), "a asks nothing");
+    let resumed = a.resumes();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(user_header(&resumed[0].verdict), Some("alice@example.com"));
 }
 
 #[test]

@@ -270,8 +270,7 @@ pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
     check(unsafe { proxy_set_effective_context(context_id) })
 }
 
-/// A shared-data value and its CAS; `Ok(None)` when the key is not set (or
-/// empty, as the SDK had it).
+/// A shared-data value and its CAS; `Ok(None)` when the key is not set.
 pub fn get_shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, Status> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
@@ -280,8 +279,10 @@ pub fn get_shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, Status> {
     let code =
         unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
     match check(code) {
-        // An empty value comes back as no memory at all; the key counts as unset.
-        Ok(()) if data.is_null() => Ok(None),
+        // An empty value comes back as no memory at all, but with its CAS
+        // (proxy-wasm-cpp-host's `copyToPointerSize`): it is set, and a write
+        // must carry that CAS to be a compare-and-swap.
+        Ok(()) if data.is_null() => Ok(Some((Vec::new(), cas))),
         // SAFETY: OK, so `data`/`size` describe host-allocated memory given to us.
         Ok(()) => Ok(Some((unsafe { owned(data, size) }, cas))),
         Err(Status::NotFound) => Ok(None),

@@ -7,6 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use super::digest::{ReviewDigest, ReviewKind};
 
+/// A vacant slot's bytes. Never empty: the proxy-wasm ABI hands an empty
+/// value back as no memory at all (`copyToPointerSize` in proxy-wasm-cpp-host
+/// writes a null pointer for it), which an SDK may read as no value and no
+/// compare-and-swap token, and a write without a token always lands. A
+/// vacant slot must keep its token, or two VMs could both take it.
+pub const VACANT: &[u8] = b"vacant";
+
 /// A slot's bytes are at most this long; a longer answer (a TokenReview
 /// with hundreds of groups) is not shared, so the table's memory is bounded
 /// by its slot count times this.
@@ -36,7 +43,7 @@ impl Answer {
     }
 }
 
-/// A slot's content (a vacant slot is stored as no bytes).
+/// A slot's content (a vacant slot is stored as [`VACANT`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Entry {
@@ -58,7 +65,7 @@ impl Entry {
     /// The slot's content, or `None` for a vacant slot and for bytes that do
     /// not read as an entry (a reader treats both as vacant).
     pub fn decode(bytes: &[u8]) -> Option<Entry> {
-        if bytes.is_empty() || bytes.len() > MAX_SLOT_BYTES {
+        if bytes.is_empty() || bytes == VACANT || bytes.len() > MAX_SLOT_BYTES {
             return None;
         }
         serde_json::from_slice(bytes).ok()

@@ -48,6 +48,18 @@ fn allowed_until(expires: Duration) -> Lookup {
     }
 }
 
+/// `by` publishes "allowed" for 300 s, and `reader` reads it back.
+fn publish_allowed_and_read(
+    by: &SharedDecisions,
+    reader: &SharedDecisions,
+    shared: &mut MemorySharedData,
+    digest: &ReviewDigest,
+) {
+    let expires = NOW + secs(300);
+    assert!(by.publish(shared, digest, Answer::Allowed, expires, NOW));
+    assert_eq!(reader.lookup(shared, digest, NOW), allowed_until(expires));
+}
+
 /// Shared data where `interloper` runs just before the first write, as if
 /// another VM wrote between this VM's read and its compare-and-swap.
 struct Racing<'a> {
@@ -153,6 +165,72 @@ fn two_vms_racing_for_one_lease_one_wins() {
     assert_eq!(
         vms[0].lease(&mut racing, &digest, NOW, LEASE),
         Claim::Held { until: NOW + LEASE }
+    );
+}
+
+/// Shared data as the proxy-wasm ABI hands it over: an empty value comes
+/// back as no memory at all, which an SDK reads as no value and no
+/// compare-and-swap token (the proxy-wasm Rust SDK does, and so did kfauth's
+/// host layer); a write with no token is unconditional.
+struct EmptyReadsAbsent<'a>(Racing<'a>);
+
+impl SharedData for EmptyReadsAbsent<'_> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.0.get(key).filter(|(bytes, _)| !bytes.is_empty())
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        self.0.set(key, value, cas)
+    }
+}
+
+/// VM 1 reads a vacant slot, VM 2 leases it, then VM 1 writes: as
+/// [`two_vms_racing_for_one_lease_one_wins`], over a host where an empty
+/// value reads as absent.
+fn race_where_empty_reads_absent(
+    store: &mut MemorySharedData,
+    first: &SharedDecisions,
+    rival: &SharedDecisions,
+    digest: ReviewDigest,
+) -> (Claim, Claim) {
+    let rival = rival.clone();
+    let rivals = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let seen = rivals.clone();
+    let mut racing = EmptyReadsAbsent(Racing {
+        store,
+        interloper: Some(Box::new(move |store: &mut MemorySharedData| {
+            let mut theirs = EmptyReadsAbsent(Racing {
+                store,
+                interloper: None,
+            });
+            *seen.borrow_mut() = Some(rival.lease(&mut theirs, &digest, NOW, LEASE));
+        })),
+    });
+    let ours = first.lease(&mut racing, &digest, NOW, LEASE);
+    let theirs = rivals.borrow_mut().take().expect("the rival ran");
+    (ours, theirs)
+}
+
+#[test]
+fn a_vacant_slot_keeps_its_token_where_an_empty_value_reads_as_absent() {
+    let (mut store, vms) = workers(3, 64);
+    let digest = access(&vms[0], &store, &spec("alice@example.com", "iris"));
+    // A slot as `prepare` left it: had it been stored empty, VM 1's write
+    // would carry no token and land on VM 2's lease, and both would ask.
+    let (ours, theirs) = race_where_empty_reads_absent(&mut store, &vms[0], &vms[1], digest);
+    assert_eq!(
+        (ours, theirs),
+        (Claim::Held { until: NOW + LEASE }, Claim::Won),
+        "one lease, one review"
+    );
+    // A slot as `release` leaves it: the same.
+    vms[1].release(&mut store, &digest);
+    assert_eq!(vms[0].lookup(&store, &digest, NOW), Lookup::Vacant);
+    let (ours, theirs) = race_where_empty_reads_absent(&mut store, &vms[2], &vms[0], digest);
+    assert_eq!(
+        (ours, theirs),
+        (Claim::Held { until: NOW + LEASE }, Claim::Won),
+        "one lease, one review, after a release"
     );
 }
 
@@ -262,7 +340,7 @@ fn an_expired_answer_is_ignored_and_its_slot_reused() {
         .filter(|index| {
             shared
                 .get(&slot_key(*index))
-                .is_some_and(|(bytes, _)| !bytes.is_empty())
+                .is_some_and(|(bytes, _)| slot::Entry::decode(&bytes).is_some())
         })
         .count();
     assert_eq!(entries, 1, "the review's own slot was reused");
@@ -343,23 +421,90 @@ fn a_bucket_full_of_live_answers_lends_no_lease_but_takes_answers() {
         table.lease(&mut shared, &newcomer, NOW, LEASE),
         Claim::Alone
     );
-    assert!(table.publish(
-        &mut shared,
-        &newcomer,
-        Answer::Allowed,
-        NOW + secs(300),
-        NOW
-    ));
-    assert_eq!(
-        table.lookup(&shared, &newcomer, NOW),
-        allowed_until(NOW + secs(300))
-    );
+    publish_allowed_and_read(table, table, &mut shared, &newcomer);
     let first = access(table, &shared, &spec("u0", "iris"));
     assert_eq!(
         table.lookup(&shared, &first, NOW),
         Lookup::Vacant,
         "the answer that ended first made room"
     );
+}
+
+/// 250 reviews over 1,024 buckets of four put five in one bucket in about one
+/// gateway in 170 (simulated), and the fifth was asked by every worker alone;
+/// with buckets of eight, nine in one bucket is about one in 700,000.
+#[test]
+fn five_reviews_in_one_bucket_of_the_default_table_each_get_a_lease() {
+    let (mut shared, vms) = workers(2, DEFAULT_SLOTS);
+    let table = &vms[0];
+    let mut by_bucket: std::collections::HashMap<usize, Vec<ReviewDigest>> = Default::default();
+    let crowd = (0..)
+        .find_map(|user| {
+            let digest = access(table, &shared, &spec(&format!("user-{user}"), "iris"));
+            let same = by_bucket.entry(table.bucket_index(&digest)).or_default();
+            same.push(digest);
+            (same.len() == 5).then(|| same.clone())
+        })
+        .unwrap();
+    for (index, digest) in crowd.iter().enumerate() {
+        assert_eq!(
+            table.lease(&mut shared, digest, NOW, LEASE),
+            Claim::Won,
+            "review {index} of five in one bucket"
+        );
+        assert_eq!(
+            vms[1].lease(&mut shared, digest, NOW, LEASE),
+            Claim::Held { until: NOW + LEASE },
+            "review {index}: the other worker waits"
+        );
+    }
+}
+
+#[test]
+fn an_answer_never_pushes_out_a_live_lease() {
+    let (mut shared, vms) = workers(2, WAYS);
+    let leases: Vec<ReviewDigest> = (0..WAYS)
+        .map(|user| {
+            let digest = access(&vms[0], &shared, &spec(&format!("u{user}"), "iris"));
+            assert_eq!(vms[0].lease(&mut shared, &digest, NOW, LEASE), Claim::Won);
+            digest
+        })
+        .collect();
+    // Asked alone (no slot for its lease), answered: nothing is pushed out
+    // for it, or the others waiting on those leases would ask again.
+    let newcomer = access(&vms[1], &shared, &spec("newcomer", "iris"));
+    assert_eq!(
+        vms[1].lease(&mut shared, &newcomer, NOW, LEASE),
+        Claim::Alone
+    );
+    assert!(!vms[1].publish(
+        &mut shared,
+        &newcomer,
+        Answer::Allowed,
+        NOW + secs(300),
+        NOW
+    ));
+    for digest in &leases {
+        assert_eq!(
+            vms[1].lookup(&shared, digest, NOW),
+            Lookup::Leased { until: NOW + LEASE }
+        );
+    }
+    // Once one of them is answered, an answer may make room in its place.
+    assert!(vms[0].publish(
+        &mut shared,
+        &leases[0],
+        Answer::Allowed,
+        NOW + secs(60),
+        NOW
+    ));
+    publish_allowed_and_read(&vms[1], &vms[0], &mut shared, &newcomer);
+    for digest in &leases[1..] {
+        assert_eq!(
+            vms[1].lookup(&shared, digest, NOW),
+            Lookup::Leased { until: NOW + LEASE }
+        );
+    }
 }
 
 #[test]
@@ -412,13 +557,14 @@ fn unreadable_slots_are_vacant_and_overwritten() {
         &digest.encode()[..20],
         u64::MAX
     );
-    let garbage: [&[u8]; WAYS] = [
+    let garbage: [&[u8]; 4] = [
         b"\xff\xfe not json",
         other_kind.as_bytes(),
         short_digest.as_bytes(),
         &[b'{'; MAX_SLOT_BYTES + 1],
     ];
-    for (index, bytes) in garbage.iter().enumerate() {
+    // Every slot of the bucket unreadable.
+    for (index, bytes) in garbage.iter().cycle().take(WAYS).enumerate() {
         shared.set(&slot_key(index), bytes, None).unwrap();
     }
     assert_eq!(table.lookup(&shared, &digest, NOW), Lookup::Vacant);
