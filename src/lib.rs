@@ -2,7 +2,8 @@
 //!
 //! The core (every module but `host`) is sans-IO: it takes the request view, the
 //! time and the key caches as arguments and returns an [`outcome::Outcome`]. Only
-//! `host` calls proxy-wasm, and it is compiled for `wasm32-wasip1` alone.
+//! `host` calls proxy-wasm (through `proxy_abi`, the ABI's bindings), and both
+//! are compiled for `wasm32-wasip1` alone.
 
 // A panic traps the Wasm VM and fails every request of that Envoy worker.
 // `arithmetic_side_effects` too: integers only wrap in release, but `Duration`
@@ -53,6 +54,8 @@ pub mod verify;
 
 #[cfg(target_os = "wasi")]
 mod host;
+#[cfg(target_os = "wasi")]
+mod proxy_abi;
 
 #[cfg(test)]
 mod peer_vectors;

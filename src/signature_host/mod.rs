@@ -6,7 +6,7 @@
 //! The core sees the host through [`SignatureHost`]; the host layer implements
 //! it with the foreign call (`host/signature.rs`), tests with RustCrypto. A key
 //! set carries the host it may use ([`crate::jwks::KeySet::use_signature_host`]),
-//! chosen once at configuration by [`choose`].
+//! chosen once at configuration by [`choose`] (from `Broker::configure`).
 
 pub mod der;
 pub mod known_answer;
