@@ -38,6 +38,7 @@ pub mod header_pairs;
 pub mod identity;
 pub mod json;
 pub mod jwks;
+pub mod jwt_rule;
 pub mod keystore;
 pub mod outcome;
 pub mod pipeline;

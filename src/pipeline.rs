@@ -978,7 +978,7 @@ mod tests {
             }
         );
 
-        let subject = crate::authz::subject_access_review::Subject {
+        let subject = crate::outcome::Subject {
             user: "system:serviceaccount:team-a:runner".into(),
             groups: vec!["system:serviceaccounts".into()],
         };

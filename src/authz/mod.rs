@@ -13,13 +13,13 @@ use serde_json::{Map, Value};
 
 use crate::access::Access;
 use crate::claims::{header_value, lookup, lookup_list};
-use crate::config::JwtRule;
-use crate::outcome::{Denial, Identity, Reason};
+use crate::jwt_rule::JwtRule;
+use crate::outcome::{Denial, Identity, Reason, Subject};
 use crate::request::RequestView;
 use crate::verified_token_cache::TokenDigest;
 use config::{Attributes, Authorization, AuthzRule, FailureMode};
 use subject_access_review::{
-    subject_access_review_body, subject_access_review_spec, CachedDecision, Subject,
+    subject_access_review_body, subject_access_review_spec, CachedDecision,
     SubjectAccessReviewAnswer, SubjectAccessReviewCache,
 };
 use template::{Captures, Template};

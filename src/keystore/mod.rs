@@ -12,10 +12,11 @@ pub mod shared;
 
 use std::time::Duration;
 
-use crate::config::{Config, KeySource};
+use crate::config::Config;
 use crate::discovery::jwks_endpoint;
 use crate::endpoint::Endpoint;
 use crate::jwks::{parse_jwks, KeySet};
+use crate::jwt_rule::KeySource;
 use crate::signature_host::SignatureHost;
 use record::{millis, Lease, SharedRecord};
 use shared::{SharedData, WriteError};
