@@ -27,12 +27,13 @@ use crate::authz::token_review::{token_review_body, TokenReviewCache};
 use crate::config::Config;
 use crate::config_field::ConfigError;
 use crate::keystore::shared::SharedData;
+use crate::keystore::signature_choice::choose;
 use crate::keystore::KeyStore;
 use crate::outcome::{Outcome, Reason};
 use crate::pipeline::{decide_noting, Caches, KeyWait, Notes};
 use crate::request::RequestView;
 use crate::shared_decisions::{DigestKey, Review, SharedDecisions, DEFAULT_SLOTS};
-use crate::signature_host::{choose, SignatureHost, SignatureVerification};
+use crate::signature_host::{SignatureHost, SignatureVerification};
 use crate::verified_token_cache::VerifiedTokenCache;
 use answer::Heard;
 use callout::{Outgoing, SUBJECT_ACCESS_REVIEWS, TOKEN_REVIEWS};
@@ -100,7 +101,7 @@ fn random_vm_id(now: Duration) -> u64 {
 impl Broker {
     /// A broker for a parsed configuration, applying `signatureVerification`:
     /// RS* and ES256/ES384 signatures are checked by `host` when it passes the
-    /// known-answer check (see `signature_host::choose`), by kfauth's own code
+    /// known-answer check (see `keystore::signature_choice`), by kfauth's own code
     /// otherwise. `Err` when the configuration must be refused.
     pub fn configure(
         mut config: Config,

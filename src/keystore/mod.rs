@@ -9,6 +9,7 @@
 
 pub mod record;
 pub mod shared;
+pub mod signature_choice;
 
 use std::time::Duration;
 
@@ -154,7 +155,7 @@ impl KeyStore {
     }
 
     /// Lets `host` check the signatures of the key sets fetched from now on
-    /// (see [`crate::signature_host::choose`]).
+    /// (see [`signature_choice::choose`]).
     pub fn use_signature_host(&mut self, host: Option<&'static dyn SignatureHost>) {
         self.signature_host = host;
     }

@@ -3,6 +3,7 @@
 //! made of RustCrypto through jwt-simple as the oracle.
 
 use super::*;
+use crate::keystore::signature_choice::choose;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
