@@ -85,10 +85,12 @@ wasm-bindgen:
 	  cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(TOOLS); \
 	fi
 
+# tools/module-circles: no import circle among src/'s top-level modules.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 -p kfauth --lib -- -D warnings
+	tools/module-circles
 
 unit:
 	cargo test -p kfauth --lib

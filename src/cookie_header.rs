@@ -76,16 +76,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn request(cookies: &[&str]) -> RequestView {
-        RequestView {
-            method: "GET".into(),
-            path: "/".into(),
-            authority: "kubeflow".into(),
-            headers: cookies
-                .iter()
-                .map(|value| ("cookie".to_string(), value.to_string()))
-                .collect(),
-            ..RequestView::default()
-        }
+        crate::testutil::with_cookies("/", cookies)
     }
 
     #[test]

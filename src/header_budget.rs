@@ -138,16 +138,7 @@ mod tests {
     }
 
     fn request(path: &str, headers: &[(&str, &str)]) -> RequestView {
-        RequestView {
-            method: "GET".into(),
-            path: path.into(),
-            authority: "kubeflow.example.com".into(),
-            headers: headers
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.to_string()))
-                .collect(),
-            ..RequestView::default()
-        }
+        crate::testutil::get_request("kubeflow.example.com", path, headers)
     }
 
     #[test]

@@ -5,7 +5,8 @@ use serde_json::{Map, Value};
 
 use crate::cause::Cause;
 use crate::claims::{is_safe_header_value, lookup_list, rendered};
-use crate::config::{Config, JwtRule};
+use crate::config::Config;
+use crate::jwt_rule::JwtRule;
 use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
 

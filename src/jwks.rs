@@ -275,7 +275,7 @@ impl KeySet {
     }
 
     /// Lets `host` check the signatures this set's keys verify (see
-    /// [`crate::signature_host::choose`]).
+    /// [`crate::keystore::signature_choice::choose`]).
     pub fn use_signature_host(&mut self, host: Option<&'static dyn SignatureHost>) {
         self.signature_host = host;
     }

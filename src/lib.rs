@@ -2,7 +2,8 @@
 //!
 //! The core (every module but `host`) is sans-IO: it takes the request view, the
 //! time and the key caches as arguments and returns an [`outcome::Outcome`]. Only
-//! `host` calls proxy-wasm, and it is compiled for `wasm32-wasip1` alone.
+//! `host` calls proxy-wasm (through `proxy_abi`, the ABI's bindings), and both
+//! are compiled for `wasm32-wasip1` alone.
 
 // A panic traps the Wasm VM and fails every request of that Envoy worker.
 // `arithmetic_side_effects` too: integers only wrap in release, but `Duration`
@@ -37,6 +38,7 @@ pub mod header_pairs;
 pub mod identity;
 pub mod json;
 pub mod jwks;
+pub mod jwt_rule;
 pub mod keystore;
 pub mod outcome;
 pub mod pipeline;
@@ -53,6 +55,8 @@ pub mod verify;
 
 #[cfg(target_os = "wasi")]
 mod host;
+#[cfg(target_os = "wasi")]
+mod proxy_abi;
 
 #[cfg(test)]
 mod peer_vectors;

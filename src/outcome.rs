@@ -76,7 +76,15 @@ pub struct Identity {
     pub claims: std::rc::Rc<serde_json::Map<String, serde_json::Value>>,
     /// Who the API server's TokenReview says the token belongs to, when the
     /// rule asks for one; it then names the authorization subject.
-    pub reviewed: Option<crate::authz::subject_access_review::Subject>,
+    pub reviewed: Option<Subject>,
+}
+
+/// Who a request is, as authorization names it: a user and their groups
+/// (from the token's claims, or from a TokenReview's answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub user: String,
+    pub groups: Vec<String>,
 }
 
 /// What the host should do with the request.

@@ -142,7 +142,7 @@ fn check(token: &str, jwks: &Value) -> Result<(), Reason> {
     )
     .unwrap();
     let rule = &config.rules[0];
-    let crate::config::KeySource::Inline(keys) = &rule.keys else {
+    let crate::jwt_rule::KeySource::Inline(keys) = &rule.keys else {
         panic!("inline keys expected")
     };
     verify(token, &decode(token)?, rule, keys, NOW, config.clock_skew).map_err(Reason::from)

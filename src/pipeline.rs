@@ -31,6 +31,22 @@ pub struct Caches<'a> {
     pub token_reviews: &'a TokenReviewCache,
 }
 
+/// What a decision notes on its way, besides its outcome.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// What the access log may say of the request (who, and which review).
+    pub access: Access,
+    /// Which cached review answers it used (the broker counts the hits).
+    pub cached: Cached,
+}
+
+/// The cached answers a decision used.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cached {
+    pub subject_access_review: bool,
+    pub token_review: bool,
+}
+
 /// Whether a request may be held for keys that are not there yet: once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyWait {
@@ -54,19 +70,19 @@ pub fn decide(
         request,
         now,
         key_wait,
-        &mut Access::default(),
+        &mut Notes::default(),
     )
 }
 
-/// [`decide`], noting in `access` what the access log may say of the request
-/// (who, and which review); the broker adds the refusal.
+/// [`decide`], noting what the access log may say of the request (the
+/// broker adds the refusal) and which cached answers it used.
 pub fn decide_noting(
     config: &Config,
     caches: &Caches,
     request: &RequestView,
     now: Duration,
     key_wait: KeyWait,
-    access: &mut Access,
+    notes: &mut Notes,
 ) -> Outcome {
     let mut edits = strip_client_identity(config, request);
 
@@ -83,7 +99,7 @@ pub fn decide_noting(
             .any(|pattern| pattern.is_match(path))
     };
     if preflight || skipped_path() {
-        *access = Access::skipped();
+        notes.access = Access::skipped();
         // Such a request may still reach a backend a user controls: the
         // session stays here too.
         if let Err(denial) = finish_edits(config, request, &mut edits) {
@@ -96,7 +112,7 @@ pub fn decide_noting(
         };
     }
 
-    let identity = match authenticate(config, caches, request, now, key_wait, &mut edits, access) {
+    let identity = match authenticate(config, caches, request, now, key_wait, &mut edits, notes) {
         Ok(identity) => identity,
         Err(outcome) => return *outcome,
     };
@@ -126,11 +142,18 @@ pub fn decide_noting(
             identity.as_ref(),
             caches.subject_access_reviews,
             now,
-            access,
+            &mut notes.access,
         ) {
             AuthzStep::Allow => authorized = true,
             AuthzStep::NotGuarded => {}
             AuthzStep::Deny(denial) => return Outcome::Deny(denial),
+            AuthzStep::Cached(answer) => {
+                notes.cached.subject_access_review = true;
+                match answer {
+                    None => authorized = true,
+                    Some(denial) => return Outcome::Deny(denial),
+                }
+            }
             AuthzStep::SubjectAccessReview { key, body } => {
                 return Outcome::SubjectAccessReview { edits, key, body }
             }
@@ -174,7 +197,7 @@ fn authenticate(
     now: Duration,
     key_wait: KeyWait,
     edits: &mut HeaderEdits,
-    access: &mut Access,
+    notes: &mut Notes,
 ) -> Result<Option<Identity>, Box<Outcome>> {
     let deny = |cause| Box::new(Outcome::Deny(Denial::because(cause, true)));
     let Some(found) = find_token(request, &config.token_locations).map_err(deny)? else {
@@ -202,11 +225,12 @@ fn authenticate(
     };
 
     // Signature good; a service-account token may still have been revoked.
-    let reviewed = match rule
+    let cached = rule
         .token_review
         .as_ref()
-        .map(|_| caches.token_reviews.get(&digest, now))
-    {
+        .map(|_| caches.token_reviews.get(&digest, now));
+    notes.cached.token_review = matches!(cached, Some(Some(_)));
+    let reviewed = match cached {
         None | Some(Some(TokenStatus::Unreviewed)) => None,
         Some(Some(TokenStatus::Authenticated(subject))) => Some(subject.clone()),
         Some(Some(TokenStatus::Rejected(why))) => {
@@ -245,7 +269,7 @@ fn authenticate(
         })
         .map(|(_, value)| value.as_str())
         .or(reviewed.as_ref().map(|subject| subject.user.as_str()));
-    access.authenticated(&rule.issuer, user);
+    notes.access.authenticated(&rule.issuer, user);
     edits.set.extend(verified.headers.iter().cloned());
     if !rule.forward_original_token {
         remove_token(request, &found, edits);
@@ -423,16 +447,16 @@ mod tests {
         let config = config(value);
         let keys = KeyStore::new(&config, 1);
         let note = |request: &RequestView| {
-            let mut access = Access::default();
+            let mut notes = Notes::default();
             decide_noting(
                 &config,
                 &caches(&keys),
                 request,
                 NOW,
                 KeyWait::May,
-                &mut access,
+                &mut notes,
             );
-            access
+            notes.access
         };
         let token = sign("RS256", Some("rsa-1"), &standard_claims());
         let verified = note(&request("/", &[("authorization", &bearer(&token))]));
@@ -954,7 +978,7 @@ mod tests {
             }
         );
 
-        let subject = crate::authz::subject_access_review::Subject {
+        let subject = crate::outcome::Subject {
             user: "system:serviceaccount:team-a:runner".into(),
             groups: vec!["system:serviceaccounts".into()],
         };

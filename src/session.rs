@@ -115,18 +115,7 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn request(path: &str, cookies: &[&str]) -> RequestView {
-        RequestView {
-            method: "GET".into(),
-            path: path.into(),
-            authority: "kubeflow".into(),
-            headers: cookies
-                .iter()
-                .map(|value| ("cookie".to_string(), value.to_string()))
-                .collect(),
-            ..RequestView::default()
-        }
-    }
+    use crate::testutil::with_cookies as request;
 
     fn shielded(path: &str, cookies: &[&str]) -> HeaderEdits {
         let mut edits = HeaderEdits::default();

@@ -6,6 +6,8 @@ use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+use crate::request::RequestView;
+
 pub const DEX: &str = "http://dex.auth.svc.cluster.local:5556/dex";
 pub const NOW_SECS: u64 = 1_800_000_000;
 pub const NOW: Duration = Duration::from_secs(NOW_SECS);
@@ -177,4 +179,25 @@ pub fn hs256_with_public_key(kid: &str, claims: &Value) -> String {
         .with_key_id(kid)
         .authenticate(claims_of(claims))
         .unwrap()
+}
+
+/// `GET path` on `authority` as the core sees it, the header lines as given
+/// (names keep their case, so a test can send any).
+pub fn get_request(authority: &str, path: &str, headers: &[(&str, &str)]) -> RequestView {
+    RequestView {
+        method: "GET".into(),
+        path: path.into(),
+        authority: authority.into(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        ..RequestView::default()
+    }
+}
+
+/// `GET path` on `kubeflow` with one `cookie` header line per value.
+pub fn with_cookies(path: &str, cookies: &[&str]) -> RequestView {
+    let headers: Vec<(&str, &str)> = cookies.iter().map(|value| ("cookie", *value)).collect();
+    get_request("kubeflow", path, &headers)
 }

@@ -166,16 +166,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn request(path: &str, headers: &[(&str, &str)]) -> RequestView {
-        RequestView {
-            method: "GET".into(),
-            path: path.into(),
-            authority: "example.com".into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..RequestView::default()
-        }
+        crate::testutil::get_request("example.com", path, headers)
     }
 
     fn find(request: &RequestView, locations: &[TokenLocation]) -> Option<FoundToken> {

@@ -3,7 +3,6 @@
 //! TokenReview answers (authorization) and verified tokens (authentication).
 
 use std::borrow::Borrow;
-use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::rc::Rc;
@@ -22,8 +21,6 @@ pub struct TtlCache<V, K = Rc<str>> {
     entries: HashMap<K, Entry<V>>,
     order: VecDeque<K>,
     max_entries: usize,
-    /// Lookups answered from the cache, for the host's metric.
-    hits: Cell<u64>,
 }
 
 impl<V, K: Hash + Eq + Clone> TtlCache<V, K> {
@@ -32,7 +29,6 @@ impl<V, K: Hash + Eq + Clone> TtlCache<V, K> {
             entries: HashMap::new(),
             order: VecDeque::new(),
             max_entries,
-            hits: Cell::new(0),
         }
     }
 
@@ -41,20 +37,10 @@ impl<V, K: Hash + Eq + Clone> TtlCache<V, K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let found = self
-            .entries
+        self.entries
             .get(key)
             .filter(|entry| entry.expires > now)
-            .map(|entry| &entry.value);
-        if found.is_some() {
-            self.hits.set(self.hits.get().saturating_add(1));
-        }
-        found
-    }
-
-    /// Cache hits since the last call.
-    pub fn take_hits(&self) -> u64 {
-        self.hits.replace(0)
+            .map(|entry| &entry.value)
     }
 
     pub fn insert(&mut self, key: impl Into<K>, value: V, ttl: Duration, now: Duration) {
@@ -108,7 +94,6 @@ mod tests {
         assert_eq!(cache.get("a", later), Some(&"long"));
         assert!(cache.get("d", later).is_none());
         assert!(cache.get("a", NOW + Duration::from_secs(300)).is_none());
-        assert_eq!(cache.take_hits(), 1);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use jwt_simple::JWTError;
 use serde_json::{Map, Value};
 
 use crate::cause::Cause;
-use crate::config::JwtRule;
 use crate::jwks::{Algorithm, KeySet, VerifyingKey};
+use crate::jwt_rule::JwtRule;
 use crate::token::MAX_TOKEN_BYTES;
 
 /// The most signatures one token is checked against, whatever the key set
@@ -302,7 +302,7 @@ mod tests {
         let config = crate::config::Config::parse(config_json.to_string().as_bytes()).unwrap();
         let unverified = decode(token)?;
         let rule = &config.rules[0];
-        let crate::config::KeySource::Inline(keys) = &rule.keys else {
+        let crate::jwt_rule::KeySource::Inline(keys) = &rule.keys else {
             panic!("inline keys expected")
         };
         verify(token, &unverified, rule, keys, NOW, config.clock_skew)

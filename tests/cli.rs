@@ -33,7 +33,8 @@ use std::process::Output;
 
 use cli_support::{check, kfauth, temp_file, text};
 use jwt_simple::prelude::*;
-use kfauth::config::{Config, KeySource};
+use kfauth::config::Config;
+use kfauth::jwt_rule::KeySource;
 use kfauth::outcome::Reason;
 use kfauth::verify::{decode, verify};
 

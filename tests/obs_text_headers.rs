@@ -2,7 +2,7 @@
 //! 0x80-0xFF, RFC 9110 section 5.5) in field values and Envoy passes them to
 //! the module as they came. The SDK's header reading unwrapped them as UTF-8,
 //! so one such byte in any request header trapped the worker's VM (503 for
-//! every request after); kfauth's own ABI bindings (src/host/abi.rs) read
+//! every request after); kfauth's own ABI bindings (src/proxy_abi.rs) read
 //! them with U+FFFD instead:
 //! - a valid token with a Latin-1 header beside it → forwarded with the
 //!   verified identity and that header's bytes unchanged; the worker keeps

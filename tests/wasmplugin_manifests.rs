@@ -86,7 +86,8 @@ use std::time::Duration;
 use kfauth::access::Access;
 use kfauth::authz::subject_access_review::SubjectAccessReviewCache;
 use kfauth::authz::{authorize, AuthzStep};
-use kfauth::config::{Config, KeySource};
+use kfauth::config::Config;
+use kfauth::jwt_rule::KeySource;
 use kfauth::outcome::Identity;
 use kfauth::request::RequestView;
 use kfauth_testkit::apiserver::conformance::{

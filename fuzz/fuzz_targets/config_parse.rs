@@ -9,7 +9,8 @@
 //! every header it writes among the identity headers it strips.
 #![no_main]
 
-use kfauth::config::{Config, KeySource};
+use kfauth::config::Config;
+use kfauth::jwt_rule::KeySource;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

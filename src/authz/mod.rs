@@ -13,13 +13,13 @@ use serde_json::{Map, Value};
 
 use crate::access::Access;
 use crate::claims::{header_value, lookup, lookup_list};
-use crate::config::JwtRule;
-use crate::outcome::{Denial, Identity, Reason};
+use crate::jwt_rule::JwtRule;
+use crate::outcome::{Denial, Identity, Reason, Subject};
 use crate::request::RequestView;
 use crate::verified_token_cache::TokenDigest;
 use config::{Attributes, Authorization, AuthzRule, FailureMode};
 use subject_access_review::{
-    subject_access_review_body, subject_access_review_spec, CachedDecision, Subject,
+    subject_access_review_body, subject_access_review_spec, CachedDecision,
     SubjectAccessReviewAnswer, SubjectAccessReviewCache,
 };
 use template::{Captures, Template};
@@ -30,9 +30,11 @@ use token_review::{TokenReviewCache, TokenStatus, TOKEN_REVIEW_TTL, UNREVIEWED_T
 pub enum AuthzStep {
     /// No rule matched and `defaultDeny` is off.
     NotGuarded,
-    /// Allowed by a cached answer.
+    /// Allowed unreviewed: `failureMode: allow` with no credential to ask with.
     Allow,
     Deny(Denial),
+    /// The cache held the review's answer: allowed (`None`) or this refusal.
+    Cached(Option<Denial>),
     /// Ask the API server: `key` identifies the review (and its cached answer).
     SubjectAccessReview {
         key: String,
@@ -272,16 +274,16 @@ pub fn authorize(
     let spec = subject_access_review_spec(&subject, field, attributes);
     let key = spec.to_string();
     match cache.get(key.as_str(), now) {
-        Some(CachedDecision { allowed: true, .. }) => AuthzStep::Allow,
+        Some(CachedDecision { allowed: true, .. }) => AuthzStep::Cached(None),
         Some(CachedDecision {
             allowed: false,
             reason,
-        }) => AuthzStep::Deny(Denial {
+        }) => AuthzStep::Cached(Some(Denial {
             reason: Reason::Forbidden,
             cause: None,
             token_sent: true,
             detail: reason.clone(),
-        }),
+        })),
         None => AuthzStep::SubjectAccessReview {
             body: subject_access_review_body(&spec),
             key,

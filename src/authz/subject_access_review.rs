@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::outcome::Subject;
 use crate::ttl_cache::TtlCache;
 
 /// A cached answer.
@@ -14,13 +15,6 @@ pub struct CachedDecision {
 
 /// SubjectAccessReview answers, by the review's spec (compact JSON).
 pub type SubjectAccessReviewCache = TtlCache<CachedDecision>;
-
-/// Who asks: the user and groups the review is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subject {
-    pub user: String,
-    pub groups: Vec<String>,
-}
 
 /// The review's `spec`: subject plus `resourceAttributes` or
 /// `nonResourceAttributes`. Its compact JSON is also the cache key, so two

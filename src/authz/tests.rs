@@ -287,7 +287,7 @@ fn answers_are_cached_with_their_own_ttls() {
         &cache,
         NOW + Duration::from_secs(29),
     );
-    assert!(matches!(denied, AuthzStep::Deny(_)));
+    assert!(matches!(denied, AuthzStep::Cached(Some(_))));
     let expired = authorize(
         authz,
         &config.rules,
@@ -310,7 +310,7 @@ fn answers_are_cached_with_their_own_ttls() {
     let later = NOW + Duration::from_secs(299);
     assert_eq!(
         authorize(authz, &config.rules, &view, Some(&alice()), &cache, later),
-        AuthzStep::Allow
+        AuthzStep::Cached(None)
     );
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::subject_access_review::Subject;
+use crate::outcome::Subject;
 use crate::ttl_cache::TtlCache;
 use crate::verified_token_cache::TokenDigest;
 

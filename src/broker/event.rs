@@ -37,9 +37,13 @@ pub enum Metric {
     /// review-needing request then gets `failureMode`'s answer), so an alert
     /// can catch an install whose gateway never got its token.
     CredentialMissing,
+    /// Gauge: 1 while Envoy's `verify_signature` checks RS* and ES256/ES384
+    /// signatures, 0 while kfauth's own code in Wasm does.
+    SignaturesHost,
 }
 
-const COUNTERS: [Metric; 22] = [
+/// Every metric but those of a reason or a rule.
+const FIXED: [Metric; 23] = [
     Metric::Allowed,
     Metric::Unauthenticated,
     Metric::Denied,
@@ -62,12 +66,13 @@ const COUNTERS: [Metric; 22] = [
     Metric::SessionCookieStripped,
     Metric::SessionHeaderTooLarge,
     Metric::CredentialMissing,
+    Metric::SignaturesHost,
 ];
 
 impl Metric {
     /// Every metric a configuration defines.
     pub fn defined(config: &Config) -> Vec<Metric> {
-        let mut all: Vec<Metric> = COUNTERS
+        let mut all: Vec<Metric> = FIXED
             .iter()
             .copied()
             .filter(|metric| *metric != Metric::CredentialMissing || config.authorization.is_some())
@@ -86,7 +91,10 @@ impl Metric {
 
     /// A gauge is set; every other metric is a counter.
     pub fn is_gauge(self) -> bool {
-        matches!(self, Metric::KeyAge(_) | Metric::CredentialMissing)
+        matches!(
+            self,
+            Metric::KeyAge(_) | Metric::CredentialMissing | Metric::SignaturesHost
+        )
     }
 
     pub fn name(self, config: &Config) -> String {
@@ -121,6 +129,7 @@ impl Metric {
                 return key_age_metric_name(issuer);
             }
             Metric::CredentialMissing => "kfauth.authz.credential_missing",
+            Metric::SignaturesHost => "kfauth.signatures.host",
         };
         name.to_string()
     }

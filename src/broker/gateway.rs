@@ -13,9 +13,9 @@ use super::callout::Outgoing;
 use super::question::{Asking, Question};
 use super::{Broker, CALLOUT_GRACE};
 use crate::authz::remember_subject_access_review;
-use crate::authz::subject_access_review::{Subject, SubjectAccessReviewAnswer};
+use crate::authz::subject_access_review::SubjectAccessReviewAnswer;
 use crate::authz::token_review::TokenStatus;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Subject};
 use crate::shared_decisions::{Answer, Claim, Lookup, Review, ReviewDigest};
 
 /// A SubjectAccessReview answer as the table shares it (`None`: not shared).

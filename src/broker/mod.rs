@@ -22,17 +22,18 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::time::Duration;
 
-use crate::access::Access;
 use crate::authz::subject_access_review::SubjectAccessReviewCache;
 use crate::authz::token_review::{token_review_body, TokenReviewCache};
 use crate::config::Config;
+use crate::config_field::ConfigError;
 use crate::keystore::shared::SharedData;
+use crate::keystore::signature_choice::choose;
 use crate::keystore::KeyStore;
 use crate::outcome::{Outcome, Reason};
-use crate::pipeline::{decide_noting, Caches, KeyWait};
+use crate::pipeline::{decide_noting, Caches, KeyWait, Notes};
 use crate::request::RequestView;
 use crate::shared_decisions::{DigestKey, Review, SharedDecisions, DEFAULT_SLOTS};
-use crate::signature_host::SignatureHost;
+use crate::signature_host::{SignatureHost, SignatureVerification};
 use crate::verified_token_cache::VerifiedTokenCache;
 use answer::Heard;
 use callout::{Outgoing, SUBJECT_ACCESS_REVIEWS, TOKEN_REVIEWS};
@@ -98,13 +99,35 @@ fn random_vm_id(now: Duration) -> u64 {
 }
 
 impl Broker {
-    /// A broker for an accepted configuration; creates the shared key records.
-    /// Fetched key sets check RS* and ES256/ES384 signatures through `host`
-    /// from now on (`None`: kfauth's own code); see `signature_host::choose`.
-    pub fn use_signature_host(&mut self, host: Option<&'static dyn SignatureHost>) {
-        self.keys.use_signature_host(host);
+    /// A broker for a parsed configuration, applying `signatureVerification`:
+    /// RS* and ES256/ES384 signatures are checked by `host` when it passes the
+    /// known-answer check (see `keystore::signature_choice`), by kfauth's own code
+    /// otherwise. `Err` when the configuration must be refused.
+    pub fn configure(
+        mut config: Config,
+        shared: Box<dyn SharedData>,
+        host: &'static dyn SignatureHost,
+        now: Duration,
+    ) -> Result<Broker, ConfigError> {
+        let mode = config.signature_verification;
+        let choice = choose(mode, host, config.break_signature_check)?;
+        config.use_signature_host(choice.host);
+        let mut broker = Broker::new(config, shared, now);
+        broker.keys.use_signature_host(choice.host);
+        let level = match choice.host {
+            None if mode == SignatureVerification::Auto => Level::Warn,
+            _ => Level::Info,
+        };
+        let used = u64::from(choice.host.is_some());
+        broker
+            .events
+            .push_front(Event::Record(Metric::SignaturesHost, used));
+        broker.events.push_front(Event::Log(level, choice.note));
+        Ok(broker)
     }
 
+    /// A broker for an accepted configuration, every signature checked by
+    /// kfauth's own code; creates the shared key records.
     pub fn new(config: Config, mut shared: Box<dyn SharedData>, now: Duration) -> Broker {
         let vm_id = random_vm_id(now);
         let keys = KeyStore::new(&config, vm_id);
@@ -303,6 +326,10 @@ impl Broker {
         self.resumes.pop_front()
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -363,26 +390,23 @@ impl Broker {
 
     /// Decides for a request and carries out what waiting needs.
     fn decide(&mut self, context: u32, view: RequestView, now: Duration, pass: Pass) -> Verdict {
-        let mut access = Access::default();
-        let mut outcome = self.run_pipeline(&view, now, pass, &mut access);
+        let mut notes = Notes::default();
+        let mut outcome = self.run_pipeline(&view, now, pass, &mut notes);
         if self.adopt(&outcome, now) {
             // Another worker's answer: the decision is made again with it,
             // and only that decision's cache hits count.
-            self.subject_access_reviews.take_hits();
-            self.token_reviews.take_hits();
-            access = Access::default();
-            outcome = self.run_pipeline(&view, now, pass, &mut access);
+            notes = Notes::default();
+            outcome = self.run_pipeline(&view, now, pass, &mut notes);
         }
-        let hits = self.subject_access_reviews.take_hits();
-        if hits > 0 {
-            self.events
-                .push_back(Event::Count(Metric::AuthzCacheHit, hits));
+        if notes.cached.subject_access_review {
+            self.count(Metric::AuthzCacheHit);
         }
-        let hits = self.token_reviews.take_hits();
-        if hits > 0 && pass != Pass::AfterTokenReview {
-            self.events
-                .push_back(Event::Count(Metric::TokenReviewCacheHit, hits));
+        // A request resumed by its TokenReview's answer reads that answer
+        // from the cache: not a hit.
+        if notes.cached.token_review && pass != Pass::AfterTokenReview {
+            self.count(Metric::TokenReviewCacheHit);
         }
+        let access = notes.access;
         let waiter = |view, then| Waiter {
             context,
             view,
@@ -470,7 +494,7 @@ impl Broker {
         view: &RequestView,
         now: Duration,
         pass: Pass,
-        access: &mut Access,
+        notes: &mut Notes,
     ) -> Outcome {
         let caches = Caches {
             keys: &self.keys,
@@ -482,7 +506,7 @@ impl Broker {
             Pass::AfterKeys => KeyWait::Spent,
             Pass::First | Pass::AfterTokenReview => KeyWait::May,
         };
-        decide_noting(&self.config, &caches, view, now, key_wait, access)
+        decide_noting(&self.config, &caches, view, now, key_wait, notes)
     }
 
     /// Parks a request on a review, asking it unless it is already pending.

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::access::Access;
 use crate::keystore::shared::{MemorySharedData, WriteError};
 use crate::testutil::{rsa_jwk, rsa_jwks_json, sign, standard_claims, DEX, NOW};
 #[cfg(target_arch = "wasm32")]
@@ -824,4 +825,34 @@ fn held_requests_carry_their_access_fields_when_they_resume() {
     assert_eq!(unavailable.decision, Decision::Denied);
     assert_eq!(unavailable.reason, Some(Reason::AuthorizerUnavailable));
     assert_eq!(unavailable.user, None);
+}
+
+/// `signatureVerification` at configuration: a host that fails the
+/// known-answer check is refused under `host`, replaced by kfauth's own code
+/// with a warning under `auto`, and not asked under `wasm`; the gauge says
+/// which (0 in each case here), and comes with the first events.
+#[test]
+fn signature_verification_is_chosen_at_configuration() {
+    use crate::signature_host::tests::ABSENT;
+    let configure = |mode: &str| {
+        let config = json!({"jwtRules": [{"issuer": DEX, "jwks": rsa_jwks_json()}],
+                            "signatureVerification": mode});
+        let config = Config::parse(config.to_string().as_bytes()).unwrap();
+        Broker::configure(config, Box::new(Shared::default()), &ABSENT, NOW)
+    };
+    let refused = configure("host").err().unwrap().to_string();
+    assert!(refused.contains("signatureVerification"), "{refused}");
+    for (mode, level) in [("auto", Level::Warn), ("wasm", Level::Info)] {
+        let mut broker = configure(mode).unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| broker.poll_event()).collect();
+        assert!(
+            matches!(&events[0], Event::Log(l, line) if *l == level && line.starts_with("signatures: verified in Wasm")),
+            "{mode}: {events:?}"
+        );
+        assert_eq!(
+            events[1],
+            Event::Record(Metric::SignaturesHost, 0),
+            "{mode}"
+        );
+    }
 }

@@ -3,7 +3,6 @@
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType, Status};
 
-use super::abi;
 use super::state::{host_now, log, report, SharedState};
 use crate::access::Access;
 use crate::broker::event::Level;
@@ -11,6 +10,7 @@ use crate::broker::verdict::fail_closed;
 use crate::broker::Verdict;
 use crate::cause::Cause;
 use crate::outcome::LocalReply;
+use crate::proxy_abi;
 use crate::request::RequestView;
 
 pub struct KfauthHttp {
@@ -43,7 +43,7 @@ impl HttpContext for KfauthHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let verdict = match (
             // A map the host serialized wrongly is `SerializationFailure`.
-            abi::get_map(MapType::HttpRequestHeaders).and_then(|bytes| {
+            proxy_abi::get_map(MapType::HttpRequestHeaders).and_then(|bytes| {
                 RequestView::from_map(&bytes).map_err(|_| Status::SerializationFailure)
             }),
             self.state.borrow_mut().as_mut(),
@@ -74,13 +74,13 @@ pub fn act(verdict: Verdict) -> Action {
         Verdict::Continue(edits, access) => {
             note(&access);
             for name in &edits.remove {
-                let _ = abi::remove_map_value(MapType::HttpRequestHeaders, name);
+                let _ = proxy_abi::remove_map_value(MapType::HttpRequestHeaders, name);
             }
             for (name, value) in &edits.set {
-                let _ = abi::replace_map_value(MapType::HttpRequestHeaders, name, value);
+                let _ = proxy_abi::replace_map_value(MapType::HttpRequestHeaders, name, value);
             }
             if let Some(path) = &edits.path {
-                let _ = abi::replace_map_value(MapType::HttpRequestHeaders, ":path", path);
+                let _ = proxy_abi::replace_map_value(MapType::HttpRequestHeaders, ":path", path);
             }
             Action::Continue
         }
@@ -97,14 +97,14 @@ pub fn act(verdict: Verdict) -> Action {
 /// Writes the access log's fields as filter state.
 fn note(access: &Access) {
     for (name, value) in access.fields() {
-        let _ = abi::set_property(name, value);
+        let _ = proxy_abi::set_property(name, value);
     }
 }
 
 fn send(reply: &LocalReply) {
     let result = match &reply.grpc {
-        Some((code, message)) => abi::send_grpc_response(*code, message),
-        None => abi::send_http_response(
+        Some((code, message)) => proxy_abi::send_grpc_response(*code, message),
+        None => proxy_abi::send_http_response(
             reply.status,
             &reply
                 .headers

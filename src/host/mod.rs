@@ -1,7 +1,7 @@
-//! The only code that calls proxy-wasm: configuration, ticks, callouts (root),
-//! and one request's effects (http). Compiled for `wasm32-wasip1` only.
+//! The only code that calls proxy-wasm (through `proxy_abi`): configuration,
+//! ticks, callouts (root), and one request's effects (http); the broker
+//! decides. Compiled for `wasm32-wasip1` only.
 
-mod abi;
 mod http;
 mod metrics;
 mod root;

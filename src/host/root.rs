@@ -8,15 +8,16 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 
-use super::abi;
 use super::http::{act, KfauthHttp};
 use super::metrics::Metrics;
 use super::shared_data::HostSharedData;
+use super::signature::ENVOY;
 use super::state::{host_now, log, report, SharedState, Vm};
 use crate::broker::callout::Outgoing;
 use crate::broker::event::Level;
 use crate::broker::{Broker, Resume};
 use crate::config::Config;
+use crate::proxy_abi;
 
 pub struct KfauthRoot {
     context_id: u32,
@@ -61,7 +62,7 @@ impl KfauthRoot {
                         .iter()
                         .map(|(name, value)| (name.as_str(), value.as_str()))
                         .collect();
-                    let sent = abi::dispatch_http_call(
+                    let sent = proxy_abi::dispatch_http_call(
                         &outgoing.cluster,
                         headers,
                         outgoing.body.as_deref(),
@@ -73,12 +74,12 @@ impl KfauthRoot {
                     }
                 }
                 Step::Resume(resume) => {
-                    if abi::set_effective_context(resume.context).is_ok()
+                    if proxy_abi::set_effective_context(resume.context).is_ok()
                         && act(resume.verdict) == Action::Continue
                     {
-                        let _ = abi::resume_http_request();
+                        let _ = proxy_abi::resume_http_request();
                     }
-                    let _ = abi::set_effective_context(self.context_id);
+                    let _ = proxy_abi::set_effective_context(self.context_id);
                 }
             }
         }
@@ -98,15 +99,15 @@ impl Context for KfauthRoot {
         // then has no response map at all: asking for `:status` answers
         // BadArgument (on which the SDK's hostcalls panicked, a VM trap seen
         // with a JWKS endpoint that hangs up halfway, tests/faults_jwks.rs;
-        // `abi` answers Err). No headers is "no response".
+        // `proxy_abi` answers Err). No headers is "no response".
         let (status, body) = if num_headers == 0 {
             (None, Vec::new())
         } else {
-            let status = abi::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            let status = proxy_abi::get_map_value(MapType::HttpCallResponseHeaders, ":status")
                 .ok()
                 .flatten();
-            let body =
-                abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default();
+            let body = proxy_abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .unwrap_or_default();
             (status, body)
         };
         if let Some(vm) = self.state.borrow_mut().as_mut() {
@@ -119,21 +120,20 @@ impl Context for KfauthRoot {
 
 impl RootContext for KfauthRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes =
-            abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).unwrap_or_default();
-        let mut config = match Config::parse_with_env(&bytes, &|name| std::env::var(name).ok()) {
-            Ok(config) => config,
+        let bytes = proxy_abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .unwrap_or_default();
+        let configured =
+            Config::parse_with_env(&bytes, &|name| std::env::var(name).ok()).and_then(|config| {
+                Broker::configure(config, Box::new(HostSharedData), &ENVOY, host_now())
+            });
+        let broker = match configured {
+            Ok(broker) => broker,
             Err(problem) => {
                 log(Level::Error, &problem.to_string());
                 return false;
             }
         };
-        let Some(signatures) = super::signature::configure(&mut config) else {
-            return false;
-        };
-        let metrics = Metrics::define(&config);
-        let mut broker = Broker::new(config, Box::new(HostSharedData), host_now());
-        broker.use_signature_host(signatures);
+        let metrics = Metrics::define(broker.config());
         let mut vm = Vm { broker, metrics };
         // The first tick comes at once: fetch before the first request needs keys.
         report(&mut vm);

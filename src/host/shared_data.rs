@@ -3,18 +3,18 @@
 
 use proxy_wasm::types::Status;
 
-use super::abi;
 use crate::keystore::shared::{SharedData, WriteError};
+use crate::proxy_abi;
 
 pub struct HostSharedData;
 
 impl SharedData for HostSharedData {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        abi::get_shared_data(key).ok().flatten()
+        proxy_abi::get_shared_data(key).ok().flatten()
     }
 
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
-        match abi::set_shared_data(key, value, cas) {
+        match proxy_abi::set_shared_data(key, value, cas) {
             Ok(()) => Ok(()),
             Err(Status::CasMismatch) => Err(WriteError::CasMismatch),
             Err(_) => Err(WriteError::Refused),

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use proxy_wasm::types::LogLevel;
 
-use super::abi;
 use super::metrics::Metrics;
 use crate::broker::event::{Event, Level};
 use crate::broker::Broker;
+use crate::proxy_abi;
 
 pub struct Vm {
     pub broker: Broker,
@@ -22,7 +22,7 @@ pub type SharedState = Rc<RefCell<Option<Vm>>>;
 
 /// The host clock as time since the epoch; never a library's own clock.
 pub fn host_now() -> Duration {
-    abi::current_time().unwrap_or_default()
+    proxy_abi::current_time().unwrap_or_default()
 }
 
 /// Carries out the broker's events (metrics, log lines) and its tick period.
@@ -36,7 +36,7 @@ pub fn report(vm: &mut Vm) {
         }
     }
     if let Some(period) = vm.broker.poll_tick_period() {
-        let _ = abi::set_tick_period(period);
+        let _ = proxy_abi::set_tick_period(period);
     }
 }
 
@@ -48,5 +48,5 @@ pub fn log(level: Level, line: &str) {
         Level::Warn => LogLevel::Warn,
         Level::Error => LogLevel::Error,
     };
-    let _ = abi::log(level, line);
+    let _ = proxy_abi::log(level, line);
 }

@@ -9,13 +9,15 @@
 
 pub mod record;
 pub mod shared;
+pub mod signature_choice;
 
 use std::time::Duration;
 
-use crate::config::{Config, KeySource};
+use crate::config::Config;
 use crate::discovery::jwks_endpoint;
 use crate::endpoint::Endpoint;
 use crate::jwks::{parse_jwks, KeySet};
+use crate::jwt_rule::KeySource;
 use crate::signature_host::SignatureHost;
 use record::{millis, Lease, SharedRecord};
 use shared::{SharedData, WriteError};
@@ -153,7 +155,7 @@ impl KeyStore {
     }
 
     /// Lets `host` check the signatures of the key sets fetched from now on
-    /// (see [`crate::signature_host::choose`]).
+    /// (see [`signature_choice::choose`]).
     pub fn use_signature_host(&mut self, host: Option<&'static dyn SignatureHost>) {
         self.signature_host = host;
     }

@@ -6,15 +6,13 @@
 //! The core sees the host through [`SignatureHost`]; the host layer implements
 //! it with the foreign call (`host/signature.rs`), tests with RustCrypto. A key
 //! set carries the host it may use ([`crate::jwks::KeySet::use_signature_host`]),
-//! chosen once at configuration by [`choose`].
+//! chosen once at configuration by
+//! [`crate::keystore::signature_choice::choose`].
 
 pub mod der;
-pub mod known_answer;
 pub mod wire;
 
 use serde::Deserialize;
-
-use crate::config_field::ConfigError;
 
 /// The digest of a host check, by the name Envoy's `getHashFunction` reads
 /// (envoyproxy/envoy `source/common/crypto/utility_impl.cc`).
@@ -60,47 +58,6 @@ pub enum SignatureVerification {
     Host,
     /// kfauth's own code in Wasm, always.
     Wasm,
-}
-
-/// The host chosen for a configuration, and the log line that says so.
-#[derive(Debug)]
-pub struct Choice {
-    pub host: Option<&'static dyn SignatureHost>,
-    pub note: String,
-}
-
-/// Applies `signatureVerification`: runs the known-answer check on `host`
-/// unless the mode is `wasm`. `break_check` spoils the check's good
-/// signatures (the test-only `testOnlyBreakSignatureCheck`), so that a host
-/// failing it can be shown in a real Envoy.
-pub fn choose(
-    mode: SignatureVerification,
-    host: &'static dyn SignatureHost,
-    break_check: bool,
-) -> Result<Choice, ConfigError> {
-    if mode == SignatureVerification::Wasm {
-        return Ok(Choice {
-            host: None,
-            note: "signatures: verified in Wasm (signatureVerification: wasm)".into(),
-        });
-    }
-    match known_answer::check(host, break_check) {
-        Ok(()) => Ok(Choice {
-            host: Some(host),
-            note: "signatures: RS256/384/512 and ES256/384 verified by Envoy's verify_signature"
-                .into(),
-        }),
-        Err(problem) if mode == SignatureVerification::Auto => Ok(Choice {
-            host: None,
-            note: format!(
-                "signatures: verified in Wasm, Envoy's verify_signature failed its known-answer check ({problem})"
-            ),
-        }),
-        Err(problem) => Err(ConfigError::new(
-            "signatureVerification",
-            format!("`host`, but Envoy's verify_signature failed its known-answer check ({problem})"),
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,13 @@
 //! made of RustCrypto through jwt-simple as the oracle.
 
 use super::*;
+use crate::keystore::signature_choice::choose;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// Gives no answer, as an Envoy without `verify_signature`.
 #[derive(Debug)]
-struct Absent;
+pub(crate) struct Absent;
 
 impl SignatureHost for Absent {
     fn verify(&self, _: HashFunction, _: &[u8], _: &[u8], _: &[u8]) -> Option<bool> {
@@ -26,7 +27,7 @@ impl SignatureHost for Credulous {
     }
 }
 
-static ABSENT: Absent = Absent;
+pub(crate) static ABSENT: Absent = Absent;
 static CREDULOUS: Credulous = Credulous;
 
 #[test]

@@ -1,12 +1,14 @@
-//! The HTTP/1.1 clients of every suite, the bench and the soak: a
-//! curl-shaped one (ureq, pooled: any status is an answer, repeated headers
-//! go out as separate header lines, the response keeps every header), and a
-//! raw one over [`crate::http1`] that sets `Host` itself, sends header lines
-//! byte for byte, and keeps a connection or opens a fresh one per request.
+//! The HTTP/1.1 client of every suite, the bench and the soak, over
+//! [`crate::http1`]: it sets `Host` itself, sends header lines byte for byte
+//! (a repeated name as separate lines), takes any status as an answer, keeps
+//! every response header, and keeps a connection or opens a fresh one per
+//! request. [`send`] and [`get`] take a URL and share a pool of kept-alive
+//! connections, curl-shaped.
 
+use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -56,55 +58,78 @@ impl HttpResponse {
     }
 }
 
-fn agent() -> &'static ureq::Agent {
-    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    AGENT.get_or_init(|| {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(20)))
-            .max_response_header_size(256 * 1024)
-            .build()
-            .into()
-    })
+/// Idle connections kept per address; more are closed after their request.
+const IDLE_PER_ADDRESS: usize = 8;
+/// Addresses kept at once; past it the pool starts afresh (a suite starts
+/// Envoy after Envoy, and connections to stopped ones are only closed here).
+const ADDRESSES: usize = 32;
+
+/// Kept-alive connections by address, shared by every thread: the pooled
+/// client is the raw one, so a suite sends the same bytes whichever way it goes.
+fn pool() -> MutexGuard<'static, HashMap<SocketAddr, Vec<Connection>>> {
+    static POOL: OnceLock<Mutex<HashMap<SocketAddr, Vec<Connection>>>> = OnceLock::new();
+    POOL.get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Sends one request. `headers` go out in order, each pair as its own line.
+/// `http://HOST[:PORT]/path?query`: the address, the authority and the path.
+fn split_url(url: &str) -> Result<(SocketAddr, &str, &str), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("not an http:// URL: {url}"))?;
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let with_port = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("address of {url}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("no address for {url}"))?;
+    Ok((addr, authority, if path.is_empty() { "/" } else { path }))
+}
+
+/// Sends one request on a pooled keep-alive connection to the URL's host.
+/// `headers` go out in order, each pair as its own line; a `host` pair is
+/// the Host line (else the URL's authority). Any status is an answer.
 pub fn send(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Result<HttpResponse, String> {
-    let mut builder = ureq::http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let bad = |e: ureq::http::Error| format!("bad request {method} {url}: {e}");
-    let sent = match body {
-        None => agent().run(builder.body(()).map_err(bad)?),
-        Some(bytes) => agent().run(builder.body(bytes.to_vec()).map_err(bad)?),
-    };
-    let mut response = sent.map_err(|e| format!("{method} {url}: {e}"))?;
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
+    let (addr, authority, path) = split_url(url)?;
+    let is_host = |name: &str| name.eq_ignore_ascii_case("host");
+    let host = headers
         .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| format!("{method} {url}: reading body: {e}"))?;
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
+        .find(|(name, _)| is_host(name))
+        .map_or(authority, |(_, value)| *value);
+    let mut request = Request::new(method, host, path);
+    for (name, value) in headers.iter().filter(|(name, _)| !is_host(name)) {
+        request = request.header(name, value);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let kept = pool().get_mut(&addr).and_then(Vec::pop);
+    let mut connection = kept.unwrap_or_else(|| Connection::to(addr));
+    let response = connection
+        .exchange(&request, Reuse::KeepAlive)
+        .map_err(|e| format!("{method} {url}: {e}"))?;
+    if connection.open.is_some() {
+        let mut pool = pool();
+        if pool.len() >= ADDRESSES && !pool.contains_key(&addr) {
+            pool.clear();
+        }
+        let idle = pool.entry(addr).or_default();
+        if idle.len() < IDLE_PER_ADDRESS {
+            idle.push(connection);
+        }
+    }
+    Ok(response)
 }
 
 /// `GET url` with `headers`; panics on transport errors.
@@ -377,6 +402,29 @@ mod tests {
         assert_eq!(posted.method, "POST");
         assert_eq!(connection.reconnects(), 1);
         assert_eq!(echo.requests(), 4);
+    }
+
+    #[test]
+    fn send_keeps_the_given_host_and_repeated_headers_and_survives_a_closed_pool() {
+        let echo = EchoServer::start();
+        let url = format!("http://127.0.0.1:{}/p?q=1", echo.port());
+        let headers = [("x-twice", "a"), ("Host", "h.test"), ("x-twice", "b")];
+        for _ in 0..2 {
+            let seen = send("GET", &url, &headers, None).unwrap().echoed();
+            assert_eq!(seen.path, "/p?q=1");
+            assert_eq!(seen.header_values("host"), ["h.test"]);
+            assert_eq!(seen.header_values("x-twice"), ["a", "b"]);
+            // The pooled connection is gone: the next request opens another.
+            echo.close_connections();
+        }
+        let bare = send(
+            "GET",
+            &format!("http://127.0.0.1:{}", echo.port()),
+            &[],
+            None,
+        );
+        assert_eq!(bare.unwrap().echoed().path, "/");
+        assert_eq!(echo.requests(), 3);
     }
 
     #[test]

@@ -7,7 +7,8 @@ use super::Inputs;
 use crate::broker::callout::Outgoing;
 use crate::broker::question::Question;
 use crate::broker::Broker;
-use crate::config::{Config, KeySource};
+use crate::config::Config;
+use crate::jwt_rule::KeySource;
 use crate::verify::decode;
 
 /// What the API server answers every review with.

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{Config, JwtRule, KeySource};
+use crate::config::Config;
 use crate::cookie_diet;
 use crate::identity::{strip_client_identity, verified_identity_headers};
 use crate::jwks::{parse_jwks, Algorithm, KeySet};
+use crate::jwt_rule::{JwtRule, KeySource};
 use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
 use crate::session;

@@ -1,13 +1,16 @@
-//! The known-answer check a host must pass before it verifies signatures: a
-//! good and a bad (one bit flipped) signature, for an RSA-2048 key (RS256)
-//! and a P-256 key (ES256), each through the same SPKI and signature
-//! encodings as every request. The keys were made for this check alone; their
-//! private halves were thrown away.
+//! Who checks RS* and ES256/ES384 signatures, chosen once at configuration
+//! (`signatureVerification`): the host only when it passes a known-answer
+//! check, a good and a bad (one bit flipped) signature, for an RSA-2048 key
+//! (RS256) and a P-256 key (ES256), each through the same SPKI and signature
+//! encodings as every request (hence here, above `jwks`, and not in
+//! `signature_host`, which `jwks` uses). The keys were made for this check
+//! alone; their private halves were thrown away.
 
 use base64::Engine;
 
-use super::SignatureHost;
+use crate::config_field::ConfigError;
 use crate::jwks::{parse_jwks, Algorithm};
+use crate::signature_host::{SignatureHost, SignatureVerification};
 
 const KEYS: &str = r#"{"keys":[{"kty":"RSA","kid":"kat-rsa","n":"q-9Ph27duQ0puxWy5_y5CTqf1CY0cv2s_9qR-Kmp6DPoVQ1iUSoow7ZCu453RCUp67qOtf7Sr7xXlXfmuoRrVEcHB-M3wB-hCbPHJnm2eWBVy4aJFkYssfBwjyg2Hxo29P8K7OBOy2SAPkRU5hFsTICm_mWiRqXRc4MNsE5_ttR89zQ6fv2_Lj2zm1d-virP-GN1nySo3JZgRTmQ5mOdnR72JeQvRYkXwaKDp_e6JtVmegDUJYAJzR1kLz57QqkdhMY_lN7k7B4ZVIuZLj8qtdsLW4aDH1olCYEFtM1EBhJjw4hQkeVy9z7K1WQjP_iKQuySPGWyTbV_ZbF0JVaQnQ","e":"AQAB"},{"kty":"EC","kid":"kat-ec","crv":"P-256","x":"_t1_QlByK1uZgN6Hd870rFUPvmHB1zgopnBNTHeF6gw","y":"uX4Wp_ottt_EGZIF3JyThOeDdsBSYq86BRAqPCqWHmg"}]}"#;
 
@@ -57,4 +60,45 @@ pub fn check(host: &dyn SignatureHost, break_check: bool) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+/// The host chosen for a configuration, and the log line that says so.
+#[derive(Debug)]
+pub struct Choice {
+    pub host: Option<&'static dyn SignatureHost>,
+    pub note: String,
+}
+
+/// Applies `signatureVerification`: runs the known-answer check on `host`
+/// unless the mode is `wasm`. `break_check` spoils the check's good
+/// signatures (the test-only `testOnlyBreakSignatureCheck`), so that a host
+/// failing it can be shown in a real Envoy.
+pub fn choose(
+    mode: SignatureVerification,
+    host: &'static dyn SignatureHost,
+    break_check: bool,
+) -> Result<Choice, ConfigError> {
+    if mode == SignatureVerification::Wasm {
+        return Ok(Choice {
+            host: None,
+            note: "signatures: verified in Wasm (signatureVerification: wasm)".into(),
+        });
+    }
+    match check(host, break_check) {
+        Ok(()) => Ok(Choice {
+            host: Some(host),
+            note: "signatures: RS256/384/512 and ES256/384 verified by Envoy's verify_signature"
+                .into(),
+        }),
+        Err(problem) if mode == SignatureVerification::Auto => Ok(Choice {
+            host: None,
+            note: format!(
+                "signatures: verified in Wasm, Envoy's verify_signature failed its known-answer check ({problem})"
+            ),
+        }),
+        Err(problem) => Err(ConfigError::new(
+            "signatureVerification",
+            format!("`host`, but Envoy's verify_signature failed its known-answer check ({problem})"),
+        )),
+    }
 }

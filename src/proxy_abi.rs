@@ -1,5 +1,7 @@
-//! kfauth's own bindings to the Proxy-Wasm ABI v0.2.1 host functions it uses
-//! (<https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1>).
+//! Bindings to the Proxy-Wasm ABI v0.2.1 host functions kfauth uses
+//! (<https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1>), in
+//! place of the SDK's `hostcalls`: plumbing with no kfauth concept in it,
+//! called by `host` alone. Compiled for `wasm32-wasip1` only.
 //!
 //! The SDK's `hostcalls` panic on any status they did not expect (and on a
 //! header value that is not UTF-8); with `panic = "abort"` a panic traps the
@@ -100,6 +102,14 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_call_foreign_function(
+        function_name_data: *const u8,
+        function_name_size: usize,
+        parameters_data: *const u8,
+        parameters_size: usize,
+        return_results_data: *mut *mut u8,
+        return_results_size: *mut usize,
+    ) -> u32;
 }
 
 /// `Ok` for OK, the status otherwise (unknown codes as InternalFailure).
@@ -121,7 +131,7 @@ fn check(code: u32) -> Result<(), Status> {
 /// # Safety
 /// `data` is null, or was returned by the host together with `size` from a
 /// call that answered OK, and is taken back once.
-pub(super) unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
     if data.is_null() {
         Vec::new()
     } else {
@@ -328,6 +338,27 @@ pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
 pub fn set_property(path: &str, value: &str) -> Result<(), Status> {
     // SAFETY: `path` and `value` are live for the call.
     check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+}
+
+/// Calls the host's foreign function `name` with serialized `arguments`;
+/// its serialized answer (empty when the host returned no memory).
+pub fn call_foreign_function(name: &str, arguments: &[u8]) -> Result<Vec<u8>, Status> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: `name` and `arguments` are live for the call; the host writes
+    // the out-parameters.
+    check(unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut data,
+            &mut size,
+        )
+    })?;
+    // SAFETY: OK, so `data`/`size` describe host-allocated memory given to us.
+    Ok(unsafe { owned(data, size) })
 }
 
 /// Starts an HTTP callout from the root context. This one call stays the
