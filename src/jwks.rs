@@ -389,6 +389,22 @@ fn member(raw: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| format!("`{name}` is not base64url"))
 }
 
+/// The ECDSA key of the point (x, y), each coordinate as long as the curve's
+/// field elements: `None` when a coordinate is not below the field's prime or
+/// the point is not on the curve (the identity has no coordinates). The check
+/// `from_sec1_bytes` makes of an uncompressed point, without bringing into the
+/// module the square roots it needs for compressed ones (about 8 KB).
+macro_rules! ecdsa_key {
+    ($curve:ident, $x:expr, $y:expr) => {{
+        use $curve::elliptic_curve::point::AffineCoordinates;
+        let x = $curve::FieldBytes::try_from($x).ok();
+        let y = $curve::FieldBytes::try_from($y).ok();
+        x.zip(y)
+            .and_then(|(x, y)| Option::from($curve::AffinePoint::from_coordinates(&x, &y)))
+            .and_then(|point| $curve::ecdsa::VerifyingKey::from_affine(point).ok())
+    }};
+}
+
 fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, String> {
     let invalid = |problem: &dyn std::fmt::Display| format!("invalid {algorithm:?} key: {problem}");
     match algorithm {
@@ -453,21 +469,22 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
                 ));
                 point.extend_from_slice(coordinate);
             }
-            // The curve check (`from_sec1_bytes`: a point on the curve, not the
-            // identity) comes first, whoever checks signatures.
+            // The curve check comes first, whoever checks signatures.
             let not_on = || invalid(&format_args!("not a point of {curve}"));
+            let (x, y) = point
+                .get(1..)
+                .and_then(|coordinates| coordinates.split_at_checked(size))
+                .ok_or_else(not_on)?;
             Ok(match algorithm {
                 Algorithm::ES256 => VerifyingKey::Es256(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| not_on())?,
+                    ecdsa_key!(p256, x, y).ok_or_else(not_on)?,
                     der::ec_spki(Curve::P256, &point).into_boxed_slice(),
                 ),
                 Algorithm::ES384 => VerifyingKey::Es384(
-                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| not_on())?,
+                    ecdsa_key!(p384, x, y).ok_or_else(not_on)?,
                     der::ec_spki(Curve::P384, &point).into_boxed_slice(),
                 ),
-                _ => VerifyingKey::Es512(
-                    p521::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| not_on())?,
-                ),
+                _ => VerifyingKey::Es512(ecdsa_key!(p521, x, y).ok_or_else(not_on)?),
             })
         }
         Algorithm::EdDSA => {
