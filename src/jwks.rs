@@ -178,8 +178,8 @@ impl VerifyingKey {
             VerifyingKey::Ps512(key) => key.verify_pss(RsaHash::Sha512, signed, signature),
             // Exactly `r || s` (RFC 7518 section 3.4), r and s in [1, n - 1];
             // `from_slice` refuses anything else. A high S verifies, as in
-            // jwt-simple and BoringSSL: ECDSA signatures are malleable, and
-            // kfauth never keys anything on a signature's bytes.
+            // jwt-simple and BoringSSL: ECDSA signatures are malleable, and a
+            // second valid signature of the same claims grants nothing more.
             VerifyingKey::Es256(key, _) => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|signature| key.verify(signed, &signature).is_ok()),
             VerifyingKey::Es384(key, _) => p384::ecdsa::Signature::from_slice(signature)
@@ -393,7 +393,7 @@ fn member(raw: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
 /// field elements: `None` when a coordinate is not below the field's prime or
 /// the point is not on the curve (the identity has no coordinates). The check
 /// `from_sec1_bytes` makes of an uncompressed point, without bringing into the
-/// module the square roots it needs for compressed ones (about 8 KB).
+/// module the square roots it needs for compressed ones (27 KB of it).
 macro_rules! ecdsa_key {
     ($curve:ident, $x:expr, $y:expr) => {{
         use $curve::elliptic_curve::point::AffineCoordinates;
