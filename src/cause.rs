@@ -44,8 +44,6 @@ pub enum Cause {
     AudienceType,
     /// No `exp`: a token that never expires.
     ExpMissing,
-    /// The JWT library could not read what `decode` accepted.
-    LibraryRefused,
     /// A mapped claim is no safe header value (a control character, or
     /// whitespace at either end).
     UnsafeClaimValue,
@@ -101,7 +99,6 @@ impl Cause {
             | Cause::ClaimNotString
             | Cause::AudienceType
             | Cause::ExpMissing
-            | Cause::LibraryRefused
             | Cause::UnsafeClaimValue => Reason::TokenMalformed,
             Cause::Expired => Reason::TokenExpired,
             Cause::NotYetValid => Reason::TokenNotYetValid,
@@ -138,7 +135,6 @@ impl Cause {
             Cause::ClaimNotString => "iss, sub, jti or nonce not a string",
             Cause::AudienceType => "aud not a string or a list of strings",
             Cause::ExpMissing => "no exp",
-            Cause::LibraryRefused => "the JWT library cannot read it",
             Cause::UnsafeClaimValue => "a mapped claim is no safe header value",
             Cause::Expired => "exp passed",
             Cause::NotYetValid => "nbf or iat in the future",

@@ -12,7 +12,7 @@
 //! how "HS256 signed with the public key" attacks work.
 
 use base64::Engine;
-use jwt_simple::prelude::*;
+use p256::ecdsa::signature::Verifier;
 use serde::Deserialize;
 
 use crate::rsa_pkcs1::{RsaHash, RsaVerifyingKey};
@@ -85,19 +85,19 @@ impl Algorithm {
 /// A public key bound to one algorithm.
 pub enum VerifyingKey {
     // RS* and PS*: kfauth's own RSA checks (`rsa_pkcs1`), several times faster in
-    // Wasm than jwt-simple's; the other algorithms stay with jwt-simple. RS*,
-    // ES256 and ES384 carry their SPKI too, for a host that verifies them.
+    // Wasm than jwt-simple's. ES*: RustCrypto's curves; EdDSA: ed25519-compact
+    // (the verifiers jwt-simple calls, called directly). RS*, ES256 and ES384
+    // carry their SPKI too, for a host that verifies them.
     Rs256(RsaVerifyingKey, Spki),
     Rs384(RsaVerifyingKey, Spki),
     Rs512(RsaVerifyingKey, Spki),
     Ps256(RsaVerifyingKey),
     Ps384(RsaVerifyingKey),
     Ps512(RsaVerifyingKey),
-    Es256(ES256PublicKey, Spki),
-    Es384(ES384PublicKey, Spki),
-    // ES512: the RustCrypto `p521` crate (jwt-simple has no ES512).
+    Es256(p256::ecdsa::VerifyingKey, Spki),
+    Es384(p384::ecdsa::VerifyingKey, Spki),
     Es512(p521::ecdsa::VerifyingKey),
-    EdDsa(Ed25519PublicKey),
+    EdDsa(ed25519_compact::PublicKey),
 }
 
 impl std::fmt::Debug for VerifyingKey {
@@ -152,83 +152,44 @@ impl VerifyingKey {
         }
     }
 
-    /// Checks the signature of a compact JWS, and nothing else: the time claims
-    /// are checked by the caller, the same way whichever code checked the
-    /// signature. With a `host`, RS* and ES256/ES384 are the host's to check;
-    /// when it gives no answer, kfauth's own code checks.
-    pub fn verify_signature(
-        &self,
-        token: &str,
-        host: Option<&dyn SignatureHost>,
-    ) -> Result<(), jwt_simple::Error> {
-        if let Some(valid) = host.and_then(|host| {
-            let (signed, signature) = token.rsplit_once('.')?;
-            let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(signature)
-                .ok()?;
-            self.host_check(signed.as_bytes(), &signature, host)
-        }) {
-            return if valid {
-                Ok(())
-            } else {
-                Err(jwt_simple::JWTError::InvalidSignature.into())
-            };
+    /// Whether the signature of a compact JWS verifies, and nothing else: the
+    /// header and claims were read by [`crate::verify::decode`], and the time
+    /// claims are checked by the caller, the same way whichever code checked
+    /// the signature. With a `host`, RS* and ES256/ES384 are the host's to
+    /// check; when it gives no answer, kfauth's own code checks.
+    pub fn verify_signature(&self, token: &str, host: Option<&dyn SignatureHost>) -> bool {
+        let Some((signed, signature)) = token.rsplit_once('.') else {
+            return false;
+        };
+        let Ok(signature) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature)
+        else {
+            return false;
+        };
+        let (signed, signature) = (signed.as_bytes(), signature.as_slice());
+        if let Some(valid) = host.and_then(|host| self.host_check(signed, signature, host)) {
+            return valid;
         }
-        type RsaCheck = fn(&RsaVerifyingKey, RsaHash, &[u8], &[u8]) -> bool;
-        let (pkcs1, pss): (RsaCheck, RsaCheck) =
-            (RsaVerifyingKey::verify, RsaVerifyingKey::verify_pss);
-        let rsa = |hash: RsaHash, key: &RsaVerifyingKey, check: RsaCheck| {
-            check_signature(token, |signed, signature| {
-                check(key, hash, signed, signature)
-            })
-        };
-        // Time checks off: at time 0 with no tolerance every `exp` is ahead,
-        // and `accept_future` skips `iat` and `nbf`.
-        let options = Some(VerificationOptions {
-            artificial_time: Some(UnixTimeStamp::from_secs(0)),
-            time_tolerance: Some(UnixTimeStamp::from_secs(0)),
-            accept_future: true,
-            max_token_length: Some(crate::token::MAX_TOKEN_BYTES),
-            ..VerificationOptions::default()
-        });
-        let claims = match self {
-            VerifyingKey::Rs256(key, _) => return rsa(RsaHash::Sha256, key, pkcs1),
-            VerifyingKey::Rs384(key, _) => return rsa(RsaHash::Sha384, key, pkcs1),
-            VerifyingKey::Rs512(key, _) => return rsa(RsaHash::Sha512, key, pkcs1),
-            VerifyingKey::Ps256(key) => return rsa(RsaHash::Sha256, key, pss),
-            VerifyingKey::Ps384(key) => return rsa(RsaHash::Sha384, key, pss),
-            VerifyingKey::Ps512(key) => return rsa(RsaHash::Sha512, key, pss),
-            VerifyingKey::Es256(key, _) => key.verify_token(token, options),
-            VerifyingKey::Es384(key, _) => key.verify_token(token, options),
-            VerifyingKey::Es512(key) => {
-                return check_signature(token, |signed, signature| {
-                    use p521::ecdsa::signature::Verifier;
-                    // 132 bytes, r || s (RFC 7518 section 3.4); r or s zero or
-                    // not below the group order is refused here.
-                    p521::ecdsa::Signature::from_slice(signature)
-                        .is_ok_and(|signature| key.verify(signed, &signature).is_ok())
-                });
-            }
-            VerifyingKey::EdDsa(key) => key.verify_token(token, options),
-        };
-        claims.map(|_: JWTClaims<NoCustomClaims>| ())
-    }
-}
-
-/// Checks the signature segment of a compact JWS with `check(signing input, signature)`.
-fn check_signature(
-    token: &str,
-    check: impl FnOnce(&[u8], &[u8]) -> bool,
-) -> Result<(), jwt_simple::Error> {
-    let valid = token.rsplit_once('.').is_some_and(|(signed, signature)| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(signature)
-            .is_ok_and(|signature| check(signed.as_bytes(), &signature))
-    });
-    if valid {
-        Ok(())
-    } else {
-        Err(jwt_simple::JWTError::InvalidSignature.into())
+        match self {
+            VerifyingKey::Rs256(key, _) => key.verify(RsaHash::Sha256, signed, signature),
+            VerifyingKey::Rs384(key, _) => key.verify(RsaHash::Sha384, signed, signature),
+            VerifyingKey::Rs512(key, _) => key.verify(RsaHash::Sha512, signed, signature),
+            VerifyingKey::Ps256(key) => key.verify_pss(RsaHash::Sha256, signed, signature),
+            VerifyingKey::Ps384(key) => key.verify_pss(RsaHash::Sha384, signed, signature),
+            VerifyingKey::Ps512(key) => key.verify_pss(RsaHash::Sha512, signed, signature),
+            // Exactly `r || s` (RFC 7518 section 3.4), r and s in [1, n - 1];
+            // `from_slice` refuses anything else. A high S verifies, as in
+            // jwt-simple and BoringSSL: ECDSA signatures are malleable, and a
+            // second valid signature of the same claims grants nothing more.
+            VerifyingKey::Es256(key, _) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|signature| key.verify(signed, &signature).is_ok()),
+            VerifyingKey::Es384(key, _) => p384::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|signature| key.verify(signed, &signature).is_ok()),
+            VerifyingKey::Es512(key) => p521::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|signature| key.verify(signed, &signature).is_ok()),
+            // 64 bytes; ed25519-compact refuses S not below the group order.
+            VerifyingKey::EdDsa(key) => ed25519_compact::Signature::from_slice(signature)
+                .is_ok_and(|signature| key.verify(signed, &signature).is_ok()),
+        }
     }
 }
 
@@ -428,9 +389,24 @@ fn member(raw: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| format!("`{name}` is not base64url"))
 }
 
+/// The ECDSA key of the point (x, y), each coordinate as long as the curve's
+/// field elements: `None` when a coordinate is not below the field's prime or
+/// the point is not on the curve (the identity has no coordinates). The check
+/// `from_sec1_bytes` makes of an uncompressed point, without bringing into the
+/// module the square roots it needs for compressed ones (27 KB of it).
+macro_rules! ecdsa_key {
+    ($curve:ident, $x:expr, $y:expr) => {{
+        use $curve::elliptic_curve::point::AffineCoordinates;
+        let x = $curve::FieldBytes::try_from($x).ok();
+        let y = $curve::FieldBytes::try_from($y).ok();
+        x.zip(y)
+            .and_then(|(x, y)| Option::from($curve::AffinePoint::from_coordinates(&x, &y)))
+            .and_then(|point| $curve::ecdsa::VerifyingKey::from_affine(point).ok())
+    }};
+}
+
 fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, String> {
-    let invalid = |problem: jwt_simple::Error| format!("invalid {algorithm:?} key: {problem}");
-    let invalid_rsa = |problem| format!("invalid {algorithm:?} key: {problem}");
+    let invalid = |problem: &dyn std::fmt::Display| format!("invalid {algorithm:?} key: {problem}");
     match algorithm {
         Algorithm::RS256
         | Algorithm::RS384
@@ -449,7 +425,8 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
                 ));
             }
             // kfauth's key policy (size, exponent) holds whoever checks signatures.
-            let key = RsaVerifyingKey::from_components(&n, &e).map_err(invalid_rsa)?;
+            let key =
+                RsaVerifyingKey::from_components(&n, &e).map_err(|problem| invalid(&problem))?;
             let spki = || der::rsa_spki(&n, &e).into_boxed_slice();
             Ok(match algorithm {
                 Algorithm::RS256 => VerifyingKey::Rs256(key, spki()),
@@ -492,21 +469,22 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
                 ));
                 point.extend_from_slice(coordinate);
             }
-            // The curve check (`from_bytes`) comes first, whoever checks signatures.
+            // The curve check comes first, whoever checks signatures.
+            let not_on = || invalid(&format_args!("not a point of {curve}"));
+            let (x, y) = point
+                .get(1..)
+                .and_then(|coordinates| coordinates.split_at_checked(size))
+                .ok_or_else(not_on)?;
             Ok(match algorithm {
                 Algorithm::ES256 => VerifyingKey::Es256(
-                    ES256PublicKey::from_bytes(&point).map_err(invalid)?,
+                    ecdsa_key!(p256, x, y).ok_or_else(not_on)?,
                     der::ec_spki(Curve::P256, &point).into_boxed_slice(),
                 ),
                 Algorithm::ES384 => VerifyingKey::Es384(
-                    ES384PublicKey::from_bytes(&point).map_err(invalid)?,
+                    ecdsa_key!(p384, x, y).ok_or_else(not_on)?,
                     der::ec_spki(Curve::P384, &point).into_boxed_slice(),
                 ),
-                _ => VerifyingKey::Es512(
-                    // Refuses a point not on the curve, and the identity.
-                    p521::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-                        .map_err(|_| format!("invalid {algorithm:?} key: not a point of P-521"))?,
-                ),
+                _ => VerifyingKey::Es512(ecdsa_key!(p521, x, y).ok_or_else(not_on)?),
             })
         }
         Algorithm::EdDSA => {
@@ -514,9 +492,12 @@ fn verifying_key(raw: &RawJwk, algorithm: Algorithm) -> Result<VerifyingKey, Str
             if x.len() != 32 {
                 return Err("`x` must be 32 bytes".into());
             }
-            Ok(VerifyingKey::EdDsa(
-                Ed25519PublicKey::from_bytes(&x).map_err(invalid)?,
-            ))
+            // As jwt-simple: a point of the curve, and no weak key (small order).
+            let key = ed25519_compact::PublicKey::from_slice(&x)
+                .ok()
+                .filter(|key| key.validate().is_ok())
+                .ok_or_else(|| invalid(&"not an Ed25519 point, or a weak one"))?;
+            Ok(VerifyingKey::EdDsa(key))
         }
     }
 }
@@ -605,3 +586,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod jwt_simple_oracle;

@@ -5,8 +5,7 @@ use crate::cause::Cause;
 use crate::outcome::HeaderEdits;
 use crate::request::RequestView;
 
-/// Tokens longer than this are refused before any parsing (`verify::decode`),
-/// and jwt-simple is told the same limit (`jwks`).
+/// Tokens longer than this are refused before any parsing (`verify::decode`).
 pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 
 /// A place a token may be, from `fromHeaders`, `fromParams` or `fromCookies`.

@@ -2,14 +2,14 @@
 //!
 //! Order of checks: size, structure (before any crypto), issuer -> rule (done by
 //! the pipeline), algorithm, key by `kid` (see [`candidate_keys`]), signature,
-//! then claims. Each failure is one reason word. jwt-simple checks the signature and then `exp`/`nbf`/`iat`
-//! against the host time we pass as `artificial_time`; kfauth adds what it does
-//! not do: `exp` is required and `aud` is any-of.
+//! then claims. Each failure is one reason word. `decode` reads the header and
+//! claims once, for every algorithm and whoever checks the signature; the time
+//! claims are checked against the host time passed in, `exp` is required and
+//! `aud` is any-of.
 
 use std::time::Duration;
 
 use base64::Engine;
-use jwt_simple::JWTError;
 use serde_json::{Map, Value};
 
 use crate::cause::Cause;
@@ -27,6 +27,11 @@ pub const MAX_SIGNATURE_CHECKS: usize = 4;
 
 /// NumericDates (`exp`, `nbf`, `iat`) must be below this (2^32 s, in 2106).
 const MAX_NUMERIC_DATE: f64 = 4_294_967_296.0;
+
+/// The longest header segment read (base64url characters): jwt-simple's limit
+/// (`token::MAX_HEADER_LENGTH`, 8,192) when kfauth verified with it, kept so that
+/// the same tokens are refused.
+pub const MAX_HEADER_SEGMENT: usize = 8192;
 
 /// The decoded, not yet verified, parts of a compact JWS.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,13 +71,13 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Cause> {
     ) else {
         return Err(Cause::NotThreeSegments);
     };
-    // jwt-simple refuses longer header segments; refuse them here, whatever the kid.
-    if header.len() > jwt_simple::token::MAX_HEADER_LENGTH {
+    // Whatever the kid: a header this long is no identity provider's.
+    if header.len() > MAX_HEADER_SEGMENT {
         return Err(Cause::HeaderTooLong);
     }
     decode_segment(signature)?;
     // Duplicate member names are refused: what kfauth reads must be what
-    // jwt-simple and the backends read.
+    // the backends read.
     let header =
         crate::claims::parse_unique_object(&decode_segment(header)?).ok_or(Cause::HeaderNotJson)?;
     let claims = crate::claims::parse_unique_object(&decode_segment(payload)?)
@@ -94,10 +99,10 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Cause> {
     {
         return Err(Cause::CritExtension);
     }
-    // Header parameters jwt-simple reads must have the types it reads (it takes
-    // `jwk` as a string, though RFC 7515 makes it an object): a token it cannot
-    // parse is malformed, not a bad signature. `jku`, `jwk`, `x5u` and `x5c`
-    // are never used to find a key.
+    // Header parameters of the types jwt-simple read them as when kfauth
+    // verified with it (it takes `jwk` as a string, though RFC 7515 makes it an
+    // object), so that the same tokens are malformed. `jku`, `jwk`, `x5u` and
+    // `x5c` are never used to find a key.
     for name in ["cty", "jku", "jwk", "x5u", "x5t", "x5t#S256", "salt"] {
         if header.get(name).is_some_and(|value| !value.is_string()) {
             return Err(Cause::HeaderParameterType);
@@ -118,8 +123,9 @@ pub fn decode(token: &str) -> Result<UnverifiedToken, Cause> {
     }
     for name in ["exp", "nbf", "iat"] {
         if let Some(value) = claims.get(name) {
-            // jwt-simple's clock saturates at 2^32 s (year 2106): beyond it
-            // kfauth and jwt-simple would not read the same instant.
+            // The bound of jwt-simple's clock (it saturates at 2^32 s, in
+            // 2106) when kfauth verified with it, kept: the same tokens are
+            // malformed.
             if value
                 .as_f64()
                 .is_none_or(|time| !(0.0..MAX_NUMERIC_DATE).contains(&time))
@@ -168,29 +174,16 @@ pub fn verify(
         return Err(failure);
     }
 
-    let mut verified = false;
-    for key in candidates {
-        match key.verify_signature(token, keys.signature_host()) {
-            Ok(_) => {
-                verified = true;
-                break;
-            }
-            Err(problem) => {
-                let cause = classify(&problem);
-                if cause != Cause::SignatureMismatch {
-                    // The signature was good (jwt-simple checks it first) or the
-                    // token is unreadable: another key will not change that.
-                    return Err(cause);
-                }
-            }
-        }
-    }
-    if !verified {
+    let host = keys.signature_host();
+    if !candidates
+        .iter()
+        .any(|key| key.verify_signature(token, host))
+    {
         return Err(failure);
     }
     check_times(&unverified.claims, now, clock_skew)?;
 
-    // jwt-simple accepts tokens without `exp`; a token that never expires is refused.
+    // A token that never expires is refused.
     if !unverified.claims.contains_key("exp") {
         return Err(Cause::ExpMissing);
     }
@@ -262,22 +255,6 @@ fn check_times(
         return Err(Cause::Expired);
     }
     Ok(())
-}
-
-fn classify(problem: &jwt_simple::Error) -> Cause {
-    match problem.downcast_ref::<JWTError>() {
-        Some(JWTError::TokenHasExpired) => Cause::Expired,
-        Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => Cause::NotYetValid,
-        Some(
-            JWTError::CompactEncodingError
-            | JWTError::HeaderTooLarge
-            | JWTError::TokenTooLong
-            | JWTError::NotJWT,
-        ) => Cause::LibraryRefused,
-        // A header or claims jwt-simple cannot parse (decode should have refused it).
-        None if problem.downcast_ref::<serde_json::Error>().is_some() => Cause::LibraryRefused,
-        _ => Cause::SignatureMismatch,
-    }
 }
 
 fn audience_matches(claims: &Map<String, Value>, allowed: &[String]) -> bool {

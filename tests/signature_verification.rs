@@ -125,8 +125,9 @@ fn wasm_keeps_signatures_in_kfauth() {
     );
 }
 
-/// RS384 (3072 bits), RS512 (4096 bits) and ES384 keys, and an honest token
-/// of each, which the other suites do not sign with.
+/// RS384 (3072 bits), RS512 (4096 bits), ES384 and Ed25519 keys, and an
+/// honest token of each, which the other suites do not sign with (EdDSA stays
+/// in Wasm in every mode).
 fn more_algorithms() -> (Value, Vec<String>) {
     use base64::Engine;
     use jwt_simple::prelude::*;
@@ -142,23 +143,26 @@ fn more_algorithms() -> (Value, Vec<String>) {
     let rs384 = RS384KeyPair::generate(3072).unwrap().with_key_id("rs384");
     let rs512 = RS512KeyPair::generate(4096).unwrap().with_key_id("rs512");
     let es384 = ES384KeyPair::generate().with_key_id("es384");
+    let ed25519 = Ed25519KeyPair::generate().with_key_id("ed25519");
     let rsa = |kid: &str, components: RSAPublicKeyComponents| json!({"kty": "RSA", "kid": kid, "n": b64(&components.n), "e": b64(&components.e)});
     let point = es384.public_key().public_key().to_bytes_uncompressed();
     let keys = json!({"keys": [
         rsa("rs384", rs384.public_key().to_components()),
         rsa("rs512", rs512.public_key().to_components()),
         {"kty": "EC", "crv": "P-384", "kid": "es384", "x": b64(&point[1..49]), "y": b64(&point[49..])},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed25519", "x": b64(&ed25519.public_key().to_bytes())},
     ]});
     let tokens = vec![
         rs384.sign(claims()).unwrap(),
         rs512.sign(claims()).unwrap(),
         es384.sign(claims()).unwrap(),
+        ed25519.sign(claims()).unwrap(),
     ];
     (keys, tokens)
 }
 
 #[test]
-fn rs384_rs512_and_es384_are_decided_alike_by_envoy_and_by_kfauth() {
+fn rs384_rs512_es384_and_eddsa_are_decided_alike_by_envoy_and_by_kfauth() {
     let (keys, tokens) = more_algorithms();
     let rule =
         kfauth_testkit::plugin_config::kubeflow_rule(ISSUER, json!({"jwks": keys.to_string()}));

@@ -241,25 +241,22 @@ mod oracle {
         ] {
             let (token, mut keys) = signed(algorithm);
             let key = keys.iter().next().unwrap().key_for(algorithm).unwrap();
-            assert!(key.verify_signature(&token, None).is_ok(), "{algorithm:?}");
+            assert!(key.verify_signature(&token, None), "{algorithm:?}");
             assert!(
-                key.verify_signature(&token, Some(&RUSTCRYPTO)).is_ok(),
+                key.verify_signature(&token, Some(&RUSTCRYPTO)),
                 "{algorithm:?}"
             );
             for forged in forgeries(&token) {
+                assert!(!key.verify_signature(&forged, None), "{algorithm:?}");
                 assert!(
-                    key.verify_signature(&forged, None).is_err(),
-                    "{algorithm:?}"
-                );
-                assert!(
-                    key.verify_signature(&forged, Some(&RUSTCRYPTO)).is_err(),
+                    !key.verify_signature(&forged, Some(&RUSTCRYPTO)),
                     "{algorithm:?}"
                 );
             }
             // Through the key set, as requests see it.
             keys.use_signature_host(Some(&RUSTCRYPTO));
             let key = keys.iter().next().unwrap().key_for(algorithm).unwrap();
-            assert!(key.verify_signature(&token, keys.signature_host()).is_ok());
+            assert!(key.verify_signature(&token, keys.signature_host()));
         }
     }
 
@@ -283,7 +280,7 @@ mod oracle {
             // A host that accepts everything decides for the algorithms it is asked about.
             let forged = with_signature(&token, &bad);
             assert_eq!(
-                key.verify_signature(&forged, Some(&CREDULOUS)).is_ok(),
+                key.verify_signature(&forged, Some(&CREDULOUS)),
                 asked,
                 "{algorithm:?}"
             );
@@ -307,8 +304,8 @@ mod oracle {
                 "{algorithm:?}"
             );
             // A host that gives no answer leaves the check to kfauth's code.
-            assert!(key.verify_signature(&token, Some(&ABSENT)).is_ok());
-            assert!(key.verify_signature(&forged, Some(&ABSENT)).is_err());
+            assert!(key.verify_signature(&token, Some(&ABSENT)));
+            assert!(!key.verify_signature(&forged, Some(&ABSENT)));
         }
     }
 }
