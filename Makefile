@@ -127,6 +127,8 @@ e2e: build envoy gunicorn kfp image-tools prometheus
 	cargo test -p kfauth-testkit
 	cargo test -p kfauth --test '*'
 	KFAUTH_SIGNATURE_VERIFICATION=wasm cargo test -p kfauth $(SIGNATURE_SUITES:%=--test %)
+	cargo test -p kfauth-bench
+	cargo run --quiet -p kfauth-bench --bin empty-filter > /dev/null
 	node --test tools/floor/host.test.mjs tools/floor/verify-signature.test.mjs
 
 bench: tools build

@@ -40,13 +40,44 @@ pub enum Probe {
     /// field, as kfauth writes up to seven per request (Envoy keeps each as
     /// filter state).
     SetProperty,
+    /// kfauth's own host calls for one request, each once, in kfauth's order
+    /// and with its arguments, and nothing else: what those calls cost where
+    /// kfauth makes them (between Envoy's own work, not eight in a row).
+    /// kfauth less this is kfauth's Wasm as Envoy runs it.
+    Replay(Replay),
+    /// No call: 4,096 steps of a multiply-xor hash over 32 KiB of the module's
+    /// memory, once per request. The same steps cost the same in the floor
+    /// harness's V8 unless Envoy's V8 runs Wasm code differently: a check
+    /// that the harness's figures carry over to Envoy.
+    Compute,
+}
+
+/// Which of kfauth's requests a [`Probe::Replay`] makes the calls of (the
+/// floor harness's call trace, `make floor`, lists them for `make bench`'s request).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Replay {
+    /// A skipped path (`kfauth-floor`): read the header map (one allocation
+    /// entry), read the clock, count the request, set `kfauth.decision`.
+    Floor,
+    /// A token verified before (`kfauth` in workload (a)): the floor's calls,
+    /// `kfauth.user` and `kfauth.issuer` too, the token's header removed and
+    /// the two claim headers set.
+    Cached,
+    /// A token never seen (workload (c)): the cached request's calls with
+    /// Envoy's `verify_signature` after the clock (a good RS256-2048
+    /// signature, [`crate::verify_probe`]) and its answer's allocation entry.
+    Fresh,
+    /// Only what native `jwt_authn` does to this request, as any Wasm filter
+    /// doing its job must ask for it: read the header map, remove the token's
+    /// header, set the two claim headers.
+    Minimal,
 }
 
 /// Calls per request in a probe: the cost of one is (probe − empty) / this.
 pub const PROBE_CALLS: usize = 8;
 
 impl Probe {
-    pub const ALL: [Probe; 14] = [
+    pub const ALL: [Probe; 19] = [
         Probe::Clock,
         Probe::HeaderPairs,
         Probe::HeaderValue,
@@ -61,6 +92,11 @@ impl Probe {
         Probe::Verify(VerifyCall::Good),
         Probe::Verify(VerifyCall::GoodOnce),
         Probe::SetProperty,
+        Probe::Replay(Replay::Floor),
+        Probe::Replay(Replay::Cached),
+        Probe::Replay(Replay::Fresh),
+        Probe::Replay(Replay::Minimal),
+        Probe::Compute,
     ];
 
     pub fn key(self) -> &'static str {
@@ -79,6 +115,11 @@ impl Probe {
             Probe::Verify(VerifyCall::Good) => "probe-verify-rs256",
             Probe::Verify(VerifyCall::GoodOnce) => "probe-verify-rs256-once",
             Probe::SetProperty => "probe-set-property",
+            Probe::Replay(Replay::Floor) => "probe-replay-floor",
+            Probe::Replay(Replay::Cached) => "probe-replay-cached",
+            Probe::Replay(Replay::Fresh) => "probe-replay-fresh",
+            Probe::Replay(Replay::Minimal) => "probe-replay-minimal",
+            Probe::Compute => "probe-compute",
         }
     }
 
@@ -87,18 +128,19 @@ impl Probe {
     pub fn calls(self) -> usize {
         match self {
             Probe::TwoMoreEntries => 2,
-            Probe::Verify(VerifyCall::GoodOnce) => 1,
+            Probe::Verify(VerifyCall::GoodOnce) | Probe::Replay(_) | Probe::Compute => 1,
             _ => PROBE_CALLS,
         }
     }
 
     /// The WAT statement making the call once (its result dropped), or `None`
     /// for the probe that adds exports instead.
-    pub fn call(self) -> Option<&'static str> {
+    pub fn call(self) -> Option<String> {
         // Memory layout of the probe module: 16 result pointer, 20 result size,
         // 64 "authorization", 96 "x-kfauth-probe", 160 "verify_signature",
         // 1024 its arguments (their size in the global $arguments), 224
-        // "kfauth.decision", 256 "allowed", 8192 what the allocator hands out.
+        // "kfauth.decision", 256 "allowed", 8192 what the allocator hands out;
+        // the replays' strings from 320 (`REPLAY_DATA`).
         Some(match self {
             Probe::Clock => "(drop (call $clock (i32.const 16)))",
             Probe::HeaderPairs => "(drop (call $pairs (i32.const 0) (i32.const 16) (i32.const 20)))",
@@ -109,10 +151,78 @@ impl Probe {
             Probe::IncrementMetric => "(drop (call $increment (global.get $metric) (i64.const 1)))",
             Probe::Verify(_) => "(drop (call $foreign (i32.const 160) (i32.const 16) (i32.const 1024) (global.get $arguments) (i32.const 16) (i32.const 20)))",
             Probe::SetProperty => "(drop (call $set_property (i32.const 224) (i32.const 15) (i32.const 256) (i32.const 7)))",
+            Probe::Replay(replay) => return Some(replay.steps().join("\n    ")),
+            Probe::Compute => "(call $compute)",
             Probe::TwoMoreEntries | Probe::DeadCode => return None,
-        })
+        }
+        .to_string())
     }
 }
+
+// The replays' calls, one statement each (the strings they name: `REPLAY_DATA`).
+const READ_HEADERS: &str = "(drop (call $pairs (i32.const 0) (i32.const 16) (i32.const 20)))";
+const READ_CLOCK: &str = "(drop (call $clock (i32.const 16)))";
+const VERIFY: &str = "(drop (call $foreign (i32.const 160) (i32.const 16) (i32.const 1024) (global.get $arguments) (i32.const 16) (i32.const 20)))";
+const COUNT_REQUEST: &str = "(drop (call $increment (global.get $metric) (i64.const 1)))";
+const NOTE_SKIPPED: &str =
+    "(drop (call $set_property (i32.const 224) (i32.const 15) (i32.const 320) (i32.const 7)))";
+const NOTE_ALLOWED: &str =
+    "(drop (call $set_property (i32.const 224) (i32.const 15) (i32.const 256) (i32.const 7)))";
+const NOTE_USER: &str =
+    "(drop (call $set_property (i32.const 336) (i32.const 11) (i32.const 352) (i32.const 17)))";
+const NOTE_ISSUER: &str =
+    "(drop (call $set_property (i32.const 384) (i32.const 13) (i32.const 400) (i32.const 26)))";
+const REMOVE_TOKEN: &str = "(drop (call $remove (i32.const 0) (i32.const 64) (i32.const 13)))";
+const SET_USER: &str = "(drop (call $replace (i32.const 0) (i32.const 432) (i32.const 15) (i32.const 352) (i32.const 17)))";
+const SET_GROUPS: &str = "(drop (call $replace (i32.const 0) (i32.const 448) (i32.const 15) (i32.const 464) (i32.const 13)))";
+
+impl Replay {
+    /// kfauth's calls for the request, in its order (`tools/floor/host.test.mjs`
+    /// checks them against the built module).
+    fn steps(self) -> Vec<&'static str> {
+        let allowed = [
+            NOTE_ALLOWED,
+            NOTE_USER,
+            NOTE_ISSUER,
+            REMOVE_TOKEN,
+            SET_USER,
+            SET_GROUPS,
+        ];
+        match self {
+            Replay::Floor => vec![READ_HEADERS, READ_CLOCK, COUNT_REQUEST, NOTE_SKIPPED],
+            Replay::Cached => [&[READ_HEADERS, READ_CLOCK, COUNT_REQUEST][..], &allowed].concat(),
+            Replay::Fresh => [
+                &[READ_HEADERS, READ_CLOCK, VERIFY, COUNT_REQUEST][..],
+                &allowed,
+            ]
+            .concat(),
+            Replay::Minimal => vec![READ_HEADERS, REMOVE_TOKEN, SET_USER, SET_GROUPS],
+        }
+    }
+}
+
+const FOREIGN_IMPORT: &str = r#"(import "env" "proxy_call_foreign_function" (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))"#;
+
+/// `verify_signature`'s name at 160 and the call's arguments at 1024.
+fn verify_data(call: VerifyCall) -> String {
+    let bytes = arguments(call);
+    format!(
+        r#"(data (i32.const 160) "verify_signature") (data (i32.const 1024) "{}") (global $arguments i32 (i32.const {}))"#,
+        wat_string(&bytes),
+        bytes.len()
+    )
+}
+
+const SET_PROPERTY_IMPORT: &str = r#"(import "env" "proxy_set_property" (func $set_property (param i32 i32 i32 i32) (result i32)))"#;
+
+/// The replays' strings: the property names and values, and the claim
+/// headers, that kfauth writes for `make bench`'s token (`user0@example.com`,
+/// groups `team-a` and `team-b`, issuer `https://bench.kfauth.local`).
+const REPLAY_DATA: &str = r#"(data (i32.const 224) "kfauth.decision") (data (i32.const 256) "allowed")
+  (data (i32.const 320) "skipped") (data (i32.const 336) "kfauth.user")
+  (data (i32.const 352) "user0@example.com") (data (i32.const 384) "kfauth.issuer")
+  (data (i32.const 400) "https://bench.kfauth.local") (data (i32.const 432) "kubeflow-userid")
+  (data (i32.const 448) "kubeflow-groups") (data (i32.const 464) "team-a,team-b")"#;
 
 /// The least a Proxy-Wasm HTTP filter can be (ABI 0.2.1): it accepts any
 /// configuration, and lets every request through without reading anything.
@@ -131,10 +241,11 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
                 .to_string()
         }
         Some(Probe::DeadCode) => dead_code_wat(),
+        Some(Probe::Compute) => COMPUTE_WAT.to_string(),
         _ => String::new(),
     };
-    // Only the counter probe defines a counter: the empty filter's callbacks stay empty.
-    let define = if probe == Some(Probe::IncrementMetric) {
+    // Only the probes counting requests define a counter: the empty filter's callbacks stay empty.
+    let define = if matches!(probe, Some(Probe::IncrementMetric | Probe::Replay(_))) {
         "(drop (call $define (i32.const 0) (i32.const 128) (i32.const 12) (i32.const 200)))
     (global.set $metric (i32.load (i32.const 200)))"
     } else {
@@ -142,23 +253,18 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
     };
     // Only the probes that use them import these calls and carry their data.
     let (import, data) = match probe {
-        Some(Probe::Verify(call)) => {
-            let bytes = arguments(call);
-            (
-                r#"(import "env" "proxy_call_foreign_function" (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))"#,
-                format!(
-                    r#"(data (i32.const 160) "verify_signature") (data (i32.const 1024) "{}") (global $arguments i32 (i32.const {}))"#,
-                    wat_string(&bytes),
-                    bytes.len()
-                ),
-            )
-        }
+        Some(Probe::Verify(call)) => (FOREIGN_IMPORT.to_string(), verify_data(call)),
+        Some(Probe::Replay(Replay::Fresh)) => (
+            format!("{FOREIGN_IMPORT} {SET_PROPERTY_IMPORT}"),
+            format!("{} {REPLAY_DATA}", verify_data(VerifyCall::Good)),
+        ),
         Some(Probe::SetProperty) => (
-            r#"(import "env" "proxy_set_property" (func $set_property (param i32 i32 i32 i32) (result i32)))"#,
+            SET_PROPERTY_IMPORT.to_string(),
             r#"(data (i32.const 224) "kfauth.decision") (data (i32.const 256) "allowed")"#
                 .to_string(),
         ),
-        _ => ("", String::new()),
+        Some(Probe::Replay(_)) => (SET_PROPERTY_IMPORT.to_string(), REPLAY_DATA.to_string()),
+        _ => (String::new(), String::new()),
     };
     format!(
         r#"(module
@@ -188,6 +294,18 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
   {more})"#
     )
 }
+
+/// [`Probe::Compute`]'s work: each step loads a word of 16 KiB .. 48 KiB,
+/// mixes it into a running hash and stores the hash back, so no step can be
+/// skipped or hoisted.
+const COMPUTE_WAT: &str = r#"(func $compute (local $step i32) (local $at i32) (local $hash i64)
+    (local.set $hash (i64.const 0xcbf29ce484222325))
+    (loop $next
+      (local.set $at (i32.add (i32.const 16384) (i32.and (i32.mul (local.get $step) (i32.const 8)) (i32.const 32760))))
+      (local.set $hash (i64.mul (i64.xor (local.get $hash) (i64.load (local.get $at))) (i64.const 0x100000001b3)))
+      (i64.store (local.get $at) (local.get $hash))
+      (local.set $step (i32.add (local.get $step) (i32.const 1)))
+      (br_if $next (i32.lt_u (local.get $step) (i32.const 4096)))))"#;
 
 /// 200 functions of 400 multiply-adds each (about 1 MB of Wasm), which nothing
 /// calls.

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kfauth_bench::empty_filter::{empty_filter_path, Probe};
+use kfauth_bench::empty_filter::{empty_filter_path, Probe, Replay};
 use kfauth_bench::verify_probe::VerifyCall;
 use kfauth_testkit::bootstrap::{repo_root, wasm_path};
 use kfauth_testkit::envoy::envoy_bin;
@@ -93,6 +93,19 @@ impl Variant {
                 "empty filter + 1 verify_signature call, good RS256-2048"
             }
             Variant::Probe(Probe::SetProperty) => "empty filter + 8 access-log properties set",
+            Variant::Probe(Probe::Replay(Replay::Floor)) => {
+                "empty filter + kfauth-floor's host calls, once each"
+            }
+            Variant::Probe(Probe::Replay(Replay::Cached)) => {
+                "empty filter + kfauth's host calls for a cached token, once each"
+            }
+            Variant::Probe(Probe::Replay(Replay::Fresh)) => {
+                "empty filter + kfauth's host calls for a new token, once each"
+            }
+            Variant::Probe(Probe::Replay(Replay::Minimal)) => {
+                "empty filter + native's job as host calls (read, remove, set 2)"
+            }
+            Variant::Probe(Probe::Compute) => "empty filter + 4,096 hash steps in Wasm",
         }
     }
 
@@ -507,7 +520,7 @@ fn print_probe_costs(variants: &[Variant], cpu_medians: &[f64]) {
     if probes.is_empty() {
         return;
     }
-    println!("| host call | Envoy CPU µs per call (probe − empty filter) / calls |");
+    println!("| host call (a replay: all its calls) | Envoy CPU µs per call (probe − empty filter) / calls |");
     println!("| --- | ---: |");
     for (probe, cpu) in probes {
         if probe == Probe::DeadCode {

@@ -18,9 +18,14 @@
 // order); the median of the rounds is reported with the smallest and largest.
 //
 // FLOOR_REQUESTS (1,000,000), FLOOR_ROUNDS (5), FLOOR_FRESH (5,000 tokens, each
-// used once per round), FLOOR_CASES (empty,floor,floor-bare,cached,fresh,fresh-es256,
-// fresh-host,fresh-es256-host; "probes" adds
-// every probe). --json FILE writes the figures. --compare adds kfauth's cases
+// used once per round), FLOOR_EVICT (KiB of memory read between requests, 0:
+// with it every case starts each request with caches holding other work, as
+// in Envoy, where a request's own code and data sit between two of the
+// filter's; the reading is timed too, so compare cases run with the same
+// figure), FLOOR_CASES (empty,floor,floor-bare,cached,fresh,fresh-es256,
+// fresh-host,fresh-es256-host; cached-bare is the cached token on make bench's
+// request; "probes" adds
+// every probe, a probe's name that one). --json FILE writes the figures. --compare adds kfauth's cases
 // for another build of it, interleaved with the first: how a change moves them.
 
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -56,6 +61,15 @@ const number = (name, fallback) => {
 const REQUESTS = number("FLOOR_REQUESTS", 1_000_000);
 const ROUNDS = number("FLOOR_ROUNDS", 5);
 const FRESH = number("FLOOR_FRESH", 5_000);
+const EVICT_KIB = process.env.FLOOR_EVICT === undefined || process.env.FLOOR_EVICT === "0" ? 0 : number("FLOOR_EVICT", 0);
+// Read one byte in each 64-byte line: enough to push a request's lines out of L1 and L2.
+const evictBuffer = new Uint8Array(EVICT_KIB * 1024);
+let evictSink = 0;
+const evict = () => {
+  let sum = 0;
+  for (let at = 0; at < evictBuffer.length; at += 64) sum += evictBuffer[at];
+  evictSink ^= sum;
+};
 const WARM_UP = Math.max(1, Math.floor(REQUESTS / 10));
 const FRESH_WARM_UP = 200;
 const selected = (
@@ -107,6 +121,13 @@ const wasmCases = [
     requests: [kubeflowRequest(token)],
   },
   {
+    key: "cached-bare",
+    label: "kfauth, token verified before, make bench's request (workload (a))",
+    module: kfauth,
+    config: kfauthConfig(issuer),
+    requests: [benchRequest(token)],
+  },
+  {
     key: "fresh",
     label: "kfauth, token never seen (RS256-2048)",
     module: kfauth,
@@ -143,14 +164,16 @@ for (const spec of args.compare) {
   }
 }
 
-if (args.probes && selected.includes("probes")) {
-  for (const file of readdirSync(args.probes).filter((name) => /^probe-.*\.wasm$/.test(name)).sort()) {
+if (args.probes) {
+  const wanted = (file) => selected.includes("probes") || selected.includes(basename(file, ".wasm"));
+  for (const file of readdirSync(args.probes).filter((name) => /^probe-.*\.wasm$/.test(name) && wanted(name)).sort()) {
     cases.push({
       key: basename(file, ".wasm"),
       label: `empty filter, ${basename(file, ".wasm")}`,
       module: compile(join(args.probes, file)),
       config: "",
-      requests: [kubeflowRequest(token)],
+      // A replay makes kfauth's calls for make bench's request: it reads that request.
+      requests: [file.startsWith("probe-replay") ? benchRequest(token) : kubeflowRequest(token)],
     });
   }
 }
@@ -162,6 +185,7 @@ function drive(vm, maps, count) {
   for (let index = 0; index < count; index++) {
     const map = maps[index % length];
     map.reset();
+    if (EVICT_KIB > 0) evict();
     if (vm.request(map) !== 0 || vm.localReply !== null) refused++;
   }
   return refused;
@@ -251,7 +275,8 @@ const summary = cases.map((each) => {
 const ns = (value) => Math.round(value).toLocaleString("en-US");
 console.log(
   `Node ${process.version} (V8 ${process.versions.v8}), flags ${process.execArgv.join(" ") || "(none)"}; ` +
-    `median of ${ROUNDS} interleaved rounds, process CPU time per request`,
+    `median of ${ROUNDS} interleaved rounds, process CPU time per request` +
+    (EVICT_KIB > 0 ? `, ${EVICT_KIB} KiB read before each request (sink ${evictSink & 1})` : ""),
 );
 console.log("");
 console.log("| case | requests per round | ns/request (median) | min | max | spread | wall ns/request |");
@@ -269,6 +294,7 @@ console.log("");
 difference("floor", "empty", "kfauth's floor over the empty filter");
 difference("floor", "floor-bare", "the Kubeflow request's headers (4 KiB cookie, browser headers) over make bench's");
 difference("cached", "floor", "a cached token over the floor");
+difference("cached-bare", "floor-bare", "a cached token over the floor, make bench's request");
 difference("fresh", "cached", "a never-seen token over a cached one");
 difference("fresh-host", "cached", "a never-seen token over a cached one, the host verifying (its call included)");
 const hostRows = summary.filter((row) => row.hostNs !== null);

@@ -185,6 +185,8 @@ export class Vm {
     this.logs = [];
     this.unimplemented = new Set();
     this.calls = null; // name -> count, while counting
+    this.sequence = null; // [name or "→export", ...] in order, while counting
+    this.propertiesSet = null; // [[path, value], ...], while counting
     this.metrics = new Map(); // id -> { name, type, value }
     this.metricIds = new Map(); // name -> id
     this.sharedData = new Map(); // key -> { value, cas }
@@ -340,6 +342,23 @@ export class Vm {
 
   count(name) {
     if (this.calls) this.calls.set(name, (this.calls.get(name) ?? 0) + 1);
+    if (this.sequence) this.sequence.push(name);
+  }
+
+  /**
+   * The host calls and VM entries (`vm entry: NAME`) made while `run()` runs,
+   * in order, and the properties set: what a replay probe must repeat.
+   */
+  traceCalls(run) {
+    this.sequence = [];
+    this.propertiesSet = [];
+    try {
+      this.countCalls(run);
+      return { sequence: this.sequence, propertiesSet: this.propertiesSet };
+    } finally {
+      this.sequence = null;
+      this.propertiesSet = null;
+    }
   }
 
   /** Counts host calls and VM entries made while `run()` runs. */
@@ -562,7 +581,11 @@ export class Vm {
         if (value === undefined) return NOT_FOUND;
         return this.returnString(value, pointerOut, sizeOut);
       },
-      proxy_set_property: () => OK,
+      proxy_set_property: (pathPointer, pathSize, valuePointer, valueSize) => {
+        // Kept only while tracing: a timed request pays no copy.
+        this.propertiesSet?.push([this.string(pathPointer, pathSize), this.string(valuePointer, valueSize)]);
+        return OK;
+      },
       proxy_http_call: (
         upstreamPointer,
         upstreamSize,

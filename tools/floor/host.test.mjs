@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import { Action, HeaderMap, Vm, parsePairs, serializePairs } from "./host.mjs";
-import { kfauthConfig, kubeflowRequest, makeIssuer, mintToken } from "./fixtures.mjs";
+import { benchRequest, kfauthConfig, kubeflowRequest, makeIssuer, mintToken } from "./fixtures.mjs";
 import { verifySignatureFunction } from "./verify-signature.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -167,4 +167,77 @@ test("header maps cross the ABI in its serialized form and edit as Envoy's do", 
   assert.deepEqual(parsePairs(map.toSerialized()), map.pairs);
   map.reset();
   assert.deepEqual(map.pairs, pairs);
+});
+
+// make bench's replay probes (bench/src/empty_filter.rs, written to target/bench
+// by `cargo run -p kfauth-bench --bin empty-filter`) stand for kfauth's host
+// calls in Envoy: kfauth less the replay is kfauth's own Wasm. That holds only
+// while they make kfauth's calls, in its order, with its arguments.
+const probe = (name) => {
+  const path = join(root, "target/bench", `${name}.wasm`);
+  if (!statSync(path, { throwIfNoEntry: false })) throw new Error(`${path} is missing: run cargo run -p kfauth-bench --bin empty-filter`);
+  return new WebAssembly.Module(readFileSync(path));
+};
+
+/** What one request crosses and leaves: its calls in order, the properties set, the headers after. */
+function traced(vm, request) {
+  const { sequence, propertiesSet } = vm.traceCalls(() => assert.equal(vm.request(request), Action.continue));
+  return { sequence, propertiesSet, headers: request.pairs };
+}
+
+for (const [name, floor] of [
+  ["probe-replay-floor", true],
+  ["probe-replay-cached", false],
+]) {
+  test(`${name} makes kfauth's host calls for make bench's request, in order and with its arguments`, () => {
+    // make bench's token: user0, groups team-a and team-b.
+    const token = mintToken(issuer, 0, { groups: ["team-a", "team-b"] });
+    const vm = started(kfauthConfig(issuer, { floor }));
+    vm.request(benchRequest(token)); // the token verified once: the next request is the cached one
+    const replay = new Vm(probe(name));
+    assert.equal(replay.start({ pluginConfiguration: "" }), true);
+
+    const expected = traced(vm, benchRequest(token));
+    const actual = traced(replay, benchRequest(token));
+
+    // kfauth's allocator is entered once, for the header map; the probe's hands out one address.
+    assert.deepEqual(actual.sequence, expected.sequence);
+    assert.deepEqual(actual.propertiesSet, expected.propertiesSet);
+    assert.deepEqual(actual.headers, expected.headers);
+    assert.ok(expected.sequence.includes("proxy_get_header_map_pairs"));
+  });
+}
+
+test("probe-replay-minimal leaves make bench's request as kfauth does, with only the header calls", () => {
+  const token = mintToken(issuer, 0, { groups: ["team-a", "team-b"] });
+  const vm = started(kfauthConfig(issuer));
+  vm.request(benchRequest(token));
+  const replay = new Vm(probe("probe-replay-minimal"));
+  assert.equal(replay.start({ pluginConfiguration: "" }), true);
+
+  const expected = traced(vm, benchRequest(token));
+  const actual = traced(replay, benchRequest(token));
+
+  assert.deepEqual(actual.headers, expected.headers);
+  assert.deepEqual(actual.propertiesSet, []);
+  assert.deepEqual(
+    actual.sequence.filter((call) => !call.startsWith("vm entry")),
+    ["proxy_get_header_map_pairs", "proxy_remove_header_map_value", "proxy_replace_header_map_value", "proxy_replace_header_map_value"],
+  );
+});
+
+test("probe-replay-fresh makes kfauth's host calls for a token it has never seen, the host verifying", () => {
+  const token = mintToken(issuer, 0, { groups: ["team-a", "team-b"] });
+  const vm = started(kfauthConfig(issuer), { foreignFunctions: { verify_signature: verifySignatureFunction().call } });
+  const replay = new Vm(probe("probe-replay-fresh"), { foreignFunctions: { verify_signature: verifySignatureFunction().call } });
+  assert.equal(replay.start({ pluginConfiguration: "" }), true);
+
+  const expected = traced(vm, benchRequest(token));
+  const actual = traced(replay, benchRequest(token));
+
+  // The same calls; the signature, key and text differ (the probe's are make bench's key's over 900 bytes).
+  assert.deepEqual(actual.sequence, expected.sequence);
+  assert.ok(expected.sequence.includes("proxy_call_foreign_function"));
+  assert.deepEqual(actual.propertiesSet, expected.propertiesSet);
+  assert.deepEqual(actual.headers, expected.headers);
 });
