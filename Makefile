@@ -129,7 +129,7 @@ e2e: build envoy gunicorn kfp image-tools prometheus
 	KFAUTH_SIGNATURE_VERIFICATION=wasm cargo test -p kfauth $(SIGNATURE_SUITES:%=--test %)
 	cargo test -p kfauth-bench
 	cargo run --quiet -p kfauth-bench --bin empty-filter > /dev/null
-	node --test tools/floor/host.test.mjs tools/floor/verify-signature.test.mjs
+	node --test tools/floor/host.test.mjs tools/floor/verify-signature.test.mjs tools/floor/footprint.test.mjs
 
 bench: tools build
 	bench/quick.sh

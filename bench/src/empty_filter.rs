@@ -50,6 +50,14 @@ pub enum Probe {
     /// harness's V8 unless Envoy's V8 runs Wasm code differently: a check
     /// that the harness's figures carry over to Envoy.
     Compute,
+    /// No call: 256 functions of 16 additions each (about 64 KiB of machine
+    /// code), called once each in a scattered order. Little work, much code:
+    /// what running code that is cold again at every request costs, against
+    /// the harness, where it stays hot.
+    WideCode,
+    /// No call: 1,024 loads, one from each of 1,024 cache lines spread over
+    /// 1 MiB of the module's memory. Little work, much data.
+    WideData,
 }
 
 /// Which of kfauth's requests a [`Probe::Replay`] makes the calls of (the
@@ -77,7 +85,7 @@ pub enum Replay {
 pub const PROBE_CALLS: usize = 8;
 
 impl Probe {
-    pub const ALL: [Probe; 19] = [
+    pub const ALL: [Probe; 21] = [
         Probe::Clock,
         Probe::HeaderPairs,
         Probe::HeaderValue,
@@ -97,6 +105,8 @@ impl Probe {
         Probe::Replay(Replay::Fresh),
         Probe::Replay(Replay::Minimal),
         Probe::Compute,
+        Probe::WideCode,
+        Probe::WideData,
     ];
 
     pub fn key(self) -> &'static str {
@@ -120,6 +130,8 @@ impl Probe {
             Probe::Replay(Replay::Fresh) => "probe-replay-fresh",
             Probe::Replay(Replay::Minimal) => "probe-replay-minimal",
             Probe::Compute => "probe-compute",
+            Probe::WideCode => "probe-wide-code",
+            Probe::WideData => "probe-wide-data",
         }
     }
 
@@ -128,7 +140,11 @@ impl Probe {
     pub fn calls(self) -> usize {
         match self {
             Probe::TwoMoreEntries => 2,
-            Probe::Verify(VerifyCall::GoodOnce) | Probe::Replay(_) | Probe::Compute => 1,
+            Probe::Verify(VerifyCall::GoodOnce)
+            | Probe::Replay(_)
+            | Probe::Compute
+            | Probe::WideCode
+            | Probe::WideData => 1,
             _ => PROBE_CALLS,
         }
     }
@@ -153,6 +169,8 @@ impl Probe {
             Probe::SetProperty => "(drop (call $set_property (i32.const 224) (i32.const 15) (i32.const 256) (i32.const 7)))",
             Probe::Replay(replay) => return Some(replay.steps().join("\n    ")),
             Probe::Compute => "(call $compute)",
+            Probe::WideCode => "(call $wide_code)",
+            Probe::WideData => "(call $wide_data)",
             Probe::TwoMoreEntries | Probe::DeadCode => return None,
         }
         .to_string())
@@ -242,6 +260,8 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
         }
         Some(Probe::DeadCode) => dead_code_wat(),
         Some(Probe::Compute) => COMPUTE_WAT.to_string(),
+        Some(Probe::WideCode) => wide_code_wat(),
+        Some(Probe::WideData) => WIDE_DATA_WAT.to_string(),
         _ => String::new(),
     };
     // Only the probes counting requests define a counter: the empty filter's callbacks stay empty.
@@ -266,6 +286,12 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
         Some(Probe::Replay(_)) => (SET_PROPERTY_IMPORT.to_string(), REPLAY_DATA.to_string()),
         _ => (String::new(), String::new()),
     };
+    // The wide-data probe reads 1 MiB past 64 KiB; the others use two pages.
+    let pages = if probe == Some(Probe::WideData) {
+        18
+    } else {
+        2
+    };
     format!(
         r#"(module
   (import "env" "proxy_get_current_time_nanoseconds" (func $clock (param i32) (result i32)))
@@ -277,7 +303,7 @@ pub fn empty_filter_wat(probe: Option<Probe>) -> String {
   (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
   {import}
-  (memory (export "memory") 2)
+  (memory (export "memory") {pages})
   {data}
   (data (i32.const 64) "authorization")
   (data (i32.const 96) "x-kfauth-probe")
@@ -306,6 +332,44 @@ const COMPUTE_WAT: &str = r#"(func $compute (local $step i32) (local $at i32) (l
       (i64.store (local.get $at) (local.get $hash))
       (local.set $step (i32.add (local.get $step) (i32.const 1)))
       (br_if $next (i32.lt_u (local.get $step) (i32.const 4096)))))"#;
+
+/// [`Probe::WideCode`]'s functions, and the one calling each once in an
+/// order scattered by a multiplier coprime to 256, so no two neighbours in
+/// the code run one after the other. The sum lands at 16 KiB: nothing is dead.
+fn wide_code_wat() -> String {
+    let functions: String = (0..256)
+        .map(|function| {
+            let steps: String = (0..16)
+                .map(|step| {
+                    format!(
+                        "(local.set $x (i64.add (local.get $x) (i64.const {})))",
+                        (function * 16 + step) * 2_654_435_761_u64 % 1_000_003 + 1
+                    )
+                })
+                .collect();
+            format!("(func $wide{function} (param $x i64) (result i64) {steps} (local.get $x))\n")
+        })
+        .collect();
+    let calls: String = (0..256_u64)
+        .map(|n| format!("(local.set $x (call $wide{} (local.get $x)))", n * 97 % 256))
+        .collect();
+    format!(
+        "{functions}(func $wide_code (local $x i64) {calls} (i64.store (i32.const 16384) (local.get $x)))"
+    )
+}
+
+/// [`Probe::WideData`]'s loop: line `p = n * 521 mod 1024` (an order the
+/// prefetchers do not follow) at `p` KiB past 64 KiB, moved `p mod 16` lines
+/// further so the 1,024 lines spread over the caches' sets instead of
+/// competing for a few.
+const WIDE_DATA_WAT: &str = r#"(func $wide_data (local $n i32) (local $p i32) (local $sum i64)
+    (loop $next
+      (local.set $p (i32.and (i32.mul (local.get $n) (i32.const 521)) (i32.const 1023)))
+      (local.set $sum (i64.add (local.get $sum)
+        (i64.load (i32.add (i32.const 65536) (i32.add (i32.mul (local.get $p) (i32.const 1024)) (i32.mul (i32.and (local.get $p) (i32.const 15)) (i32.const 64)))))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $next (i32.lt_u (local.get $n) (i32.const 1024))))
+    (i64.store (i32.const 16384) (local.get $sum)))"#;
 
 /// 200 functions of 400 multiply-adds each (about 1 MB of Wasm), which nothing
 /// calls.

@@ -48,6 +48,10 @@ enum Variant {
     /// kfauth with `signatureVerification: wasm`: every signature checked by
     /// kfauth's own code instead of Envoy's `verify_signature`.
     KfauthWasmSignatures,
+    /// kfauth and its floor again, from the module at `BENCH_CANDIDATE_WASM`:
+    /// a change timed against the built module in the same interleaved rounds.
+    KfauthCandidate,
+    KfauthFloorCandidate,
     /// A Wasm filter that does nothing (`empty_filter_wat`): what Envoy itself
     /// charges for any Wasm HTTP filter.
     WasmEmpty,
@@ -68,6 +72,8 @@ impl Variant {
                 "kfauth, no header changed (token forwarded, no claim mapped)"
             }
             Variant::KfauthWasmSignatures => "kfauth, signatures checked in Wasm",
+            Variant::KfauthCandidate => "kfauth, BENCH_CANDIDATE_WASM",
+            Variant::KfauthFloorCandidate => "kfauth floor, BENCH_CANDIDATE_WASM",
             Variant::WasmEmpty => "a Wasm filter that does nothing",
             Variant::Probe(Probe::Clock) => "empty filter + 8 clock reads",
             Variant::Probe(Probe::HeaderPairs) => "empty filter + 8 header-map reads",
@@ -106,6 +112,10 @@ impl Variant {
                 "empty filter + native's job as host calls (read, remove, set 2)"
             }
             Variant::Probe(Probe::Compute) => "empty filter + 4,096 hash steps in Wasm",
+            Variant::Probe(Probe::WideCode) => {
+                "empty filter + 256 functions of 16 additions (64 KiB of code)"
+            }
+            Variant::Probe(Probe::WideData) => "empty filter + 1,024 loads over 1 MiB",
         }
     }
 
@@ -117,6 +127,8 @@ impl Variant {
             Variant::NativeJwtAuthnCached => "native-cached",
             Variant::Kfauth => "kfauth",
             Variant::KfauthFloor => "kfauth-floor",
+            Variant::KfauthCandidate => "kfauth-candidate",
+            Variant::KfauthFloorCandidate => "kfauth-floor-candidate",
             Variant::KfauthNoEdits => "kfauth-no-edits",
             Variant::KfauthWasmSignatures => "kfauth-wasm-signatures",
             Variant::WasmEmpty => "wasm-empty",
@@ -166,7 +178,9 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
         Variant::Kfauth
         | Variant::KfauthFloor
         | Variant::KfauthNoEdits
-        | Variant::KfauthWasmSignatures => {
+        | Variant::KfauthWasmSignatures
+        | Variant::KfauthCandidate
+        | Variant::KfauthFloorCandidate => {
             let mut plugin = json!({
                 "jwtRules": [{
                     "issuer": ISSUER,
@@ -179,7 +193,10 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
                 }],
                 "requireJwt": true,
             });
-            if variant == Variant::KfauthFloor {
+            if matches!(
+                variant,
+                Variant::KfauthFloor | Variant::KfauthFloorCandidate
+            ) {
                 plugin["skipPaths"] = json!(["^/"]);
             }
             if variant == Variant::KfauthWasmSignatures {
@@ -190,11 +207,23 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
                 rule["forwardOriginalToken"] = json!(true);
                 rule["outputClaimToHeaders"] = json!([]);
             }
-            wasm_filter_yaml(&wasm_path(), &plugin.to_string())
+            let module = match variant {
+                Variant::KfauthCandidate | Variant::KfauthFloorCandidate => candidate_path(),
+                _ => wasm_path(),
+            };
+            wasm_filter_yaml(&module, &plugin.to_string())
         }
         Variant::WasmEmpty => wasm_filter_yaml(&empty_filter_path(None), ""),
         Variant::Probe(probe) => wasm_filter_yaml(&empty_filter_path(Some(probe)), ""),
     }
+}
+
+/// The module `BENCH_CANDIDATE_WASM` names, for the candidate variants.
+fn candidate_path() -> PathBuf {
+    let Some(path) = std::env::var_os("BENCH_CANDIDATE_WASM") else {
+        panic!("the kfauth-candidate variants need BENCH_CANDIDATE_WASM=path/to/kfauth.wasm");
+    };
+    PathBuf::from(path)
 }
 
 /// Envoy's Wasm HTTP filter running `module` with `configuration`.
@@ -603,6 +632,8 @@ fn main() {
         Variant::KfauthFloor,
         Variant::KfauthNoEdits,
         Variant::KfauthWasmSignatures,
+        Variant::KfauthCandidate,
+        Variant::KfauthFloorCandidate,
         Variant::WasmEmpty,
     ]
     .into_iter()
