@@ -22,13 +22,16 @@
 // with it every case starts each request with caches holding other work, as
 // in Envoy, where a request's own code and data sit between two of the
 // filter's; the reading is timed too, so compare cases run with the same
-// figure), FLOOR_CASES (empty,floor,floor-bare,cached,fresh,fresh-es256,
+// figure), FLOOR_PROFILE (a directory: a V8 CPU profile of each case's timed
+// requests only, sampled every 20 µs, as CASE.cpuprofile; for
+// tools/floor/footprint.mjs; the sampling inflates the times), FLOOR_CASES (empty,floor,floor-bare,cached,fresh,fresh-es256,
 // fresh-host,fresh-es256-host; cached-bare is the cached token on make bench's
 // request; "probes" adds
 // every probe, a probe's name that one). --json FILE writes the figures. --compare adds kfauth's cases
 // for another build of it, interleaved with the first: how a change moves them.
 
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 
@@ -203,10 +206,27 @@ function started(each) {
   return { vm, foreign };
 }
 
+// The inspector answers an in-process session's calls before `post` returns.
+const profiler = process.env.FLOOR_PROFILE ? new Session() : null;
+profiler?.connect();
+const post = (method, params = {}) => {
+  let answer;
+  profiler.post(method, params, (error, result) => {
+    if (error) throw error;
+    answer = result;
+  });
+  return answer;
+};
+
 function measure(each) {
   const { vm, foreign } = started(each);
   const count = each.once ? each.requests.length : REQUESTS;
   drive(vm, each.warmUp ?? each.requests, each.once ? each.warmUp.length : WARM_UP);
+  if (profiler) {
+    post("Profiler.enable");
+    post("Profiler.setSamplingInterval", { interval: 20 });
+    post("Profiler.start");
+  }
   foreign.stats.calls = 0;
   foreign.stats.cpuUs = 0;
   const cpu = process.cpuUsage();
@@ -214,6 +234,10 @@ function measure(each) {
   const refused = drive(vm, each.requests, count);
   const wallNs = Number(process.hrtime.bigint() - wall);
   const used = process.cpuUsage(cpu);
+  if (profiler) {
+    const { profile } = post("Profiler.stop");
+    writeFileSync(join(process.env.FLOOR_PROFILE, `${each.key}.cpuprofile`), JSON.stringify(profile));
+  }
   if (refused > 0) throw new Error(`${each.key}: ${refused} of ${count} requests did not continue`);
   if (vm.unimplemented.size > 0) throw new Error(`${each.key}: called ${[...vm.unimplemented]}`);
   // What one request crossed: host calls and VM entries, counted on one more

@@ -1,11 +1,12 @@
 // How much of a module's code one request runs: the Wasm functions a V8 CPU
-// profile (node --cpu-prof, a fine --cpu-prof-interval) saw under the host's
-// `request`, and their bodies' bytes in the module. A function that ran
-// too briefly to be sampled is missed, and a sampled one counts whole, so
-// this is an estimate of the code a request touches (BENCHMARKS "Where the
-// microseconds go, in Envoy": in Envoy that code is cold at every request).
+// profile of a case's timed requests saw (`FLOOR_PROFILE=DIR make floor`
+// writes one per case, sampled every 20 µs, warm-up left out), and their
+// bodies' bytes in the module. A function that ran too briefly to be sampled
+// is missed, and a sampled one counts whole, so this estimates the code a
+// request touches (BENCHMARKS "Where the microseconds go, in Envoy": in
+// Envoy that code is cold at every request).
 //
-//   node tools/floor/footprint.mjs MODULE.wasm PROFILE.cpuprofile ...
+//   node tools/floor/footprint.mjs MODULE.wasm DIR/CASE.cpuprofile ...
 
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -41,12 +42,16 @@ export function functionBodies(bytes) {
   return bodies;
 }
 
-/** The bodies (by index) a profile's Wasm frames under `under` fall in. */
-export function functionsSeen(profile, bodies, under = "request") {
+/**
+ * The bodies (by index) a profile's Wasm frames fall in; with `under`, only
+ * frames with a function of that name below them on the stack.
+ */
+export function functionsSeen(profile, bodies, under = null) {
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
   const parents = new Map();
   for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
   const beneath = (id) => {
+    if (under === null) return true;
     for (let at = id; at !== undefined; at = parents.get(at)) if (nodes.get(at).callFrame.functionName === under) return true;
     return false;
   };
@@ -68,6 +73,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const file of profiles) {
     const seen = functionsSeen(JSON.parse(readFileSync(file, "utf8")), bodies);
     const bytes = [...seen].reduce((sum, index) => sum + bodies[index][1] - bodies[index][0], 0);
-    console.log(`${file}: ${seen.size} functions ran under request(), ${bytes.toLocaleString("en-US")} bytes of Wasm code (module: ${bodies.length} functions, ${total.toLocaleString("en-US")} bytes)`);
+    console.log(`${file}: ${seen.size} functions ran, ${bytes.toLocaleString("en-US")} bytes of Wasm code (module: ${bodies.length} functions, ${total.toLocaleString("en-US")} bytes)`);
   }
 }
