@@ -133,21 +133,35 @@ fn within_patience(check: impl FnMut() -> bool) -> Option<Duration> {
     wait::within(PATIENCE, check)
 }
 
-/// Whether a run of fresh connections (twice the workers) all answer
-/// `status`; an answer that is neither `status` nor `otherwise` fails the test.
+/// Whether fresh connections, sent until every worker has taken at least one
+/// (at most 16 per worker), all answer `status`; an answer that is neither
+/// `status` nor `otherwise` fails the test. A run must reach every worker:
+/// each VM picks up a new key set on its own tick, and a run that missed the
+/// last one to do so would call the change done too early.
 fn a_run_answers(
     gateway: &Gateway,
     token: &str,
     status: u16,
     otherwise: impl Fn(&HttpResponse),
 ) -> bool {
-    (0..2 * WORKERS).all(|_| {
+    let before = gateway.stats().connections_per_worker();
+    for _ in 0..16 * WORKERS {
         let response = send(gateway, token);
         if response.status != status {
             otherwise(&response);
+            return false;
         }
-        response.status == status
-    })
+        let after = gateway.stats().connections_per_worker();
+        let reached = after
+            .iter()
+            .zip(before.iter().chain(std::iter::repeat(&0)))
+            .filter(|(a, b)| a > b)
+            .count();
+        if reached == WORKERS as usize {
+            return true;
+        }
+    }
+    false
 }
 
 fn counter(gateway: &Gateway, name: &str) -> u64 {
