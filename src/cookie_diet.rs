@@ -102,7 +102,7 @@ mod tests {
             method: "POST".into(),
             path: path.into(),
             authority: "kubeflow".into(),
-            headers,
+            headers: headers.into_iter().collect(),
             ..RequestView::default()
         }
     }

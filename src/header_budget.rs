@@ -101,11 +101,7 @@ pub fn check(
         edits.remove.iter().any(|removed| removed == name)
             || edits.set.iter().any(|(set, _)| set == name)
     };
-    let kept = request
-        .headers
-        .iter()
-        .filter(|(name, _)| !replaced(name))
-        .map(|(name, value)| (name.as_str(), value.as_str()));
+    let kept = request.headers.iter().filter(|(name, _)| !replaced(name));
     let set = edits
         .set
         .iter()

@@ -7,6 +7,8 @@
 //! The host writes the bytes we decode, so decoding checks every bound and
 //! answers `Err` on anything malformed: in the Wasm VM a panic is a trap.
 
+use std::ops::Range;
+
 /// Why a serialized map could not be read or written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairsError {
@@ -64,9 +66,22 @@ pub fn encode<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Result<Vec<u8
 /// One (name, value) pair, as bytes borrowed from the serialized map.
 pub type Pair<'a> = (&'a [u8], &'a [u8]);
 
+/// Where one pair's name and value lie in the serialized map (byte offsets,
+/// their NULs left out).
+pub type PairSpan = (Range<usize>, Range<usize>);
+
 /// Reads a serialized map into its pairs, in order. No bytes at all is the
 /// empty map (hosts return nothing for an empty map).
 pub fn decode(bytes: &[u8]) -> Result<Vec<Pair<'_>>, PairsError> {
+    spans(bytes)?
+        .into_iter()
+        .map(|(name, value)| Ok((field(bytes, name)?, field(bytes, value)?)))
+        .collect()
+}
+
+/// [`decode`] as offsets into `bytes`, so that a reader can keep the one
+/// buffer and read its pairs from it (`HeaderList::from_map`).
+pub fn spans(bytes: &[u8]) -> Result<Vec<PairSpan>, PairsError> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
@@ -75,23 +90,25 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Pair<'_>>, PairsError> {
     // The sizes alone need 8 bytes per pair: a count the bytes cannot hold is
     // refused before anything is allocated for it.
     let sizes_len = count.checked_mul(8).ok_or(PairsError::Truncated)?;
-    let (mut sizes, mut data) = rest
-        .split_at_checked(sizes_len)
-        .ok_or(PairsError::Truncated)?;
-    let mut pairs = Vec::with_capacity(count);
+    let mut sizes = rest.get(..sizes_len).ok_or(PairsError::Truncated)?;
+    let mut at = sizes_len.checked_add(4).ok_or(PairsError::Truncated)?;
+    let mut spans = Vec::with_capacity(count);
     for _ in 0..count {
         let (name_size, after) = take_u32(sizes)?;
         let (value_size, after) = take_u32(after)?;
         sizes = after;
-        let (name, after) = take_terminated(data, name_size)?;
-        let (value, after) = take_terminated(after, value_size)?;
-        data = after;
-        pairs.push((name, value));
+        let name = take_terminated(bytes, &mut at, name_size)?;
+        let value = take_terminated(bytes, &mut at, value_size)?;
+        spans.push((name, value));
     }
-    if !data.is_empty() {
+    if at != bytes.len() {
         return Err(PairsError::TrailingBytes);
     }
-    Ok(pairs)
+    Ok(spans)
+}
+
+fn field(bytes: &[u8], span: Range<usize>) -> Result<&[u8], PairsError> {
+    bytes.get(span).ok_or(PairsError::Truncated)
 }
 
 /// Bytes from the host as text: the host passes bytes a client sent (Envoy
@@ -114,15 +131,21 @@ fn take_u32(bytes: &[u8]) -> Result<(u32, &[u8]), PairsError> {
     Ok((u32::from_le_bytes(*head), rest))
 }
 
-/// `size` bytes, then the NUL that ends them.
-fn take_terminated(bytes: &[u8], size: u32) -> Result<(&[u8], &[u8]), PairsError> {
+/// `size` bytes from `at`, then the NUL that ends them; `at` moves past the NUL.
+fn take_terminated(bytes: &[u8], at: &mut usize, size: u32) -> Result<Range<usize>, PairsError> {
     let size = usize::try_from(size).map_err(|_| PairsError::Truncated)?;
-    let (field, rest) = bytes.split_at_checked(size).ok_or(PairsError::Truncated)?;
-    match rest.split_first() {
-        Some((0, rest)) => Ok((field, rest)),
-        Some(_) => Err(PairsError::MissingNul),
-        None => Err(PairsError::Truncated),
+    let end = at.checked_add(size).ok_or(PairsError::Truncated)?;
+    if end > bytes.len() {
+        return Err(PairsError::Truncated);
     }
+    match bytes.get(end) {
+        Some(0) => {}
+        Some(_) => return Err(PairsError::MissingNul),
+        None => return Err(PairsError::Truncated),
+    }
+    let span = *at..end;
+    *at = end.checked_add(1).ok_or(PairsError::Truncated)?;
+    Ok(span)
 }
 
 #[cfg(test)]

@@ -25,18 +25,14 @@ pub fn strip_client_identity(config: &Config, request: &RequestView) -> HeaderEd
         .collect();
     // Only a name with `_` can be a CGI alias; most requests have none, and
     // this runs on every request, so nothing is allocated to find out.
-    for (name, _) in request
-        .headers
-        .iter()
-        .filter(|(name, _)| name.contains('_'))
-    {
-        if !remove.contains(name)
+    for name in request.headers.names().filter(|name| name.contains('_')) {
+        if !remove.iter().any(|removed| removed == name)
             && config
                 .identity_headers
                 .iter()
                 .any(|header| same_cgi_name(header, name))
         {
-            remove.push(name.clone());
+            remove.push(name.to_owned());
         }
     }
     HeaderEdits {

@@ -34,6 +34,7 @@ pub mod discovery;
 pub mod duration;
 pub mod endpoint;
 pub mod header_budget;
+pub mod header_list;
 pub mod header_pairs;
 pub mod identity;
 pub mod json;

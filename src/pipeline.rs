@@ -531,8 +531,9 @@ mod tests {
             ],
         );
         view.method = "OPTIONS".into();
-        view.headers
-            .extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        for (name, value) in headers {
+            view.headers.push(name, value);
+        }
         view
     }
 
@@ -590,11 +591,11 @@ mod tests {
         let mut get = preflight("/ns/team-a/runs", &[]);
         get.method = "GET".into();
         let mut no_origin = preflight("/ns/team-a/runs", &[]);
-        no_origin.headers.retain(|(name, _)| name != "origin");
+        no_origin.headers.retain(|name, _| name != "origin");
         let mut no_method = preflight("/ns/team-a/runs", &[]);
         no_method
             .headers
-            .retain(|(name, _)| name != "access-control-request-method");
+            .retain(|name, _| name != "access-control-request-method");
         for view in [get, no_origin, no_method] {
             assert_eq!(run(&config, &view), missing, "{view:?}");
         }

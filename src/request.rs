@@ -2,7 +2,8 @@
 
 use std::cell::OnceCell;
 
-use crate::header_pairs::{self, PairsError};
+use crate::header_list::HeaderList;
+use crate::header_pairs::PairsError;
 
 /// Method, path and headers of one request. Header names are lower case (as Envoy
 /// stores them); a header sent several times appears several times.
@@ -12,7 +13,7 @@ pub struct RequestView {
     /// `:path`, with the query string.
     pub path: String,
     pub authority: String,
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderList,
     /// [`RequestView::canonical_path`], worked out on first use: the skip
     /// check, the session shield, the cookie diet, header budgets and
     /// authorization all match it. The view is never changed once read, so
@@ -41,73 +42,44 @@ impl Eq for RequestView {}
 impl RequestView {
     /// Builds a view from raw pairs, lifting the pseudo-headers out.
     pub fn from_pairs(pairs: Vec<(String, String)>) -> RequestView {
-        let mut view = RequestView {
-            headers: Vec::with_capacity(pairs.len()),
-            ..RequestView::default()
-        };
-        for (mut name, value) in pairs {
-            match view.pseudo_header(name.as_bytes()) {
-                Some(slot) => *slot = value,
-                None => {
-                    name.make_ascii_lowercase();
-                    view.headers.push((name, value));
-                }
-            }
-        }
-        view
+        RequestView::lifting_pseudo_headers(pairs.into_iter().collect())
     }
 
     /// Builds a view from the host's serialized header map, read as text
-    /// ([`header_pairs::lossy`]). Straight from the host's bytes: no list of
-    /// owned pairs in between, no `String` for a pseudo-header's name.
-    pub fn from_map(bytes: &[u8]) -> Result<RequestView, PairsError> {
-        let pairs = header_pairs::decode(bytes)?;
-        let mut view = RequestView {
-            headers: Vec::with_capacity(pairs.len()),
-            ..RequestView::default()
-        };
-        for (name, value) in pairs {
-            match view.pseudo_header(name) {
-                Some(slot) => *slot = header_pairs::lossy(value),
-                None => {
-                    let mut name = header_pairs::lossy(name);
-                    name.make_ascii_lowercase();
-                    view.headers.push((name, header_pairs::lossy(value)));
-                }
-            }
-        }
-        Ok(view)
+    /// ([`crate::header_pairs::lossy`]). The view keeps the host's buffer as its
+    /// headers' text ([`HeaderList::from_map`]).
+    pub fn from_map(bytes: Vec<u8>) -> Result<RequestView, PairsError> {
+        Ok(RequestView::lifting_pseudo_headers(HeaderList::from_map(
+            bytes,
+        )?))
     }
 
-    /// Where a pseudo-header the view lifts out goes; `None` for the others.
-    /// Envoy already stores names in lower case; names are compared and
-    /// lowered in place to keep the view's promise without a copy.
-    fn pseudo_header(&mut self, name: &[u8]) -> Option<&mut String> {
-        if name.eq_ignore_ascii_case(b":method") {
-            Some(&mut self.method)
-        } else if name.eq_ignore_ascii_case(b":path") {
-            Some(&mut self.path)
-        } else if name.eq_ignore_ascii_case(b":authority") {
-            Some(&mut self.authority)
-        } else {
-            None
-        }
+    /// A view of `headers` (names lower case) with `:method`, `:path` and
+    /// `:authority` lifted out of them; the last of each counts.
+    fn lifting_pseudo_headers(mut headers: HeaderList) -> RequestView {
+        let mut view = RequestView::default();
+        headers.retain(|name, value| {
+            let slot = match name {
+                ":method" => &mut view.method,
+                ":path" => &mut view.path,
+                ":authority" => &mut view.authority,
+                _ => return true,
+            };
+            value.clone_into(slot);
+            false
+        });
+        view.headers = headers;
+        view
     }
 
     /// Every value of a header, in order. `name` must be lower case.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        self.headers.values(name)
     }
 
     /// The first value of a header. `name` must be lower case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        self.headers.get(name)
     }
 
     /// Whether this is a CORS preflight, by the test Envoy's `jwt_authn` makes
@@ -245,6 +217,7 @@ fn percent_decode_except_slash(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::header_pairs;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -352,12 +325,15 @@ mod tests {
         let mut bytes: Vec<(&[u8], &[u8])> =
             pairs.map(|(n, v)| (n.as_bytes(), v.as_bytes())).to_vec();
         bytes[6].1 = b"caf\xe9";
-        let from_map = RequestView::from_map(&header_pairs::encode(&bytes).unwrap()).unwrap();
+        let from_map = RequestView::from_map(header_pairs::encode(&bytes).unwrap()).unwrap();
         assert_eq!(from_map, RequestView::from_pairs(owned));
         assert_eq!(from_map.path, "/a/b?x=1");
         assert_eq!(from_map.header(":scheme"), Some("https"));
-        assert_eq!(RequestView::from_map(&[]).unwrap(), RequestView::default());
-        assert!(RequestView::from_map(&[1, 0, 0, 0]).is_err());
+        assert_eq!(
+            RequestView::from_map(Vec::new()).unwrap(),
+            RequestView::default()
+        );
+        assert!(RequestView::from_map(vec![1, 0, 0, 0]).is_err());
     }
 
     #[test]

@@ -662,7 +662,6 @@ fn request(method: &str, host: &str, path: &str) -> RequestView {
         method: method.into(),
         path: path.into(),
         authority: host.into(),
-        headers: Vec::new(),
         ..RequestView::default()
     }
 }

@@ -352,6 +352,37 @@ enum Workload {
     OneToken(String),
     /// (b) tokens drawn from a wrk Lua script (a Zipf sequence over a set).
     Script(PathBuf),
+    /// (d) one token on a browser's request to the Pipelines API.
+    Browser(String),
+}
+
+/// The request a browser sends the Pipelines UI's API through the gateway,
+/// as `tools/floor/fixtures.mjs`'s `kubeflowRequest` has it (the floor
+/// harness's Kubeflow request): the browser's headers and oauth2-proxy's
+/// session cookie (about 4 KiB, one part) beside the ID token it injected.
+const BROWSER_PATH: &str =
+    "/pipeline/apis/v2beta1/runs?page_size=10&sort_by=created_at%20desc&namespace=kubeflow-user-example-com";
+
+fn browser_headers(token: &str) -> Vec<String> {
+    // 2,990 bytes of 7 in base64url: 3,987 characters, as the harness's.
+    let session = "BwcH".repeat(996) + "Bwc";
+    [
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36".to_string(),
+        "Accept: application/json, text/plain, */*".into(),
+        "Accept-Language: en-US,en;q=0.9".into(),
+        "Accept-Encoding: gzip, deflate, br, zstd".into(),
+        "Referer: https://kubeflow.example.com/pipeline/".into(),
+        r#"Sec-Ch-Ua: "Chromium";v="131", "Not_A Brand";v="24""#.into(),
+        "Sec-Ch-Ua-Mobile: ?0".into(),
+        r#"Sec-Ch-Ua-Platform: "Linux""#.into(),
+        "Sec-Fetch-Site: same-origin".into(),
+        "Sec-Fetch-Mode: cors".into(),
+        "Sec-Fetch-Dest: empty".into(),
+        format!("Cookie: oauth2_proxy_kubeflow={session}; _xsrf=2|a1b2c3d4|0123456789abcdef0123456789abcdef|1733400000"),
+        "X-Forwarded-For: 10.244.0.1".into(),
+        format!("Authorization: Bearer {token}"),
+    ]
+    .into()
 }
 
 /// A Zipf(s) sequence of `draws` indices into `n` ranks, from a fixed seed, so
@@ -492,9 +523,18 @@ fn run_wrk(port: u16, pid: u32, workload: &Workload, seconds: u32, connections: 
         Workload::Script(path) => {
             command.args(["-s", &path.display().to_string()]);
         }
+        Workload::Browser(token) => {
+            for header in browser_headers(token) {
+                command.args(["-H", &header]);
+            }
+        }
     }
+    let path = match workload {
+        Workload::Browser(_) => BROWSER_PATH,
+        Workload::OneToken(_) | Workload::Script(_) => "/",
+    };
     let output = command
-        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .expect("run wrk (apt-get install wrk)");
     let cpu_used = cpu_time_us(pid) - cpu_before;
@@ -607,6 +647,12 @@ fn main() {
     let mut workloads = Vec::new();
     if wanted_workloads.contains(&"a") {
         workloads.push(("(a) one token", Workload::OneToken(token.clone())));
+    }
+    if wanted_workloads.contains(&"d") {
+        workloads.push((
+            "(d) one token, a browser's request (4 KiB session cookie)",
+            Workload::Browser(token.clone()),
+        ));
     }
     if wanted_workloads.contains(&"b") {
         workloads.push(("(b) 1,000 tokens, Zipf s=1.1", Workload::Script(script)));

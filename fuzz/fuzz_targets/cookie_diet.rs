@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
         method: "POST".into(),
         path: PATHS[usize::from((flags >> 3) & 7) % PATHS.len()].into(),
         authority: "kubeflow.example.test".into(),
-        headers,
+        headers: headers.into_iter().collect(),
         ..RequestView::default()
     };
     let prior = input.prior_edits();

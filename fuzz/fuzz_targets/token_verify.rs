@@ -69,7 +69,9 @@ fn check(config: &Config, built: &Built) {
         method: "GET".into(),
         path: "/pipeline/".into(),
         authority: "kubeflow.example.test".into(),
-        headers: vec![("authorization".into(), format!("Bearer {}", built.token))],
+        headers: [("authorization", format!("Bearer {}", built.token))]
+            .into_iter()
+            .collect(),
         ..RequestView::default()
     };
     let keys = KeyStore::new(config, 1);

@@ -95,7 +95,6 @@ fn request(method: &str, authority: &str, path: &str) -> RequestView {
         method: method.into(),
         path: path.into(),
         authority: authority.into(),
-        headers: vec![],
         ..RequestView::default()
     }
 }

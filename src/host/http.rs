@@ -44,7 +44,7 @@ impl HttpContext for KfauthHttp {
         let verdict = match (
             // A map the host serialized wrongly is `SerializationFailure`.
             proxy_abi::get_map(MapType::HttpRequestHeaders).and_then(|bytes| {
-                RequestView::from_map(&bytes).map_err(|_| Status::SerializationFailure)
+                RequestView::from_map(bytes).map_err(|_| Status::SerializationFailure)
             }),
             self.state.borrow_mut().as_mut(),
         ) {
