@@ -33,6 +33,7 @@ const STREAM_HTTP_REQUEST: u32 = 0;
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_log(log_level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_log_level(return_log_level: *mut u32) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(tick_period: u32) -> u32;
     fn proxy_get_buffer_bytes(
@@ -150,6 +151,15 @@ fn millis(period: Duration) -> u32 {
 pub fn log(level: LogLevel, message: &str) -> Result<(), Status> {
     // SAFETY: the message is a live slice for the duration of the call.
     check(unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) })
+}
+
+/// The lowest level the host writes to its log (`LogLevel` as `u32`:
+/// trace 0 ... critical 5); a line below it is dropped by the host.
+pub fn log_level() -> Result<u32, Status> {
+    let mut level: u32 = 0;
+    // SAFETY: `level` is a live u32 the host writes.
+    check(unsafe { proxy_get_log_level(&mut level) })?;
+    Ok(level)
 }
 
 /// The host clock, as time since the Unix epoch.

@@ -27,6 +27,12 @@
 //!    `header_too_large` (JSON), the app not called; a large non-session
 //!    cookie too; one log line names the header and never its value;
 //!    `kfauth.session.header_too_large` counts them.
+//!
+//! Log level:
+//! 7. the shield's debug line (`session: removed N bytes of session
+//!    cookies`) is made only while Envoy writes the `wasm` logger's debug
+//!    lines: switched on at run time (admin `/logging`), it appears within a
+//!    tick; the count goes on at every level.
 
 // End-to-end against a real Envoy: native only (the testkit is not built for wasm).
 #![cfg(not(target_arch = "wasm32"))]
@@ -180,6 +186,41 @@ fn the_session_stays_at_the_gateway() {
     );
     // 4 shielded above, 1 more, nothing for /oauth2/.
     assert_eq!(gateway.stats().counter(STRIPPED), 5);
+}
+
+// --- Log level ------------------------------------------------------------------
+
+#[test]
+fn the_session_debug_line_follows_envoys_log_level() {
+    let gateway = Gateway::start(config(json!({})));
+    let (sent, _) = mixed_cookie();
+    let line = "session: removed";
+    let shielded = || {
+        let response = gateway.get("/pipeline/", &[("cookie", &sent)]);
+        assert_eq!(response.status, 200, "{}", response.body);
+    };
+    shielded();
+    assert!(!gateway.logs().contains(line), "a debug line at level info");
+
+    let set_level = |level: &str| {
+        let url = gateway.admin_url(&format!("/logging?wasm={level}"));
+        let response = kfauth_testkit::client::send("POST", &url, &[], None).unwrap();
+        assert_eq!(response.status, 200, "POST /logging: {}", response.body);
+    };
+    set_level("debug");
+    // Each VM reads the level on its tick (every second when idle).
+    let seen = kfauth_testkit::wait::within(Duration::from_secs(10), || {
+        shielded();
+        std::thread::sleep(Duration::from_millis(100));
+        gateway.logs().contains(line)
+    });
+    assert!(seen.is_some(), "no `{line}` line within 10 s of wasm:debug");
+    assert!(
+        gateway.logs().contains("bytes of session cookies"),
+        "the line names the bytes removed"
+    );
+    set_level("info");
+    assert!(gateway.stats().counter(STRIPPED) >= 2);
 }
 
 // --- gunicorn -----------------------------------------------------------------

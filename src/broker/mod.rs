@@ -90,6 +90,9 @@ pub struct Broker {
     /// The tick period the host was last told.
     tick: Option<Duration>,
     ticked: bool,
+    /// Whether the host writes debug lines: when it does not, they are not
+    /// even formatted (`set_debug_lines`).
+    debug_lines: bool,
 }
 
 /// A random identity for this VM's key-fetch leases (std seeds `RandomState`
@@ -176,6 +179,7 @@ impl Broker {
             events,
             tick: None,
             ticked: false,
+            debug_lines: true,
         }
     }
 
@@ -294,7 +298,7 @@ impl Broker {
                     if plan.unknown_kid {
                         self.count(Metric::RefetchUnknownKid);
                     }
-                    self.log(Level::Debug, callout::fetch_line(plan));
+                    self.debug(|| callout::fetch_line(plan));
                 }
                 let deadline = now
                     .saturating_add(outgoing.timeout)
@@ -373,6 +377,21 @@ impl Broker {
 
     fn log(&mut self, level: Level, line: String) {
         self.events.push_back(Event::Log(level, line));
+    }
+
+    /// A debug line, made only if the host will write it: browser requests
+    /// carry a session cookie, and a line formatted and handed to a host that
+    /// drops it cost each of them a host call (BENCHMARKS.md).
+    fn debug(&mut self, line: impl FnOnce() -> String) {
+        if self.debug_lines {
+            self.log(Level::Debug, line());
+        }
+    }
+
+    /// Whether the host writes debug lines, as it says on each tick (its
+    /// level can change at run time); until told, the broker assumes so.
+    pub fn set_debug_lines(&mut self, wanted: bool) {
+        self.debug_lines = wanted;
     }
 
     /// Every refusal counts once in total, once by reason, and by what it says

@@ -856,3 +856,44 @@ fn signature_verification_is_chosen_at_configuration() {
         );
     }
 }
+
+/// A request whose session cookie stays at the gateway is counted whatever
+/// the log level; its debug line is made only while the host writes debug
+/// lines, as it says on each tick.
+#[test]
+fn debug_lines_are_made_only_while_the_host_writes_them() {
+    let token = token();
+    let mut worker = Worker::alone(json!({"jwtRules": [{"issuer": DEX, "jwks": rsa_jwks_json()}]}));
+    let browser = |worker: &mut Worker, context: u32| {
+        let view = RequestView::from_pairs(vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), "/pipeline/".into()),
+            (":authority".into(), "kubeflow.example.com".into()),
+            (
+                "cookie".into(),
+                "oauth2_proxy_kubeflow=session; theme=dark".into(),
+            ),
+            ("authorization".into(), format!("Bearer {token}")),
+        ]);
+        assert!(matches!(
+            worker.broker.on_request(context, view, NOW),
+            Verdict::Continue(..)
+        ));
+        let stripped = worker.counted(Metric::SessionCookieStripped);
+        let debug_lines = worker
+            .events
+            .drain(..)
+            .filter(|event| matches!(event, Event::Log(Level::Debug, line) if line.starts_with("session: removed")))
+            .count();
+        (stripped, debug_lines)
+    };
+    assert_eq!(
+        browser(&mut worker, 1),
+        (1, 1),
+        "until told, debug lines are made"
+    );
+    worker.broker.set_debug_lines(false);
+    assert_eq!(browser(&mut worker, 2), (1, 0));
+    worker.broker.set_debug_lines(true);
+    assert_eq!(browser(&mut worker, 3), (1, 1));
+}

@@ -1,7 +1,7 @@
 //! What becomes of a request: it goes on with header edits, is answered
 //! locally, or is held. The refusal's log line and reply are made here.
 
-use super::event::{Event, Level, Metric};
+use super::event::{Level, Metric};
 use super::Broker;
 use crate::access::Access;
 use crate::cause::Cause;
@@ -41,23 +41,13 @@ impl Broker {
     pub(super) fn proceed(&mut self, edits: HeaderEdits, access: Access) -> Verdict {
         if edits.stripped_cookie_bytes > 0 {
             self.count(Metric::CookieStripped);
-            self.events.push_back(Event::Log(
-                Level::Debug,
-                format!(
-                    "gRPC cookie diet: removed {} bytes of Cookie",
-                    edits.stripped_cookie_bytes
-                ),
-            ));
+            let bytes = edits.stripped_cookie_bytes;
+            self.debug(|| format!("gRPC cookie diet: removed {bytes} bytes of Cookie"));
         }
         if edits.session_cookie_bytes > 0 {
             self.count(Metric::SessionCookieStripped);
-            self.events.push_back(Event::Log(
-                Level::Debug,
-                format!(
-                    "session: removed {} bytes of session cookies",
-                    edits.session_cookie_bytes
-                ),
-            ));
+            let bytes = edits.session_cookie_bytes;
+            self.debug(|| format!("session: removed {bytes} bytes of session cookies"));
         }
         Verdict::Continue(edits, access)
     }

@@ -12,7 +12,7 @@ use super::http::{act, KfauthHttp};
 use super::metrics::Metrics;
 use super::shared_data::HostSharedData;
 use super::signature::ENVOY;
-use super::state::{host_now, log, report, SharedState, Vm};
+use super::state::{host_logs_debug, host_now, log, report, SharedState, Vm};
 use crate::broker::callout::Outgoing;
 use crate::broker::event::Level;
 use crate::broker::{Broker, Resume};
@@ -135,6 +135,7 @@ impl RootContext for KfauthRoot {
         };
         let metrics = Metrics::define(broker.config());
         let mut vm = Vm { broker, metrics };
+        vm.broker.set_debug_lines(host_logs_debug());
         // The first tick comes at once: fetch before the first request needs keys.
         report(&mut vm);
         *self.state.borrow_mut() = Some(vm);
@@ -143,6 +144,8 @@ impl RootContext for KfauthRoot {
 
     fn on_tick(&mut self) {
         if let Some(vm) = self.state.borrow_mut().as_mut() {
+            // The log level can change at run time (Envoy's `/logging`).
+            vm.broker.set_debug_lines(host_logs_debug());
             vm.broker.on_tick(host_now());
         }
         self.flush();

@@ -40,6 +40,12 @@ pub fn report(vm: &mut Vm) {
     }
 }
 
+/// Whether the host writes debug lines (Envoy's `wasm` logger at `debug` or
+/// `trace`). Unknown, it is taken to: a line too many, not one lost.
+pub fn host_logs_debug() -> bool {
+    proxy_abi::log_level().map_or(true, |level| level <= LogLevel::Debug as u32)
+}
+
 /// One log line; Envoy prefixes it with the plugin name (`wasm log kfauth`).
 pub fn log(level: Level, line: &str) {
     let level = match level {

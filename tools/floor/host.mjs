@@ -175,13 +175,16 @@ export class Vm {
    * @param {WebAssembly.Module} module compiled once, instantiated per Vm
    * @param {object} options `now()` the clock in ns (BigInt), `properties`
    *   (path joined with "." -> string), `foreignFunctions` (name -> bytes ->
-   *   bytes or null), `logLimit` (lines kept)
+   *   bytes or null), `logLimit` (lines kept), `logLevel` (the lowest level
+   *   the host writes, as `proxy_get_log_level` answers it: 0 trace ... 5
+   *   critical; Envoy's default, info = 2; settable later as `vm.logLevel`)
    */
   constructor(module, options = {}) {
     this.now = options.now ?? (() => BigInt(Date.now()) * 1_000_000n);
     this.properties = options.properties ?? {};
     this.foreignFunctions = options.foreignFunctions ?? {};
     this.logLimit = options.logLimit ?? 1000;
+    this.logLevel = options.logLevel ?? 2;
     this.logs = [];
     this.unimplemented = new Set();
     this.calls = null; // name -> count, while counting
@@ -422,7 +425,7 @@ export class Vm {
         return OK;
       },
       proxy_get_log_level: (levelOut) => {
-        this.dataView().setUint32(levelOut, 0, true);
+        this.dataView().setUint32(levelOut, this.logLevel, true);
         return OK;
       },
       proxy_get_current_time_nanoseconds: (timeOut) => {

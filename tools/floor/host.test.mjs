@@ -137,6 +137,27 @@ test("a skipped path (the floor) continues without a token, and loses the identi
   assert.deepEqual([...vm.unimplemented], []);
 });
 
+test("the session's debug line is made only while the host writes debug lines, as it says on a tick", () => {
+  const vm = started(kfauthConfig(issuer));
+  const token = mintToken(issuer, 1);
+  const debugLines = () => {
+    const calls = vm.countCalls(() => assert.equal(vm.request(kubeflowRequest(token)), Action.continue));
+    const lines = vm.logs.filter((line) => line.message.includes("session: removed"));
+    vm.logs.length = 0;
+    return [calls.get("proxy_log") ?? 0, lines.length];
+  };
+  // Envoy's default level (info): not even handed over.
+  assert.deepEqual(debugLines(), [0, 0]);
+  vm.logLevel = 1; // debug, seen on the next tick
+  assert.deepEqual(debugLines(), [0, 0]);
+  vm.tick();
+  assert.deepEqual(debugLines(), [1, 1]);
+  vm.logLevel = 2;
+  vm.tick();
+  assert.deepEqual(debugLines(), [0, 0]);
+  assert.equal(vm.metric("kfauth.session.cookie_stripped"), 4n);
+});
+
 test("a configuration kfauth cannot read is refused with a line naming the field", () => {
   const vm = new Vm(kfauth);
 
