@@ -2,7 +2,7 @@
 //! Read from the host's serialized map, the text is the very buffer the host
 //! wrote, checked as UTF-8 once: no `String` per name and value, whose
 //! allocation and freeing were the largest share of a cached request's time
-//! in V8 (BENCHMARKS.md, "An allocation-free request view").
+//! in V8 (BENCHMARKS.md, *Where the microseconds go, in Envoy*, item 10).
 
 use std::fmt;
 use std::ops::Range;

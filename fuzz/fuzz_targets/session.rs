@@ -111,11 +111,7 @@ fuzz_target!(|data: &[u8]| {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect()
     } else {
-        request
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect()
+        request.headers.iter().collect()
     };
     let over = std::iter::once(("host", request.authority.as_str()))
         .chain(upstream)
