@@ -1,6 +1,7 @@
 //! What the core decides for a request, and how a refusal becomes a response.
 
 use crate::cause::Cause;
+use crate::request::RequestView;
 // The reason words live in their own module (`cause` needs them too); the
 // decisions are where most code looks for them.
 pub use crate::reason::Reason;
@@ -65,6 +66,24 @@ pub struct HeaderEdits {
     pub stripped_cookie_bytes: usize,
     /// Bytes of session cookies removed by the session shield (log and metric).
     pub session_cookie_bytes: usize,
+}
+
+impl HeaderEdits {
+    /// The edits as the host carries them out: removals, then replaces. A
+    /// header both removed and set that the request carries at most once
+    /// needs no removal: the host's replace (Envoy's `setCopy`, the first
+    /// copy's value, else a new header) leaves one header with the new value
+    /// either way, so the removal would be a host call for nothing (the
+    /// session shield's rewritten `Cookie`, on every browser request). With
+    /// two or more copies the removal stays: a replace would leave the rest.
+    pub fn for_host(mut self, request: &RequestView) -> HeaderEdits {
+        let HeaderEdits { remove, set, .. } = &mut self;
+        remove.retain(|name| {
+            let also_set = set.iter().any(|(set, _)| set == name);
+            !also_set || request.header_values(name).nth(1).is_some()
+        });
+        self
+    }
 }
 
 /// Who a verified token says the caller is.
@@ -183,6 +202,38 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn the_host_removes_only_what_a_replace_would_leave() {
+        let edits = HeaderEdits {
+            remove: vec!["cookie".into(), "kubeflow-userid".into(), "x-token".into()],
+            set: vec![
+                ("cookie".into(), "theme=dark".into()),
+                ("kubeflow-userid".into(), "alice@example.com".into()),
+            ],
+            ..HeaderEdits::default()
+        };
+        let request = |pairs: &[(&str, &str)]| RequestView {
+            headers: pairs.iter().copied().collect(),
+            ..RequestView::default()
+        };
+        // One Cookie header: the replace rewrites it; a removed header that
+        // is not set stays removed, and so does one sent twice.
+        let once = request(&[
+            ("cookie", "s=1; theme=dark"),
+            ("kubeflow-userid", "mallory"),
+            ("kubeflow-userid", "eve"),
+            ("x-token", "t"),
+        ]);
+        let host = edits.clone().for_host(&once);
+        assert_eq!(host.remove, ["kubeflow-userid", "x-token"]);
+        assert_eq!(host.set, edits.set);
+        // Two Cookie headers: a replace would leave the second.
+        let twice = request(&[("cookie", "theme=dark"), ("cookie", "s=1")]);
+        assert_eq!(edits.clone().for_host(&twice).remove, ["cookie", "x-token"]);
+        // None sent: nothing to remove either way.
+        assert_eq!(edits.clone().for_host(&request(&[])).remove, ["x-token"]);
+    }
 
     fn header<'a>(reply: &'a LocalReply, name: &str) -> Option<&'a str> {
         reply

@@ -12,7 +12,9 @@
 //!    byte-identical and in order — with a token, without one, on a skipped
 //!    path, and on a CORS preflight;
 //! 2. `/oauth2/...` receives the whole Cookie header, byte for byte;
-//! 3. a session made only of session parts leaves no Cookie header;
+//! 3. a session made only of session parts leaves no Cookie header, and a
+//!    session in a second Cookie header line goes too (the other lines'
+//!    cookies folded into one header);
 //! 4. `kfauth.session.cookie_stripped` counts exactly the requests shielded.
 //!
 //! gunicorn (`/app/` routed to it):
@@ -164,6 +166,22 @@ fn oauth2_proxy_paths_keep_the_whole_session(gateway: &Gateway) {
     assert_eq!(gateway.stats().counter(STRIPPED), before);
 }
 
+/// A client may send Cookie on two lines; Envoy's replace changes only the
+/// first, so the shield removes the header before it sets what is kept.
+fn a_session_in_a_second_cookie_header_goes_too(gateway: &Gateway) {
+    let response = gateway.get(
+        "/pipeline/",
+        &[
+            ("cookie", "theme=dark"),
+            ("cookie", &format!("{SESSION}=whole; lang=en")),
+        ],
+    );
+    assert_eq!(
+        response.echoed().header_values("cookie"),
+        vec!["theme=dark; lang=en"]
+    );
+}
+
 fn a_session_alone_leaves_no_cookie_header(gateway: &Gateway) {
     let session = split_session(2, 100).join("; ");
     let response = gateway.get(
@@ -181,11 +199,12 @@ fn the_session_stays_at_the_gateway() {
         [
             the_split_session_goes_and_everything_else_stays,
             oauth2_proxy_paths_keep_the_whole_session,
+            a_session_in_a_second_cookie_header_goes_too,
             a_session_alone_leaves_no_cookie_header,
         ]
     );
-    // 4 shielded above, 1 more, nothing for /oauth2/.
-    assert_eq!(gateway.stats().counter(STRIPPED), 5);
+    // 4 shielded above, 2 more, nothing for /oauth2/.
+    assert_eq!(gateway.stats().counter(STRIPPED), 6);
 }
 
 // --- Log level ------------------------------------------------------------------

@@ -176,7 +176,7 @@ impl Broker {
                 None => {
                     self.count(Metric::AuthzAllowed);
                     self.count(Metric::Allowed);
-                    self.proceed(edits, *access)
+                    self.proceed(&waiter.view, edits, *access)
                 }
                 Some(denial) => {
                     self.count_refusal(denial.reason);

@@ -446,7 +446,7 @@ impl Broker {
                 if authorized {
                     self.count(Metric::AuthzAllowed);
                 }
-                self.proceed(edits, access)
+                self.proceed(&view, edits, access)
             }
             Outcome::Deny(denial) => {
                 self.count_refusal(denial.reason);

@@ -38,7 +38,12 @@ pub fn reply(view: &RequestView, denial: &Denial) -> LocalReply {
 
 impl Broker {
     /// Lets a request go on, reporting what the cookie edits removed.
-    pub(super) fn proceed(&mut self, edits: HeaderEdits, access: Access) -> Verdict {
+    pub(super) fn proceed(
+        &mut self,
+        view: &RequestView,
+        edits: HeaderEdits,
+        access: Access,
+    ) -> Verdict {
         if edits.stripped_cookie_bytes > 0 {
             self.count(Metric::CookieStripped);
             let bytes = edits.stripped_cookie_bytes;
@@ -49,7 +54,7 @@ impl Broker {
             let bytes = edits.session_cookie_bytes;
             self.debug(|| format!("session: removed {bytes} bytes of session cookies"));
         }
-        Verdict::Continue(edits, access)
+        Verdict::Continue(edits.for_host(view), access)
     }
 
     /// Answers a request with a refusal, and logs one line.

@@ -88,6 +88,22 @@ test("a good token continues with its identity headers, the client's copies and 
   assert.deepEqual([...vm.unimplemented], []);
 });
 
+test("a browser's Cookie loses the session with one replace, and two Cookie lines are removed first", () => {
+  const vm = started(kfauthConfig(issuer));
+  const token = mintToken(issuer, 1);
+  const headerCalls = (request) => {
+    const calls = vm.countCalls(() => assert.equal(vm.request(request), Action.continue));
+    return [calls.get("proxy_remove_header_map_value") ?? 0, calls.get("proxy_replace_header_map_value") ?? 0];
+  };
+  const one = kubeflowRequest(token);
+  // Removed: the token's header. Replaced: Cookie and the two identity headers.
+  assert.deepEqual(headerCalls(one), [1, 3]);
+  assert.deepEqual(one.getAll("cookie"), ["_xsrf=2|a1b2c3d4|0123456789abcdef0123456789abcdef|1733400000"]);
+  const two = kubeflowRequest(token, { extra: [["cookie", "theme=dark"]] });
+  assert.deepEqual(headerCalls(two), [2, 3]);
+  assert.deepEqual(two.getAll("cookie"), ["_xsrf=2|a1b2c3d4|0123456789abcdef0123456789abcdef|1733400000; theme=dark"]);
+});
+
 test("an ES256 token (r || s signature) continues with its identity headers", () => {
   const ec = makeIssuer("ES256");
   const vm = started(kfauthConfig(ec));
