@@ -55,7 +55,7 @@ pub fn jwks_endpoint(
     jwks_cluster: Option<&str>,
 ) -> Result<Endpoint, DiscoveryError> {
     let metadata: ProviderMetadata =
-        serde_json::from_slice(document).map_err(DiscoveryError::NotADocument)?;
+        crate::json::read_object(document).map_err(DiscoveryError::NotADocument)?;
     if metadata.issuer != issuer {
         return Err(DiscoveryError::OtherIssuer {
             found: metadata.issuer,
@@ -93,6 +93,12 @@ mod tests {
         );
         assert!(jwks_endpoint(br#"{"issuer":"https://login.example.com"}"#, ISSUER, None).is_err());
         assert!(jwks_endpoint(b"<html>", ISSUER, None).is_err());
+        // Read as JSON whole: serde alone would skip the unnamed member's escape.
+        let not_json = br#"{"issuer":"https://login.example.com","jwks_uri":"https://keys.example.com/jwks","x":"\udc00"}"#;
+        assert!(jwks_endpoint(not_json, ISSUER, None).is_err());
+        // serde reads a struct from an array too (fields by position).
+        let array = br#"["https://login.example.com","https://keys.example.com/jwks"]"#;
+        assert!(jwks_endpoint(array, ISSUER, None).is_err());
         let relative = br#"{"issuer":"https://login.example.com","jwks_uri":"/jwks"}"#;
         assert_eq!(
             jwks_endpoint(relative, ISSUER, None)

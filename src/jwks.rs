@@ -270,37 +270,24 @@ struct RawJwk {
 
 /// A document that is not a JWKS (RFC 7517 section 5: an object with `keys`).
 #[derive(Debug)]
-pub enum JwksError {
-    NotAnObject,
-    Unreadable(serde_json::Error),
-}
+pub struct JwksError(serde_json::Error);
 
 impl std::fmt::Display for JwksError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            JwksError::NotAnObject => write!(f, "not a JWKS document (not a JSON object)"),
-            JwksError::Unreadable(problem) => write!(f, "not a JWKS document ({problem})"),
-        }
+        write!(f, "not a JWKS document ({})", self.0)
     }
 }
 
 impl std::error::Error for JwksError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            JwksError::NotAnObject => None,
-            JwksError::Unreadable(problem) => Some(problem),
-        }
+        Some(&self.0)
     }
 }
 
 /// Parses a JWKS document. Fails only when the document itself is not a JWKS;
 /// keys that cannot be used are skipped with a note.
 pub fn parse_jwks(document: &[u8]) -> Result<ParsedJwks, JwksError> {
-    // serde would read the document struct from an array too (`[[]]`).
-    if crate::json::first_byte(document) != Some(b'{') {
-        return Err(JwksError::NotAnObject);
-    }
-    let document: JwksDocument = serde_json::from_slice(document).map_err(JwksError::Unreadable)?;
+    let document: JwksDocument = crate::json::read_object(document).map_err(JwksError)?;
     let mut parsed = ParsedJwks {
         keys: KeySet::default(),
         skipped: Vec::new(),
@@ -575,6 +562,13 @@ mod tests {
         assert!(parse_jwks(b"[]").is_err());
         // serde would read the struct from an array: `[[]]` is not a JWKS.
         assert!(parse_jwks(b" [[]]").is_err());
+        assert_eq!(
+            parse_jwks(b" [[]]").unwrap_err().to_string(),
+            "not a JWKS document (not a JSON object)"
+        );
+        // serde alone skips a member it does not name without reading its escapes.
+        let problem = parse_jwks(br#"{"keys": [], "x": "\ud800"}"#).unwrap_err();
+        assert!(problem.to_string().contains("escape"), "{problem}");
     }
 
     #[test]
