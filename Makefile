@@ -25,11 +25,8 @@ help:
 	@echo "make image  the OCI image layout for Istio's WasmPlugin in $(IMAGE_DIR), no Docker needed; prints the spec.sha256 values"
 	@echo "make push   IMAGE=REGISTRY/kfauth:TAG: push that image with skopeo; prints its digest"
 
-# keep-exports drops the SDK's callbacks kfauth does not implement, so Envoy
-# does not enter the VM for them on every request (tools/keep-exports).
 build: wasi-target
 	cargo build --release --target wasm32-wasip1 -p kfauth --lib
-	cargo run --quiet --release -p keep-exports -- $(WASM)
 	@ls -l $(WASM)
 
 # Installs only what the demo runs: the wasm32-wasip1 target and Envoy.

@@ -1,7 +1,7 @@
 //! Bindings to the Proxy-Wasm ABI v0.2.1 host functions kfauth uses
 //! (<https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1>), in
-//! place of the SDK's `hostcalls`: plumbing with no kfauth concept in it,
-//! called by `host` alone. Compiled for `wasm32-wasip1` only.
+//! place of the Rust SDK's `hostcalls`: plumbing with no kfauth concept in
+//! it, called by `host` alone. Compiled for `wasm32-wasip1` only.
 //!
 //! The SDK's `hostcalls` panic on any status they did not expect (and on a
 //! header value that is not UTF-8); with `panic = "abort"` a panic traps the
@@ -9,21 +9,22 @@
 //! `Err(status)` for every status instead, and never panic or index.
 //!
 //! Enums cross the boundary as `u32` (their `#[repr(u32)]` value) and statuses
-//! come back as `u32`: a host status the SDK's `Status` has no variant for
-//! (INVALID_MEMORY_ACCESS = 6, UNIMPLEMENTED = 12, or any other) must not be
-//! read into that enum, so it is reported as `Status::InternalFailure`.
+//! come back as `u32`: a host status [`Status`] has no variant for
+//! (INVALID_MEMORY_ACCESS = 6, UNIMPLEMENTED = 12, or any other) is reported
+//! as `Status::InternalFailure`.
 //!
 //! Memory the host returns (`return_*_data`) was allocated in this VM through
-//! `proxy_on_memory_allocate` (the SDK's, a boxed byte slice of exactly the
-//! size asked for), so it is ours: we take it back as a `Vec` of that length
-//! and capacity, which frees it when dropped.
+//! `proxy_on_memory_allocate` (`host::exports`, a boxed byte slice of exactly
+//! the size asked for), so it is ours: we take it back as a `Vec` of that
+//! length and capacity, which frees it when dropped.
 
 use std::ptr::{null, null_mut};
 use std::time::Duration;
 
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
-
 use crate::header_pairs;
+
+mod types;
+pub use types::{Action, BufferType, LogLevel, MapType, MetricType, Status};
 
 /// `proxy_stream_type_t` HTTP_REQUEST.
 const STREAM_HTTP_REQUEST: u32 = 0;
@@ -102,6 +103,18 @@ extern "C" {
         path_size: usize,
         value_data: *const u8,
         value_size: usize,
+    ) -> u32;
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_milliseconds: u32,
+        return_callout_id: *mut u32,
     ) -> u32;
     fn proxy_call_foreign_function(
         function_name_data: *const u8,
@@ -371,18 +384,34 @@ pub fn call_foreign_function(name: &str, arguments: &[u8]) -> Result<Vec<u8>, St
     Ok(unsafe { owned(data, size) })
 }
 
-/// Starts an HTTP callout from the root context. This one call stays the
-/// SDK's: its dispatcher routes `proxy_on_http_call_response` by a table that
-/// only the SDK's `dispatch_http_call` can fill, and an unregistered token is
-/// a panic there. The SDK's wrapper maps OK, BAD_ARGUMENT (unknown cluster)
-/// and INTERNAL_FAILURE (the host could not start the request), which are the
-/// statuses Envoy's `httpCall` answers with; any other status would still
-/// panic inside the SDK.
+/// Starts an HTTP callout from the effective context; its answer comes to
+/// `proxy_on_http_call_response` with that context's id and the returned
+/// token. Envoy's `httpCall` answers BAD_ARGUMENT for an unknown cluster and
+/// INTERNAL_FAILURE when it cannot start the request.
 pub fn dispatch_http_call(
     cluster: &str,
-    headers: Vec<(&str, &str)>,
+    headers: &[(&str, &str)],
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<u32, Status> {
-    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, body, Vec::new(), timeout)
+    let headers = header_pairs::encode(headers).map_err(|_| Status::BadArgument)?;
+    let trailers = header_pairs::encode::<&str, &str>(&[]).map_err(|_| Status::BadArgument)?;
+    let body = body.unwrap_or_default();
+    let mut token: u32 = 0;
+    // SAFETY: every slice is live for the call; the host writes `token`.
+    check(unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            body.as_ptr(),
+            body.len(),
+            trailers.as_ptr(),
+            trailers.len(),
+            millis(timeout),
+            &mut token,
+        )
+    })?;
+    Ok(token)
 }

@@ -1,70 +1,41 @@
 //! One request: read it, hand it to the broker, and carry out its verdict.
 
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType, Status};
-
-use super::state::{host_now, log, report, SharedState};
+use super::root::KfauthRoot;
+use super::state::{host_now, log, report};
 use crate::access::Access;
 use crate::broker::event::Level;
 use crate::broker::verdict::fail_closed;
 use crate::broker::Verdict;
 use crate::cause::Cause;
 use crate::outcome::LocalReply;
-use crate::proxy_abi;
+use crate::proxy_abi::{self, Action, MapType, Status};
 use crate::request::RequestView;
 
-pub struct KfauthHttp {
-    context_id: u32,
-    state: SharedState,
-}
-
-impl KfauthHttp {
-    pub fn new(context_id: u32, state: SharedState) -> Self {
-        KfauthHttp { context_id, state }
-    }
-}
-
-impl Context for KfauthHttp {}
-
-/// The SDK drops the context when Envoy deletes it (`proxy_on_delete`), right
-/// after the stream ends. Cleaning up here rather than in `on_done` lets the
-/// build drop the `proxy_on_done` export: one VM entry fewer per request.
-impl Drop for KfauthHttp {
-    fn drop(&mut self) {
-        if let Ok(mut state) = self.state.try_borrow_mut() {
-            if let Some(vm) = state.as_mut() {
-                vm.broker.on_stream_end(self.context_id);
-            }
+/// A request's headers, for the root it belongs to (`None`: no root, so no
+/// configuration either).
+pub fn on_request_headers(context_id: u32, root: Option<&KfauthRoot>) -> Action {
+    // A map the host serialized wrongly is `SerializationFailure`.
+    let view = proxy_abi::get_map(MapType::HttpRequestHeaders)
+        .and_then(|bytes| RequestView::from_map(bytes).map_err(|_| Status::SerializationFailure));
+    let mut state = root.and_then(|root| root.state().try_borrow_mut().ok());
+    let verdict = match (view, state.as_deref_mut().and_then(Option::as_mut)) {
+        (Ok(view), Some(vm)) => {
+            let verdict = vm.broker.on_request(context_id, view, host_now());
+            report(vm);
+            verdict
         }
-    }
-}
-
-impl HttpContext for KfauthHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let verdict = match (
-            // A map the host serialized wrongly is `SerializationFailure`.
-            proxy_abi::get_map(MapType::HttpRequestHeaders).and_then(|bytes| {
-                RequestView::from_map(bytes).map_err(|_| Status::SerializationFailure)
-            }),
-            self.state.borrow_mut().as_mut(),
-        ) {
-            (Ok(view), Some(vm)) => {
-                let verdict = vm.broker.on_request(self.context_id, view, host_now());
-                report(vm);
-                verdict
-            }
-            (Err(status), _) => {
-                log(
-                    Level::Error,
-                    &format!("cannot read request headers ({status:?})"),
-                );
-                fail_closed(&RequestView::default(), Cause::HeadersUnreadable)
-            }
-            // No accepted configuration: Envoy has refused the filter.
-            (Ok(view), None) => fail_closed(&view, Cause::NotConfigured),
-        };
-        act(verdict)
-    }
+        (Err(status), _) => {
+            log(
+                Level::Error,
+                &format!("cannot read request headers ({status:?})"),
+            );
+            fail_closed(&RequestView::default(), Cause::HeadersUnreadable)
+        }
+        // No accepted configuration: Envoy has refused the filter.
+        (Ok(view), None) => fail_closed(&view, Cause::NotConfigured),
+    };
+    drop(state);
+    act(verdict)
 }
 
 /// Carries out a verdict on the current request (the effective context).

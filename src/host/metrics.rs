@@ -2,11 +2,9 @@
 
 use std::collections::HashMap;
 
-use proxy_wasm::types::MetricType;
-
 use crate::broker::event::Metric;
 use crate::config::Config;
-use crate::proxy_abi;
+use crate::proxy_abi::{self, MetricType};
 
 pub struct Metrics(HashMap<Metric, u32>);
 

@@ -2,13 +2,7 @@
 //! callout answers to the broker; then sends the callouts it asks for and
 //! resumes or answers the requests it releases.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
-
-use super::http::{act, KfauthHttp};
+use super::http::act;
 use super::metrics::Metrics;
 use super::shared_data::HostSharedData;
 use super::signature::ENVOY;
@@ -17,7 +11,7 @@ use crate::broker::callout::Outgoing;
 use crate::broker::event::Level;
 use crate::broker::{Broker, Resume};
 use crate::config::Config;
-use crate::proxy_abi;
+use crate::proxy_abi::{self, Action, BufferType, MapType};
 
 pub struct KfauthRoot {
     context_id: u32,
@@ -33,7 +27,25 @@ impl KfauthRoot {
     pub fn new(context_id: u32) -> Self {
         KfauthRoot {
             context_id,
-            state: Rc::new(RefCell::new(None)),
+            state: SharedState::default(),
+        }
+    }
+
+    pub fn context_id(&self) -> u32 {
+        self.context_id
+    }
+
+    /// What this root's requests share: the broker, once configured.
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+
+    /// A request of this root has ended (Envoy deleted its context).
+    pub fn on_stream_end(&self, context_id: u32) {
+        if let Ok(mut state) = self.state.try_borrow_mut() {
+            if let Some(vm) = state.as_mut() {
+                vm.broker.on_stream_end(context_id);
+            }
         }
     }
 
@@ -57,14 +69,14 @@ impl KfauthRoot {
             };
             match step {
                 Step::Send(outgoing) => {
-                    let headers = outgoing
+                    let headers: Vec<(&str, &str)> = outgoing
                         .headers
                         .iter()
                         .map(|(name, value)| (name.as_str(), value.as_str()))
                         .collect();
                     let sent = proxy_abi::dispatch_http_call(
                         &outgoing.cluster,
-                        headers,
+                        &headers,
                         outgoing.body.as_deref(),
                         outgoing.timeout,
                     )
@@ -84,16 +96,8 @@ impl KfauthRoot {
             }
         }
     }
-}
 
-impl Context for KfauthRoot {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        num_headers: usize,
-        body_size: usize,
-        _num_trailers: usize,
-    ) {
+    pub fn on_http_call_response(&self, token_id: u32, num_headers: usize, body_size: usize) {
         // A callout that failed after its response began (the peer closed or
         // reset the connection mid-body) arrives with no headers, and Envoy
         // then has no response map at all: asking for `:status` answers
@@ -116,10 +120,8 @@ impl Context for KfauthRoot {
         }
         self.flush();
     }
-}
 
-impl RootContext for KfauthRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+    pub fn on_configure(&self) -> bool {
         let bytes = proxy_abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .unwrap_or_default();
         let configured =
@@ -142,20 +144,12 @@ impl RootContext for KfauthRoot {
         true
     }
 
-    fn on_tick(&mut self) {
+    pub fn on_tick(&self) {
         if let Some(vm) = self.state.borrow_mut().as_mut() {
             // The log level can change at run time (Envoy's `/logging`).
             vm.broker.set_debug_lines(host_logs_debug());
             vm.broker.on_tick(host_now());
         }
         self.flush();
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(KfauthHttp::new(context_id, self.state.clone())))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
     }
 }

@@ -1,10 +1,8 @@
 //! Envoy's shared data (one store per `vm_id`, shared by every worker's VM)
 //! behind the core's `SharedData` trait.
 
-use proxy_wasm::types::Status;
-
 use crate::keystore::shared::{SharedData, WriteError};
-use crate::proxy_abi;
+use crate::proxy_abi::{self, Status};
 
 pub struct HostSharedData;
 

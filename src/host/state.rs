@@ -2,15 +2,12 @@
 //! accepted, and the metric ids its events name.
 
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Duration;
-
-use proxy_wasm::types::LogLevel;
 
 use super::metrics::Metrics;
 use crate::broker::event::{Event, Level};
 use crate::broker::Broker;
-use crate::proxy_abi;
+use crate::proxy_abi::{self, LogLevel};
 
 pub struct Vm {
     pub broker: Broker,
@@ -18,7 +15,7 @@ pub struct Vm {
 }
 
 /// `None` until the first configuration is accepted.
-pub type SharedState = Rc<RefCell<Option<Vm>>>;
+pub type SharedState = RefCell<Option<Vm>>;
 
 /// The host clock as time since the epoch; never a library's own clock.
 pub fn host_now() -> Duration {

@@ -5,7 +5,7 @@
 //! ports), so the two cannot drift.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -170,6 +170,11 @@ pub struct EnvoySettings {
     pub http_filters: Vec<String>,
     /// A file access log on the listener's HTTP connection manager.
     pub access_log: Option<AccessLog>,
+    /// The listener comes from a file Envoy watches (LDS from the
+    /// filesystem) instead of the bootstrap, so that a test can change it
+    /// while Envoy runs ([`crate::Envoy::update_listener`]), as Istio
+    /// pushes a changed WasmPlugin.
+    pub listener_file: bool,
 }
 
 /// The access-log format the README documents (its *Access log* section,
@@ -233,6 +238,7 @@ impl EnvoySettings {
             kfauth_filter: true,
             http_filters: Vec::new(),
             access_log: None,
+            listener_file: false,
         }
     }
 
@@ -299,6 +305,12 @@ impl EnvoySettings {
         self
     }
 
+    /// Serves the listener from a watched file (see [`EnvoySettings::listener_file`]).
+    pub fn with_listener_file(mut self) -> EnvoySettings {
+        self.listener_file = true;
+        self
+    }
+
     /// Adds command-line arguments for Envoy.
     pub fn with_args(mut self, args: &[&str]) -> EnvoySettings {
         self.extra_args
@@ -339,6 +351,12 @@ fn quoted(text: &str) -> String {
 
 /// Renders the bootstrap YAML.
 pub fn render_envoy_yaml(settings: &EnvoySettings) -> String {
+    render_bootstrap(settings, None)
+}
+
+/// The bootstrap YAML; with `listener_file`, the listener is not in it but
+/// read from that file, which Envoy watches (LDS from the filesystem).
+pub fn render_bootstrap(settings: &EnvoySettings, listener_file: Option<&Path>) -> String {
     let mut yaml = String::new();
     let _ = write!(
         yaml,
@@ -349,9 +367,56 @@ pub fn render_envoy_yaml(settings: &EnvoySettings) -> String {
 admin:
   address:
     socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
+"#,
+        admin_port = settings.admin_port,
+    );
+    match listener_file {
+        None => {
+            yaml.push_str("static_resources:\n  listeners:\n");
+            yaml.push_str(&render_listener(settings));
+        }
+        Some(file) => {
+            let _ = write!(
+                yaml,
+                r#"# LDS needs a node to speak for (any name).
+node: {{ id: kfauth-test, cluster: kfauth-test }}
+dynamic_resources:
+  lds_config:
+    resource_api_version: V3
+    path_config_source:
+      path: {path}
+      watched_directory: {{ path: {directory} }}
 static_resources:
-  listeners:
-  - name: kfauth
+"#,
+                path = quoted(&file.display().to_string()),
+                directory = quoted(
+                    &file
+                        .parent()
+                        .map(|dir| dir.display().to_string())
+                        .unwrap_or_default()
+                ),
+            );
+        }
+    }
+    yaml.push_str("  clusters:\n");
+    render_cluster(
+        &mut yaml,
+        &Cluster::loopback("upstream", settings.upstream_port),
+    );
+    for cluster in &settings.clusters {
+        render_cluster(&mut yaml, cluster);
+    }
+    for raw in &settings.raw_clusters {
+        yaml.push_str(raw.trim_end());
+        yaml.push('\n');
+    }
+    yaml
+}
+
+/// The listener, as a `static_resources.listeners` list item.
+fn render_listener(settings: &EnvoySettings) -> String {
+    format!(
+        r#"  - name: kfauth
     address:
       socket_address: {{ address: 127.0.0.1, port_value: {listener_port} }}
     filter_chains:
@@ -375,9 +440,7 @@ static_resources:
 {kfauth}{http_filters}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
 "#,
-        admin_port = settings.admin_port,
         listener_port = settings.listener_port,
         routes = render_routes(&settings.routes),
         kfauth = if settings.kfauth_filter {
@@ -387,19 +450,20 @@ static_resources:
         },
         http_filters = settings.http_filters.concat(),
         access_log = render_access_log(settings.access_log.as_ref()),
-    );
-    render_cluster(
-        &mut yaml,
-        &Cluster::loopback("upstream", settings.upstream_port),
-    );
-    for cluster in &settings.clusters {
-        render_cluster(&mut yaml, cluster);
-    }
-    for raw in &settings.raw_clusters {
-        yaml.push_str(raw.trim_end());
-        yaml.push('\n');
-    }
-    yaml
+    )
+}
+
+/// The listener as an LDS resource file (`DiscoveryResponse` YAML), for a
+/// bootstrap rendered with a listener file.
+pub fn render_listener_file(settings: &EnvoySettings) -> String {
+    let listener: String = render_listener(settings)
+        .lines()
+        .map(|line| format!("{}\n", line.strip_prefix("  ").unwrap_or(line)))
+        .collect();
+    let body = listener.strip_prefix("- ").unwrap_or(&listener);
+    format!(
+        "resources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  {body}"
+    )
 }
 
 /// The kfauth wasm filter as an `http_filters` list item.

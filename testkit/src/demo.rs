@@ -57,6 +57,7 @@ pub fn envoy_settings() -> EnvoySettings {
             path: None,
             format: KFAUTH_ACCESS_LOG_FORMAT.to_string(),
         }),
+        listener_file: false,
     }
 }
 

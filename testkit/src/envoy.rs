@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::bootstrap::{render_envoy_yaml, repo_root, EnvoySettings};
+use crate::bootstrap::{render_bootstrap, render_listener_file, repo_root, EnvoySettings};
 use crate::client::{self, HttpResponse};
 use crate::stats::Stats;
 
@@ -20,6 +20,10 @@ use crate::stats::Stats;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The access log's file name in the scratch directory.
 const ACCESS_LOG: &str = "access.log";
+/// The listener's file, for settings with `listener_file`.
+const LISTENER_FILE: &str = "lds.yaml";
+/// How long Envoy may take to apply a changed listener file.
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a rejected configuration gets to prove it is not served.
 const REJECT_WINDOW: Duration = Duration::from_secs(5);
 
@@ -109,8 +113,21 @@ impl Envoy {
                 .path
                 .get_or_insert_with(|| dir.join(ACCESS_LOG).display().to_string());
         }
+        let listener_file = settings.listener_file.then(|| {
+            // An update must name the address the listener has: fix it now.
+            if settings.listener_port == 0 {
+                settings.listener_port = crate::listener::free_port();
+            }
+            let file = dir.join(LISTENER_FILE);
+            fs::write(&file, render_listener_file(&settings)).expect("write listener file");
+            file
+        });
         let settings = &settings;
-        fs::write(&config, render_envoy_yaml(settings)).expect("write bootstrap");
+        fs::write(
+            &config,
+            render_bootstrap(settings, listener_file.as_deref()),
+        )
+        .expect("write bootstrap");
         let stdio = fs::File::create(dir.join("stdio.log")).expect("create stdio log");
         let stderr = stdio.try_clone().expect("clone stdio log");
         let mut args = envoy_args(&config, &log, settings.concurrency);
@@ -200,6 +217,32 @@ impl Envoy {
             .as_u64()
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p != 0)
+    }
+
+    /// Replaces the listener with the one `settings` describe (its port kept),
+    /// as an LDS update: the file is swapped in by a rename, which Envoy's
+    /// directory watch sees, and this returns once Envoy has applied it.
+    /// Panics unless Envoy was started with [`EnvoySettings::with_listener_file`].
+    pub fn update_listener(&self, settings: &EnvoySettings) {
+        let file = self.dir.join(LISTENER_FILE);
+        assert!(file.exists(), "Envoy was started without a listener file");
+        let updates = || self.stats().counter("listener_manager.lds.update_success");
+        let before = updates();
+        let mut settings = settings.clone();
+        settings.listener_port = self.port;
+        let staged = self.dir.join("lds.yaml.next");
+        fs::write(&staged, render_listener_file(&settings)).expect("write listener file");
+        fs::rename(&staged, &file).expect("swap in the listener file");
+        let deadline = Instant::now() + UPDATE_TIMEOUT;
+        while updates() <= before {
+            let rejected = self.stats().counter("listener_manager.lds.update_rejected");
+            assert!(
+                Instant::now() < deadline && rejected == 0,
+                "Envoy did not apply the listener update (rejected: {rejected}); log in {}",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The listener port.

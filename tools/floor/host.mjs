@@ -44,7 +44,7 @@ const BufferType = Object.freeze({
 /** proxy_action_t */
 export const Action = Object.freeze({ continue: 0, pause: 1 });
 
-const ROOT_CONTEXT_ID = 1;
+export const ROOT_CONTEXT_ID = 1;
 const WASI_ENOSYS = 52;
 
 const encoder = new TextEncoder();

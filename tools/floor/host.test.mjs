@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
-import { Action, HeaderMap, Vm, parsePairs, serializePairs } from "./host.mjs";
+import { Action, HeaderMap, MapType, ROOT_CONTEXT_ID, Vm, parsePairs, serializePairs } from "./host.mjs";
 import { benchRequest, kfauthConfig, kubeflowRequest, makeIssuer, mintToken } from "./fixtures.mjs";
 import { verifySignatureFunction } from "./verify-signature.mjs";
 
@@ -60,6 +60,44 @@ test("a token with a bad signature gets the 401 local reply, its reason word and
   assert.equal(lines.length, 1);
   assert.equal(vm.metric("kfauth.jwt.denied.signature_invalid"), 1n);
   assert.deepEqual([...vm.unimplemented], []);
+});
+
+test("contexts created ahead of their headers each go to their root; ids kfauth never saw change nothing", () => {
+  // Envoy creates a request's context as it hands over the headers; a host
+  // that creates several first must still have each request checked.
+  const vm = started(kfauthConfig(issuer));
+  const ex = vm.exports;
+  const headers = (id, request) => {
+    vm.maps.set(MapType.requestHeaders, request);
+    vm.effective = id;
+    vm.localReply = null;
+    return ex.proxy_on_request_headers(id, request.size, 1);
+  };
+  for (const id of [100, 101, 102]) ex.proxy_on_context_create(id, ROOT_CONTEXT_ID);
+  const first = kubeflowRequest(mintToken(issuer, 1));
+  const second = kubeflowRequest(mintToken(issuer, 2));
+  assert.equal(headers(101, second), Action.continue);
+  assert.deepEqual(second.getAll("kubeflow-userid"), ["user2@example.com"]);
+  assert.equal(headers(100, first), Action.continue);
+  assert.deepEqual(first.getAll("kubeflow-userid"), ["user1@example.com"]);
+  for (const id of [100, 101, 102]) ex.proxy_on_delete(id);
+
+  // Headers for a context never created: refused, never passed unchecked.
+  const stray = kubeflowRequest(mintToken(issuer, 3));
+  assert.equal(headers(555, stray), Action.pause);
+  assert.equal(vm.localReply.status, 503);
+  // Callbacks for ids kfauth does not know: ignored, no trap.
+  ex.proxy_on_delete(556);
+  ex.proxy_on_tick(557);
+  ex.proxy_on_http_call_response(558, 1, 0, 0, 0);
+  assert.equal(ex.proxy_on_configure(559, 0), 0);
+  vm.maps.delete(MapType.requestHeaders);
+  vm.effective = ROOT_CONTEXT_ID;
+
+  // The VM goes on as before.
+  const after = kubeflowRequest(mintToken(issuer, 4));
+  assert.equal(vm.request(after), Action.continue);
+  assert.deepEqual(after.getAll("kubeflow-userid"), ["user4@example.com"]);
 });
 
 test("a good token continues with its identity headers, the client's copies and the token removed", () => {
