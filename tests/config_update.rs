@@ -14,6 +14,16 @@
 //! - the VM was kept (as many VMs alive after the update as before, while
 //!   the kept connection still used the old configuration): both roots lived
 //!   in one VM.
+//!
+//! Istio sends a WasmPlugin as an ECDS extension configuration instead, which
+//! Envoy uses for the requests that start after it: the third test updates
+//! the filter by ECDS (from a watched file) while a request under the old
+//! configuration waits for its issuer's keys, and that request still
+//! finishes under the old configuration when they come, while new requests,
+//! on the same connection too, get the new one. Envoy deletes the old root of
+//! the main thread's VM at the update; when that VM held the fetch's lease,
+//! the fetch was lost with it and the waiting request got 503 after the
+//! rule's timeout, until a retired configuration handed its leases on.
 
 // End-to-end against a real Envoy: native only (the testkit is not built for wasm).
 #![cfg(not(target_arch = "wasm32"))]
@@ -28,8 +38,10 @@ use kfauth_testkit::bootstrap::EnvoySettings;
 use kfauth_testkit::client::{send_fresh, Connection, Request};
 use kfauth_testkit::echo::EchoServer;
 use kfauth_testkit::idp::standard_claims;
-use kfauth_testkit::plugin_config::{claims, inline_rule, with_rules, ISSUER};
-use kfauth_testkit::{expect, Alg, Envoy, HttpResponse, Idp};
+use std::time::{Duration, Instant};
+
+use kfauth_testkit::plugin_config::{claims, inline_rule, uri_rule, with_rules, ISSUER};
+use kfauth_testkit::{expect, Alg, Envoy, HttpResponse, Idp, JwksMode, JwksServer};
 use serde_json::{json, Value};
 
 const ISSUER_B: &str = "https://accounts.other.test";
@@ -155,13 +167,69 @@ fn a_drained_configuration_leaves_and_the_next_update_still_applies() {
 
 /// Waits until no filter chain is draining (the old one is gone).
 fn wait_drained(envoy: &Envoy) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while envoy
         .stats()
         .counter("listener_manager.total_filter_chains_draining")
         > 0
     {
-        assert!(std::time::Instant::now() < deadline, "still draining");
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(Instant::now() < deadline, "still draining");
+        std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn an_ecds_update_applies_to_the_next_requests_and_a_waiting_one_finishes_under_the_old() {
+    let echo = EchoServer::start();
+    // Issuer A's keys come from a server that takes 1.5 s to answer.
+    let jwks = JwksServer::start_with(
+        "127.0.0.1:0",
+        "/keys",
+        JwksMode::Stall(Duration::from_millis(1500), Idp::shared().jwks_json()),
+    );
+    let config_a = with_rules(vec![uri_rule(ISSUER, &jwks.url("/keys"))], json!({}));
+    let settings = |config: Value| {
+        EnvoySettings::for_test(config, echo.port())
+            .with_concurrency(1)
+            .with_filter_file()
+            .with_jwks_cluster(jwks.port())
+    };
+    let envoy = Envoy::start(&settings(config_a));
+    let alive = vms_alive(&envoy);
+    let port = envoy.port();
+    let mut kept = Connection::new(port);
+    // Opened before the update; the first request on it waits for the keys.
+    let started = Instant::now();
+    let waiting = std::thread::spawn(move || {
+        let response = kept.send(&request(&token_a()));
+        (kept, response)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
+    envoy.update_filter(&settings(config_b()));
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "the update came after the keys"
+    );
+    judged_by(
+        &send_fresh(port, &request(&token_a())),
+        &send_fresh(port, &request(&token_b())),
+        "bea@other.test",
+    );
+
+    let (mut kept, waited) = waiting.join().unwrap();
+    let seen = expect::allowed(&waited);
+    assert_eq!(seen.header("kubeflow-userid"), Some("alice@example.com"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "it did not wait for the keys"
+    );
+    // The next request on that connection starts after the update.
+    judged_by(
+        &kept.send(&request(&token_a())),
+        &kept.send(&request(&token_b())),
+        "bea@other.test",
+    );
+    assert_eq!(kept.reconnects(), 0);
+    assert_eq!(vms_alive(&envoy), alive);
 }

@@ -32,7 +32,7 @@ use crate::keystore::KeyStore;
 use crate::outcome::{Outcome, Reason};
 use crate::pipeline::{decide_noting, Caches, KeyWait, Notes};
 use crate::request::RequestView;
-use crate::shared_decisions::{DigestKey, Review, SharedDecisions, DEFAULT_SLOTS};
+use crate::shared_decisions::{DigestKey, Review, ReviewDigest, SharedDecisions, DEFAULT_SLOTS};
 use crate::signature_host::{SignatureHost, SignatureVerification};
 use crate::verified_token_cache::VerifiedTokenCache;
 use answer::Heard;
@@ -187,6 +187,25 @@ impl Broker {
     /// resumes or answers it later through `poll_resume`).
     pub fn on_request(&mut self, context: u32, view: RequestView, now: Duration) -> Verdict {
         self.decide(context, view, now, Pass::First)
+    }
+
+    /// This configuration is retired: Envoy deleted its root context (after
+    /// a configuration update), and its callouts will never be answered. It
+    /// hands back the key-fetch and review leases it holds, so that the
+    /// other workers' VMs fetch or ask at their next tick rather than wait
+    /// the leases out while their requests time out (`tests/config_update.rs`).
+    pub fn retire(&mut self, now: Duration) {
+        self.keys
+            .abandon_fetches(&self.config, self.shared.as_mut(), now);
+        let asked_here: Vec<ReviewDigest> = self
+            .questions
+            .values()
+            .filter(|asking| asking.elsewhere.is_none())
+            .filter_map(|asking| asking.digest)
+            .collect();
+        for digest in asked_here {
+            self.share(Some(digest), None, None, now);
+        }
     }
 
     /// A request ended (or was answered): it no longer waits for anything.

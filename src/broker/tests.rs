@@ -738,6 +738,37 @@ fn a_lease_whose_worker_never_answers_is_taken_over() {
 }
 
 #[test]
+fn a_retired_configuration_hands_its_leases_on_and_the_waiters_elsewhere_go_on() {
+    // a's configuration is replaced (Envoy deletes its root context) while
+    // it fetches the keys and asks a review: b does both at its next tick.
+    let shared = Shared::default();
+    let mut a = Worker::new(remote_keys_config(), &shared);
+    let mut b = Worker::new(remote_keys_config(), &shared);
+    let token = token();
+    assert_eq!(a.tick(NOW).len(), 1, "a holds the fetch's lease");
+    assert_eq!(b.request(1, "/", &token, NOW), Verdict::Hold);
+    assert!(b.tick(NOW + 10 * MS).is_empty());
+    a.broker.retire(NOW + 20 * MS);
+    let sent = b.tick(NOW + 30 * MS);
+    assert_eq!(sent.len(), 1, "b fetches now, not when the lease would end");
+    let resumed = b.answer(sent[0].0, "200", &jwks(), NOW + 40 * MS);
+    assert_eq!(user_header(&resumed[0].verdict), Some("alice@example.com"));
+
+    let shared = Shared::default();
+    let mut a = Worker::new(authz_config("deny"), &shared);
+    let mut b = Worker::new(authz_config("deny"), &shared);
+    a.request(1, "/ns/team-a", &token, NOW);
+    b.request(2, "/ns/team-a", &token, NOW);
+    assert_eq!(a.tick(NOW).len(), 1, "a holds the review's lease");
+    assert!(b.tick(NOW + 10 * MS).is_empty());
+    a.broker.retire(NOW + 20 * MS);
+    let sent = b.tick(NOW + 30 * MS);
+    assert_eq!(sent.len(), 1, "b asks for itself now");
+    let resumed = b.answer(sent[0].0, "201", ALLOWED, NOW + 40 * MS);
+    assert_eq!(user_header(&resumed[0].verdict), Some("alice@example.com"));
+}
+
+#[test]
 fn workers_ask_a_token_review_once_and_share_its_answer() {
     let shared = Shared::default();
     let mut a = Worker::new(token_review_config("deny"), &shared);

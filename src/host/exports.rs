@@ -157,23 +157,28 @@ pub extern "C" fn proxy_on_request_headers(
 /// The end of a request or of a root context.
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(context_id: u32) {
-    let was_root = contexts(|contexts| {
+    let ended = contexts(|contexts| {
         if let Some(index) = contexts
             .roots
             .iter()
             .position(|root| root.context_id() == context_id)
         {
-            contexts.roots.remove(index);
-            return Some(true);
+            return Some(Some(contexts.roots.remove(index)));
         }
         if contexts.created.is_some_and(|(id, _)| id == context_id) {
             contexts.created = None;
         }
         contexts.early.remove(&context_id);
-        Some(false)
+        Some(None)
     });
-    if was_root != Some(false) {
-        return;
+    match ended {
+        // Table in use: not a callback Envoy makes.
+        None => return,
+        Some(Some(root)) => {
+            root.on_retire();
+            return;
+        }
+        Some(None) => {}
     }
     // A request's root was forgotten with its headers: each root's broker
     // drops what it holds for the request, if anything.

@@ -40,6 +40,16 @@ impl KfauthRoot {
         &self.state
     }
 
+    /// Envoy deleted this root context: its configuration is retired.
+    pub fn on_retire(&self) {
+        if let Ok(mut state) = self.state.try_borrow_mut() {
+            if let Some(vm) = state.as_mut() {
+                vm.broker.retire(host_now());
+                report(vm);
+            }
+        }
+    }
+
     /// A request of this root has ended (Envoy deleted its context).
     pub fn on_stream_end(&self, context_id: u32) {
         if let Ok(mut state) = self.state.try_borrow_mut() {

@@ -364,6 +364,24 @@ impl KeyStore {
         })
     }
 
+    /// Gives up the fetches this VM has out, handing their leases back (see
+    /// [`SharedRecord::abandon`]).
+    pub fn abandon_fetches(&mut self, config: &Config, shared: &mut dyn SharedData, now: Duration) {
+        let vm_id = self.vm_id;
+        for (rule, slot) in self.slots.iter_mut().enumerate() {
+            if slot.fetching.take().is_none() {
+                continue;
+            }
+            let _ = update_record(shared, &shared_key(config, rule), |record| {
+                let mine = record.lease.is_some_and(|lease| lease.holder == vm_id);
+                if mine {
+                    record.abandon(now);
+                }
+                mine
+            });
+        }
+    }
+
     /// Hands over the answer of a fetch this VM started: `Ok(body)` for an
     /// HTTP 200, `Err(why)` otherwise.
     pub fn fetch_answered(

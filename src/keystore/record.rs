@@ -61,6 +61,14 @@ impl SharedRecord {
             .is_some_and(|at| millis(now).saturating_sub(at) < millis(window))
     }
 
+    /// Gives a fetch up unfinished (the VM that started it had its
+    /// configuration retired, and its callout will never be answered): the
+    /// lease goes, and the next VM to tick fetches at once.
+    pub fn abandon(&mut self, now: Duration) {
+        self.lease = None;
+        self.next_due_ms = self.next_due_ms.min(millis(now));
+    }
+
     /// Records a good fetch and schedules the next refresh.
     pub fn succeed(&mut self, body: String, now: Duration, refresh: Duration) {
         self.generation = self.generation.wrapping_add(1);

@@ -126,6 +126,29 @@ fn a_lease_whose_holder_died_expires() {
 }
 
 #[test]
+fn an_abandoned_fetch_hands_its_lease_on_at_once() {
+    // Keys fetched, then a refresh due at 10 s (not before): only the lease
+    // and the schedule decide who fetches.
+    let mut gateway = Gateway::new(2, json!({"jwksRefreshInterval": "10s"}));
+    let (vm, _) = gateway.tick(NOW).remove(0);
+    gateway.answer(vm, Ok(rsa_jwks_json().as_bytes()), NOW);
+    let refresh = NOW + 10 * SECOND;
+    let (holder, _) = gateway.tick(refresh).remove(0);
+    // Its configuration is retired: its callout will never be answered.
+    let mut retired = gateway.vms.remove(holder);
+    retired.abandon_fetches(&gateway.config, &mut gateway.shared, refresh + SECOND);
+    assert_eq!(
+        gateway.tick(refresh + SECOND).len(),
+        1,
+        "the other VM fetches at its next tick, not when the lease would end"
+    );
+    // A lease another VM holds is not for the retired one to abandon.
+    retired.abandon_fetches(&gateway.config, &mut gateway.shared, refresh + 2 * SECOND);
+    gateway.vms.push(retired);
+    assert!(gateway.tick(refresh + 2 * SECOND).is_empty());
+}
+
+#[test]
 fn outages_keep_the_last_good_keys_and_back_off() {
     let mut gateway = Gateway::new(3, json!({"jwksRefreshInterval": "60s"}));
     let (vm, _) = gateway.tick(NOW).remove(0);

@@ -175,6 +175,10 @@ pub struct EnvoySettings {
     /// while Envoy runs ([`crate::Envoy::update_listener`]), as Istio
     /// pushes a changed WasmPlugin.
     pub listener_file: bool,
+    /// The kfauth filter's configuration comes from a file Envoy watches
+    /// (ECDS from the filesystem), as Istio sends a WasmPlugin, so that a
+    /// test can change it while Envoy runs ([`crate::Envoy::update_filter`]).
+    pub filter_file: bool,
 }
 
 /// The access-log format the README documents (its *Access log* section,
@@ -239,6 +243,7 @@ impl EnvoySettings {
             http_filters: Vec::new(),
             access_log: None,
             listener_file: false,
+            filter_file: false,
         }
     }
 
@@ -311,6 +316,13 @@ impl EnvoySettings {
         self
     }
 
+    /// Serves the kfauth filter's configuration from a watched file (see
+    /// [`EnvoySettings::filter_file`]).
+    pub fn with_filter_file(mut self) -> EnvoySettings {
+        self.filter_file = true;
+        self
+    }
+
     /// Adds command-line arguments for Envoy.
     pub fn with_args(mut self, args: &[&str]) -> EnvoySettings {
         self.extra_args
@@ -354,9 +366,16 @@ pub fn render_envoy_yaml(settings: &EnvoySettings) -> String {
     render_bootstrap(settings, None)
 }
 
-/// The bootstrap YAML; with `listener_file`, the listener is not in it but
-/// read from that file, which Envoy watches (LDS from the filesystem).
-pub fn render_bootstrap(settings: &EnvoySettings, listener_file: Option<&Path>) -> String {
+/// The listener's file in a watched directory (LDS), with `listener_file`.
+pub const LISTENER_FILE: &str = "lds.yaml";
+/// The kfauth filter's file in a watched directory (ECDS), with `filter_file`.
+pub const FILTER_FILE: &str = "ecds.yaml";
+
+/// The bootstrap YAML. With `watched` (a directory Envoy watches), the
+/// listener is read from [`LISTENER_FILE`] there if the settings ask for a
+/// `listener_file`, and the kfauth filter from [`FILTER_FILE`] if they ask
+/// for a `filter_file`.
+pub fn render_bootstrap(settings: &EnvoySettings, watched: Option<&Path>) -> String {
     let mut yaml = String::new();
     let _ = write!(
         yaml,
@@ -370,33 +389,21 @@ admin:
 "#,
         admin_port = settings.admin_port,
     );
-    match listener_file {
-        None => {
-            yaml.push_str("static_resources:\n  listeners:\n");
-            yaml.push_str(&render_listener(settings));
-        }
-        Some(file) => {
+    if let Some(dir) = watched.filter(|_| settings.listener_file || settings.filter_file) {
+        // Configuration from files needs a node to speak for (any name).
+        yaml.push_str("node: { id: kfauth-test, cluster: kfauth-test }\n");
+        if settings.listener_file {
             let _ = write!(
                 yaml,
-                r#"# LDS needs a node to speak for (any name).
-node: {{ id: kfauth-test, cluster: kfauth-test }}
-dynamic_resources:
-  lds_config:
-    resource_api_version: V3
-    path_config_source:
-      path: {path}
-      watched_directory: {{ path: {directory} }}
-static_resources:
-"#,
-                path = quoted(&file.display().to_string()),
-                directory = quoted(
-                    &file
-                        .parent()
-                        .map(|dir| dir.display().to_string())
-                        .unwrap_or_default()
-                ),
+                "dynamic_resources:\n  lds_config: {}\n",
+                watched_source(dir, LISTENER_FILE)
             );
         }
+    }
+    yaml.push_str("static_resources:\n");
+    if !(settings.listener_file && watched.is_some()) {
+        yaml.push_str("  listeners:\n");
+        yaml.push_str(&render_listener(settings, watched));
     }
     yaml.push_str("  clusters:\n");
     render_cluster(
@@ -413,8 +420,27 @@ static_resources:
     yaml
 }
 
+/// A `ConfigSource` (flow mapping) reading `file` in the watched `dir`: a
+/// file swapped in by a rename is read again.
+fn watched_source(dir: &Path, file: &str) -> String {
+    format!(
+        "{{ resource_api_version: V3, path_config_source: {{ path: {}, watched_directory: {{ path: {} }} }} }}",
+        quoted(&dir.join(file).display().to_string()),
+        quoted(&dir.display().to_string()),
+    )
+}
+
 /// The listener, as a `static_resources.listeners` list item.
-fn render_listener(settings: &EnvoySettings) -> String {
+fn render_listener(settings: &EnvoySettings, watched: Option<&Path>) -> String {
+    let kfauth = match watched.filter(|_| settings.filter_file) {
+        _ if !settings.kfauth_filter => String::new(),
+        None => render_kfauth_filter(settings),
+        // Istio's shape: the filter's configuration by ECDS, named `kfauth`.
+        Some(dir) => format!(
+            "          - name: kfauth\n            config_discovery:\n              config_source: {}\n              type_urls: [\"{WASM_FILTER_TYPE}\"]\n",
+            watched_source(dir, FILTER_FILE)
+        ),
+    };
     format!(
         r#"  - name: kfauth
     address:
@@ -443,26 +469,48 @@ fn render_listener(settings: &EnvoySettings) -> String {
 "#,
         listener_port = settings.listener_port,
         routes = render_routes(&settings.routes),
-        kfauth = if settings.kfauth_filter {
-            render_kfauth_filter(settings)
-        } else {
-            String::new()
-        },
         http_filters = settings.http_filters.concat(),
         access_log = render_access_log(settings.access_log.as_ref()),
     )
 }
 
-/// The listener as an LDS resource file (`DiscoveryResponse` YAML), for a
-/// bootstrap rendered with a listener file.
-pub fn render_listener_file(settings: &EnvoySettings) -> String {
-    let listener: String = render_listener(settings)
+const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+/// `item` (a YAML list item indented by `indent` spaces) as the one resource
+/// of a file a `path_config_source` reads (`DiscoveryResponse` YAML), its
+/// first line replaced by `@type` and `head`.
+fn resource_file(item: &str, indent: usize, resource_type: &str, head: &str) -> String {
+    let margin = " ".repeat(indent);
+    let mut lines = item
         .lines()
-        .map(|line| format!("{}\n", line.strip_prefix("  ").unwrap_or(line)))
-        .collect();
-    let body = listener.strip_prefix("- ").unwrap_or(&listener);
-    format!(
-        "resources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  {body}"
+        .map(|line| line.strip_prefix(&margin).unwrap_or(line));
+    let _first = lines.next();
+    let mut file = format!("resources:\n- \"@type\": {resource_type}\n  {head}\n");
+    for line in lines {
+        file.push_str(line);
+        file.push('\n');
+    }
+    file
+}
+
+/// The listener as an LDS resource file, for settings with `listener_file`.
+pub fn render_listener_file(settings: &EnvoySettings, watched: &Path) -> String {
+    resource_file(
+        &render_listener(settings, Some(watched)),
+        2,
+        "type.googleapis.com/envoy.config.listener.v3.Listener",
+        "name: kfauth",
+    )
+}
+
+/// The kfauth filter as an ECDS resource file (a `TypedExtensionConfig`
+/// named `kfauth`), for settings with `filter_file`.
+pub fn render_filter_file(settings: &EnvoySettings) -> String {
+    resource_file(
+        &render_kfauth_filter(settings),
+        10,
+        "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        "name: kfauth",
     )
 }
 
@@ -477,7 +525,7 @@ fn render_kfauth_filter(settings: &EnvoySettings) -> String {
     format!(
         r#"          - name: envoy.filters.http.wasm
             typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              "@type": {WASM_FILTER_TYPE}
               config:
                 name: kfauth
                 root_id: kfauth

@@ -58,6 +58,7 @@ pub fn envoy_settings() -> EnvoySettings {
             format: KFAUTH_ACCESS_LOG_FORMAT.to_string(),
         }),
         listener_file: false,
+        filter_file: false,
     }
 }
 

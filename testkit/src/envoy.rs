@@ -11,7 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::bootstrap::{render_bootstrap, render_listener_file, repo_root, EnvoySettings};
+use crate::bootstrap::{
+    render_bootstrap, render_filter_file, render_listener_file, repo_root, EnvoySettings,
+    FILTER_FILE, LISTENER_FILE,
+};
 use crate::client::{self, HttpResponse};
 use crate::stats::Stats;
 
@@ -20,9 +23,7 @@ use crate::stats::Stats;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The access log's file name in the scratch directory.
 const ACCESS_LOG: &str = "access.log";
-/// The listener's file, for settings with `listener_file`.
-const LISTENER_FILE: &str = "lds.yaml";
-/// How long Envoy may take to apply a changed listener file.
+/// How long Envoy may take to apply a changed listener or filter file.
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a rejected configuration gets to prove it is not served.
 const REJECT_WINDOW: Duration = Duration::from_secs(5);
@@ -113,21 +114,20 @@ impl Envoy {
                 .path
                 .get_or_insert_with(|| dir.join(ACCESS_LOG).display().to_string());
         }
-        let listener_file = settings.listener_file.then(|| {
+        if settings.listener_file {
             // An update must name the address the listener has: fix it now.
             if settings.listener_port == 0 {
                 settings.listener_port = crate::listener::free_port();
             }
-            let file = dir.join(LISTENER_FILE);
-            fs::write(&file, render_listener_file(&settings)).expect("write listener file");
-            file
-        });
+            let listener = render_listener_file(&settings, &dir);
+            fs::write(dir.join(LISTENER_FILE), listener).expect("write listener file");
+        }
+        if settings.filter_file {
+            fs::write(dir.join(FILTER_FILE), render_filter_file(&settings))
+                .expect("write filter file");
+        }
         let settings = &settings;
-        fs::write(
-            &config,
-            render_bootstrap(settings, listener_file.as_deref()),
-        )
-        .expect("write bootstrap");
+        fs::write(&config, render_bootstrap(settings, Some(&dir))).expect("write bootstrap");
         let stdio = fs::File::create(dir.join("stdio.log")).expect("create stdio log");
         let stderr = stdio.try_clone().expect("clone stdio log");
         let mut args = envoy_args(&config, &log, settings.concurrency);
@@ -220,25 +220,52 @@ impl Envoy {
     }
 
     /// Replaces the listener with the one `settings` describe (its port kept),
-    /// as an LDS update: the file is swapped in by a rename, which Envoy's
-    /// directory watch sees, and this returns once Envoy has applied it.
-    /// Panics unless Envoy was started with [`EnvoySettings::with_listener_file`].
+    /// as an LDS update; returns once Envoy has applied it. Panics unless
+    /// Envoy was started with [`EnvoySettings::with_listener_file`].
     pub fn update_listener(&self, settings: &EnvoySettings) {
-        let file = self.dir.join(LISTENER_FILE);
-        assert!(file.exists(), "Envoy was started without a listener file");
-        let updates = || self.stats().counter("listener_manager.lds.update_success");
-        let before = updates();
         let mut settings = settings.clone();
         settings.listener_port = self.port;
-        let staged = self.dir.join("lds.yaml.next");
-        fs::write(&staged, render_listener_file(&settings)).expect("write listener file");
-        fs::rename(&staged, &file).expect("swap in the listener file");
+        self.swap_in(
+            LISTENER_FILE,
+            &render_listener_file(&settings, &self.dir),
+            "listener_manager.lds.update_success",
+            "listener_manager.lds.update_rejected",
+        );
+    }
+
+    /// Replaces the kfauth filter's configuration with the one `settings`
+    /// describe, as an ECDS update (Istio's way of sending a changed
+    /// WasmPlugin); returns once Envoy has applied it. Panics unless Envoy was
+    /// started with [`EnvoySettings::with_filter_file`].
+    pub fn update_filter(&self, settings: &EnvoySettings) {
+        self.swap_in(
+            FILTER_FILE,
+            &render_filter_file(settings),
+            "extension_config_discovery.http_filter.kfauth.config_reload",
+            "extension_config_discovery.http_filter.kfauth.config_fail",
+        );
+    }
+
+    /// Writes `content` over the watched `file` by a rename (which Envoy's
+    /// directory watch sees), then waits until the `applied` counter moves;
+    /// panics if `refused` moves or time runs out.
+    fn swap_in(&self, file: &str, content: &str, applied: &str, refused: &str) {
+        let target = self.dir.join(file);
+        assert!(target.exists(), "Envoy was started without {file}");
+        let before = self.stats();
+        let staged = self.dir.join(format!("{file}.next"));
+        fs::write(&staged, content).expect("write the new file");
+        fs::rename(&staged, &target).expect("swap in the new file");
         let deadline = Instant::now() + UPDATE_TIMEOUT;
-        while updates() <= before {
-            let rejected = self.stats().counter("listener_manager.lds.update_rejected");
+        loop {
+            let now = self.stats();
+            if now.counter(applied) > before.counter(applied) {
+                return;
+            }
             assert!(
-                Instant::now() < deadline && rejected == 0,
-                "Envoy did not apply the listener update (rejected: {rejected}); log in {}",
+                now.counter(refused) == before.counter(refused) && Instant::now() < deadline,
+                "Envoy did not apply {file} ({refused}: {}); log in {}",
+                now.counter(refused),
                 self.dir.display()
             );
             std::thread::sleep(Duration::from_millis(50));
