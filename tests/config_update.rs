@@ -34,30 +34,24 @@
     clippy::indexing_slicing
 )]
 
+use std::time::{Duration, Instant};
+
 use kfauth_testkit::bootstrap::EnvoySettings;
 use kfauth_testkit::client::{send_fresh, Connection, Request};
 use kfauth_testkit::echo::EchoServer;
 use kfauth_testkit::idp::standard_claims;
-use std::time::{Duration, Instant};
-
-use kfauth_testkit::plugin_config::{claims, inline_rule, uri_rule, with_rules, ISSUER};
+use kfauth_testkit::plugin_config::{
+    claims, inline_rule, other_rule, uri_rule, with_rules, ISSUER, OTHER_AUDIENCE, OTHER_ISSUER,
+};
 use kfauth_testkit::{expect, Alg, Envoy, HttpResponse, Idp, JwksMode, JwksServer};
 use serde_json::{json, Value};
-
-const ISSUER_B: &str = "https://accounts.other.test";
-const AUDIENCE_B: &str = "other-client";
 
 fn config_a() -> Value {
     with_rules(vec![inline_rule(ISSUER, Idp::shared())], json!({}))
 }
 
 fn config_b() -> Value {
-    let rule_b = json!({
-        "issuer": ISSUER_B,
-        "audiences": [AUDIENCE_B],
-        "jwks": Idp::shared_second().jwks_json(),
-        "outputClaimToHeaders": [{"header": "kubeflow-userid", "claim": "email"}],
-    });
+    let rule_b = other_rule(json!([{"header": "kubeflow-userid", "claim": "email"}]));
     with_rules(vec![rule_b], json!({}))
 }
 
@@ -66,7 +60,7 @@ fn token_a() -> String {
 }
 
 fn token_b() -> String {
-    let claims = standard_claims(ISSUER_B, AUDIENCE_B, "bea@other.test", &[]);
+    let claims = standard_claims(OTHER_ISSUER, OTHER_AUDIENCE, "bea@other.test", &[]);
     Idp::shared_second().sign(Alg::RS256, &claims)
 }
 

@@ -16,23 +16,18 @@
 )]
 
 use kfauth_testkit::idp::{standard_claims, RSA_KID};
-use kfauth_testkit::plugin_config::{claims, inline_rule, with_rules, ISSUER};
+use kfauth_testkit::plugin_config::{
+    claims, inline_rule, other_rule, with_rules, ISSUER, OTHER_AUDIENCE as AUDIENCE_B,
+    OTHER_ISSUER as ISSUER_B,
+};
 use kfauth_testkit::{expect, scenarios, Alg, Gateway, HttpResponse, Idp};
 use serde_json::{json, Value};
 
-const ISSUER_B: &str = "https://accounts.other.test";
-const AUDIENCE_B: &str = "other-client";
-
 fn config() -> Value {
-    let rule_b = json!({
-        "issuer": ISSUER_B,
-        "audiences": [AUDIENCE_B],
-        "jwks": Idp::shared_second().jwks_json(),
-        "outputClaimToHeaders": [
-            {"header": "kubeflow-userid", "claim": "sub", "prefix": "other:"},
-            {"header": "x-other-roles", "claim": "roles"},
-        ],
-    });
+    let rule_b = other_rule(json!([
+        {"header": "kubeflow-userid", "claim": "sub", "prefix": "other:"},
+        {"header": "x-other-roles", "claim": "roles"},
+    ]));
     with_rules(vec![inline_rule(ISSUER, Idp::shared()), rule_b], json!({}))
 }
 

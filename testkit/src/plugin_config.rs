@@ -37,6 +37,22 @@ pub fn uri_rule(issuer: &str, jwks_uri: &str) -> Value {
     kubeflow_rule(issuer, json!({"jwksUri": jwks_uri}))
 }
 
+/// A second issuer, with its own keys ([`Idp::shared_second`]) and audience.
+pub const OTHER_ISSUER: &str = "https://accounts.other.test";
+/// The audience [`other_rule`] requires.
+pub const OTHER_AUDIENCE: &str = "other-client";
+
+/// A rule for [`OTHER_ISSUER`]: audience [`OTHER_AUDIENCE`], the second
+/// identity provider's keys inline, and `output_claim_to_headers`.
+pub fn other_rule(output_claim_to_headers: Value) -> Value {
+    json!({
+        "issuer": OTHER_ISSUER,
+        "audiences": [OTHER_AUDIENCE],
+        "jwks": Idp::shared_second().jwks_json(),
+        "outputClaimToHeaders": output_claim_to_headers,
+    })
+}
+
 /// `{"jwtRules": rules}` with `extra` top-level fields merged in.
 pub fn with_rules(rules: Vec<Value>, extra: Value) -> Value {
     let mut config = json!({"jwtRules": rules});
