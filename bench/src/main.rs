@@ -717,7 +717,13 @@ fn main() {
         .collect();
     for round in 1..=rounds {
         for (w, (label, workload)) in workloads.iter().enumerate() {
-            for (v, envoy) in envoys.iter().enumerate() {
+            // Every other round runs the variants in reverse: a variant's
+            // place in a round moved its figure by as much as a change being
+            // measured, and this gives each the same mean place every two rounds.
+            for v in round_order(envoys.len(), round) {
+                let Some(envoy) = envoys.get(v) else {
+                    continue;
+                };
                 eprintln!("round {round}/{rounds}: {label}: {}", variants[v].label());
                 let measure = run_wrk(envoy.port, envoy.child.id(), workload, seconds, connections);
                 if measure.non_2xx > 0 {
@@ -734,7 +740,7 @@ fn main() {
     drop(envoys);
 
     println!(
-        "\nwrk -t{WRK_THREADS} -c{connections} -d{seconds}s per run; Envoy --concurrency 2, direct-response upstream; median of {rounds} interleaved rounds\n"
+        "\nwrk -t{WRK_THREADS} -c{connections} -d{seconds}s per run; Envoy --concurrency 2, direct-response upstream; median of {rounds} interleaved rounds, every other one in reverse order\n"
     );
     let mut ratio_lines = Vec::new();
     for (w, (label, _)) in workloads.iter().enumerate() {
@@ -758,6 +764,7 @@ fn main() {
         }
         println!();
         print_probe_costs(&variants, &cpu_medians);
+        print_candidate_differences(&variants, &results[w]);
         let Some(kfauth) = position(Variant::Kfauth).and_then(|v| medians.get(v)) else {
             continue;
         };
@@ -779,5 +786,70 @@ fn main() {
     println!();
     for line in ratio_lines {
         println!("{line}");
+    }
+}
+
+/// The order of the variants in `round` (from 1): as listed in odd rounds,
+/// reversed in even ones.
+fn round_order(variants: usize, round: usize) -> Vec<usize> {
+    let order = 0..variants;
+    if round.is_multiple_of(2) {
+        order.rev().collect()
+    } else {
+        order.collect()
+    }
+}
+
+/// For each candidate variant beside its base (`kfauth` and its floor), the
+/// candidate's Envoy CPU less the base's in each round, paired: the two ran
+/// back to back, so drifts of the machine's speed between rounds cancel.
+fn print_candidate_differences(variants: &[Variant], measures: &[Vec<Measure>]) {
+    let position = |wanted: Variant| variants.iter().position(|v| *v == wanted);
+    for (base, candidate, name) in [
+        (Variant::Kfauth, Variant::KfauthCandidate, "kfauth"),
+        (
+            Variant::KfauthFloor,
+            Variant::KfauthFloorCandidate,
+            "kfauth floor",
+        ),
+    ] {
+        let (Some(base), Some(candidate)) = (position(base), position(candidate)) else {
+            continue;
+        };
+        let differences: Vec<f64> = measures[candidate]
+            .iter()
+            .zip(&measures[base])
+            .map(|(c, b)| c.cpu_us_per_request - b.cpu_us_per_request)
+            .collect();
+        let shown: Vec<String> = differences.iter().map(|d| format!("{d:+.1}")).collect();
+        println!(
+            "{name}: BENCH_CANDIDATE_WASM less the built module, Envoy CPU µs per request, paired by round: median {:+.1} ({})",
+            median(differences),
+            shown.join(", ")
+        );
+    }
+    println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_order;
+
+    #[test]
+    fn over_two_rounds_every_variant_has_the_same_mean_place() {
+        assert_eq!(round_order(4, 1), [0, 1, 2, 3]);
+        assert_eq!(round_order(4, 2), [3, 2, 1, 0]);
+        for variants in 1..6 {
+            let mut place_sums = vec![0; variants];
+            for round in 1..=2 {
+                for (place, variant) in round_order(variants, round).into_iter().enumerate() {
+                    place_sums[variant] += place;
+                }
+            }
+            assert!(
+                place_sums.iter().all(|sum| *sum == variants - 1),
+                "{place_sums:?}"
+            );
+        }
     }
 }
