@@ -110,6 +110,7 @@ fn a_configuration_update_applies_to_new_connections_and_old_ones_finish_on_the_
     let alive = vms_alive(&envoy);
 
     envoy.update_listener(&settings(config_b()));
+    until_allowed(envoy.port(), &token_b());
 
     judged_by(
         &send_fresh(envoy.port(), &request(&token_a())),
@@ -149,14 +150,29 @@ fn a_drained_configuration_leaves_and_the_next_update_still_applies() {
     judged_by(&fresh(&token_a()), &fresh(&token_b()), "alice@example.com");
 
     envoy.update_listener(&settings(config_b()));
+    until_allowed(envoy.port(), &token_b());
     wait_drained(&envoy);
     judged_by(&fresh(&token_a()), &fresh(&token_b()), "bea@other.test");
 
     envoy.update_listener(&settings(config_a()));
+    until_allowed(envoy.port(), &token_a());
     judged_by(&fresh(&token_a()), &fresh(&token_b()), "alice@example.com");
     wait_drained(&envoy);
     judged_by(&fresh(&token_a()), &fresh(&token_b()), "alice@example.com");
     assert_eq!(vms_alive(&envoy), alive);
+}
+
+/// Waits until a new request with `token` is let in: Envoy counts an update
+/// applied as it hands it to the workers, a moment before they have it.
+fn until_allowed(port: u16, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send_fresh(port, &request(token)).status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the update never reached the worker"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until no filter chain is draining (the old one is gone).
@@ -201,6 +217,7 @@ fn an_ecds_update_applies_to_the_next_requests_and_a_waiting_one_finishes_under_
     std::thread::sleep(Duration::from_millis(300));
 
     envoy.update_filter(&settings(config_b()));
+    until_allowed(port, &token_b());
     assert!(
         started.elapsed() < Duration::from_millis(1200),
         "the update came after the keys"
