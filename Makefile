@@ -87,6 +87,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 -p kfauth --lib -- -D warnings
+	cargo clippy --target wasm32-wasip1 -p kfauth-least-filter -- -D warnings
 	tools/module-circles
 
 unit:
@@ -126,7 +127,9 @@ e2e: build envoy gunicorn kfp image-tools prometheus
 	KFAUTH_SIGNATURE_VERIFICATION=wasm cargo test -p kfauth $(SIGNATURE_SUITES:%=--test %)
 	cargo test -p kfauth-bench
 	cargo run --quiet -p kfauth-bench --bin empty-filter > /dev/null
-	node --test tools/floor/host.test.mjs tools/floor/verify-signature.test.mjs tools/floor/footprint.test.mjs
+	cargo build --quiet --release --target wasm32-wasip1 -p kfauth-least-filter
+	node --test tools/floor/host.test.mjs tools/floor/verify-signature.test.mjs tools/floor/footprint.test.mjs \
+	  tools/floor/least-filter.test.mjs
 
 bench: tools build
 	bench/quick.sh

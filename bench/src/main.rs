@@ -5,7 +5,8 @@
 //! it (inline JWKS, claim_to_headers, no JWT cache); kfauth with an equivalent
 //! config; on request, kfauth with every path skipped (kfauth's floor), kfauth
 //! changing no header, a Wasm filter that does nothing (Envoy's own cost of any
-//! Wasm filter), and probes: that empty filter making one kind of host call eight
+//! Wasm filter), the least filter (`bench/least-filter`: native's job in Wasm
+//! and nothing else), and probes: that empty filter making one kind of host call eight
 //! times per request (the cost of one call, by difference). Workloads: (a)
 //! one RS256 token reused; (b) 1,000 tokens, Zipf-distributed; (c) every request a
 //! token no cache holds. The upstream is a
@@ -55,6 +56,9 @@ enum Variant {
     /// A Wasm filter that does nothing (`empty_filter_wat`): what Envoy itself
     /// charges for any Wasm HTTP filter.
     WasmEmpty,
+    /// `bench/least-filter`: native's job done in Wasm with the design's
+    /// crates and nothing else (a bound on any Wasm filter doing it).
+    LeastFilter,
     /// The empty filter plus one kind of host call made `Probe::calls` times per
     /// request: what that call costs (compare with `WasmEmpty`).
     Probe(Probe),
@@ -75,6 +79,7 @@ impl Variant {
             Variant::KfauthCandidate => "kfauth, BENCH_CANDIDATE_WASM",
             Variant::KfauthFloorCandidate => "kfauth floor, BENCH_CANDIDATE_WASM",
             Variant::WasmEmpty => "a Wasm filter that does nothing",
+            Variant::LeastFilter => "the least filter: native's job in Wasm, nothing else",
             Variant::Probe(Probe::Clock) => "empty filter + 8 clock reads",
             Variant::Probe(Probe::HeaderPairs) => "empty filter + 8 header-map reads",
             Variant::Probe(Probe::HeaderValue) => "empty filter + 8 one-header reads",
@@ -132,6 +137,7 @@ impl Variant {
             Variant::KfauthNoEdits => "kfauth-no-edits",
             Variant::KfauthWasmSignatures => "kfauth-wasm-signatures",
             Variant::WasmEmpty => "wasm-empty",
+            Variant::LeastFilter => "least-filter",
             Variant::Probe(probe) => probe.key(),
         }
     }
@@ -147,7 +153,15 @@ struct Measure {
     non_2xx: u64,
 }
 
-fn filter_yaml(variant: Variant, jwks: &str) -> String {
+/// The provider's keys as each filter is given them.
+struct Keys {
+    jwks: String,
+    /// The RSA key as base64 DER, for the least filter.
+    rsa_der: String,
+}
+
+fn filter_yaml(variant: Variant, keys: &Keys) -> String {
+    let jwks = keys.jwks.as_str();
     let claim_headers = [("kubeflow-userid", "email"), ("kubeflow-groups", "groups")];
     match variant {
         Variant::NoAuth => String::new(),
@@ -214,8 +228,24 @@ fn filter_yaml(variant: Variant, jwks: &str) -> String {
             wasm_filter_yaml(&module, &plugin.to_string())
         }
         Variant::WasmEmpty => wasm_filter_yaml(&empty_filter_path(None), ""),
+        Variant::LeastFilter => wasm_filter_yaml(
+            &least_filter_path(),
+            &json!({"issuer": ISSUER, "audience": AUDIENCE, "key": keys.rsa_der}).to_string(),
+        ),
         Variant::Probe(probe) => wasm_filter_yaml(&empty_filter_path(Some(probe)), ""),
     }
+}
+
+/// `bench/least-filter`, built for Envoy.
+fn least_filter_path() -> PathBuf {
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1"])
+        .args(["-p", "kfauth-least-filter"])
+        .current_dir(repo_root())
+        .status()
+        .expect("run cargo");
+    assert!(built.success(), "building bench/least-filter failed");
+    repo_root().join("target/wasm32-wasip1/release/kfauth_least_filter.wasm")
 }
 
 /// The module `BENCH_CANDIDATE_WASM` names, for the candidate variants.
@@ -248,7 +278,7 @@ fn wasm_filter_yaml(module: &Path, configuration: &str) -> String {
     format!("          - name: envoy.filters.http.wasm\n            typed_config: {config}\n")
 }
 
-fn envoy_yaml(variant: Variant, jwks: &str, port: u16, admin_port: u16) -> String {
+fn envoy_yaml(variant: Variant, keys: &Keys, port: u16, admin_port: u16) -> String {
     format!(
         r#"admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}}}
@@ -272,7 +302,7 @@ static_resources:
 {filters}          - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
 "#,
-        filters = filter_yaml(variant, jwks)
+        filters = filter_yaml(variant, keys)
     )
 }
 
@@ -289,11 +319,11 @@ impl Drop for RunningEnvoy {
     }
 }
 
-fn start_envoy(variant: Variant, jwks: &str, workdir: &Path) -> RunningEnvoy {
+fn start_envoy(variant: Variant, keys: &Keys, workdir: &Path) -> RunningEnvoy {
     let port = free_port();
     let admin_port = free_port();
     let config = workdir.join(format!("{variant:?}.yaml"));
-    fs::write(&config, envoy_yaml(variant, jwks, port, admin_port)).unwrap();
+    fs::write(&config, envoy_yaml(variant, keys, port, admin_port)).unwrap();
     let log = fs::File::create(workdir.join(format!("{variant:?}.log"))).unwrap();
     let child = Command::new(envoy_bin())
         .args(["-c", &config.display().to_string()])
@@ -620,7 +650,10 @@ fn main() {
     fs::create_dir_all(&workdir).unwrap();
 
     let idp = Idp::generate("bench-rsa", "bench-ec");
-    let jwks = idp.jwks_json();
+    let keys = Keys {
+        jwks: idp.jwks_json(),
+        rsa_der: idp.rsa_public_der_base64(),
+    };
     // BENCH_ALG=ES256: every workload's tokens signed with the P-256 key.
     let alg = match std::env::var("BENCH_ALG").as_deref() {
         Ok("ES256") => Alg::ES256,
@@ -681,6 +714,7 @@ fn main() {
         Variant::KfauthCandidate,
         Variant::KfauthFloorCandidate,
         Variant::WasmEmpty,
+        Variant::LeastFilter,
     ]
     .into_iter()
     .chain(Probe::ALL.map(Variant::Probe))
@@ -693,7 +727,7 @@ fn main() {
     let position = |wanted: Variant| variants.iter().position(|variant| *variant == wanted);
     let envoys: Vec<RunningEnvoy> = variants
         .iter()
-        .map(|variant| start_envoy(*variant, &jwks, &workdir))
+        .map(|variant| start_envoy(*variant, &keys, &workdir))
         .collect();
     // Every variant must accept the token before it is measured.
     for (variant, envoy) in variants.iter().zip(&envoys) {

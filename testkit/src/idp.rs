@@ -104,6 +104,14 @@ impl Idp {
         self.jwks().to_string()
     }
 
+    /// The RSA public key as DER SubjectPublicKeyInfo, in base64 (standard
+    /// alphabet): the key `bench/least-filter` is configured with.
+    pub fn rsa_public_der_base64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .encode(self.rsa.public_key().to_der().expect("DER export"))
+    }
+
     /// The RSA public key as PEM (SubjectPublicKeyInfo), e.g. as the secret of
     /// an algorithm-confusion attack.
     pub fn rsa_public_pem(&self) -> String {

@@ -25,11 +25,13 @@
 // figure), FLOOR_PROFILE (a directory: a V8 CPU profile of each case's timed
 // requests only, sampled every 20 µs, as CASE.cpuprofile; for
 // tools/floor/footprint.mjs; the sampling inflates the times), FLOOR_CASES (empty,floor,floor-bare,cached,fresh,fresh-es256,
-// fresh-host,fresh-es256-host; cached-bare is the cached token on make bench's
+// fresh-host,fresh-es256-host; cached-bare and fresh-bare(-host) are the cached and a never-seen token on make bench's
 // request; "probes" adds
 // every probe, a probe's name that one). --json FILE writes the figures. --compare adds kfauth's cases
-// for another build of it, interleaved with the first: how a change moves them.
+// for another build of it, interleaved with the first: how a change moves them. --least PATH adds
+// bench/least-filter's cases least-cached-bare and least-fresh-host (select them in FLOOR_CASES).
 
+import { createPublicKey } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
 import { basename, join } from "node:path";
@@ -37,7 +39,7 @@ import { parseArgs } from "node:util";
 
 import { Vm } from "./host.mjs";
 import { verifySignatureFunction } from "./verify-signature.mjs";
-import { benchRequest, kfauthConfig, kubeflowRequest, makeIssuer, mintToken } from "./fixtures.mjs";
+import { AUDIENCE, ISSUER, benchRequest, kfauthConfig, kubeflowRequest, makeIssuer, mintToken } from "./fixtures.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -46,6 +48,7 @@ const { values: args } = parseArgs({
     probes: { type: "string" },
     json: { type: "string" },
     compare: { type: "string", multiple: true, default: [] },
+    least: { type: "string" },
   },
 });
 if (!args.kfauth || !args.empty) {
@@ -85,13 +88,13 @@ const empty = compile(args.empty);
 const issuer = makeIssuer();
 const token = mintToken(issuer, 0);
 console.error(`minting ${FRESH + FRESH_WARM_UP} tokens for each fresh-token case`);
-const freshTokens = (from, key) =>
-  selected.includes(key) || selected.includes(`${key}-host`)
+const freshTokens = (from, keys) =>
+  keys.some((key) => selected.includes(key))
     ? Array.from({ length: FRESH + FRESH_WARM_UP }, (_, n) => mintToken(from, n + 1))
     : [];
-const rsaTokens = freshTokens(issuer, "fresh");
+const rsaTokens = freshTokens(issuer, ["fresh", "fresh-host", "fresh-bare", "fresh-bare-host", "least-fresh-host"]);
 const ecIssuer = makeIssuer("ES256");
-const ecTokens = freshTokens(ecIssuer, "fresh-es256");
+const ecTokens = freshTokens(ecIssuer, ["fresh-es256", "fresh-es256-host"]);
 
 // A case: how to make its VM, and its requests (maps replayed by index).
 const wasmCases = [
@@ -140,6 +143,15 @@ const wasmCases = [
     once: true,
   },
   {
+    key: "fresh-bare",
+    label: "kfauth, token never seen (RS256-2048), make bench's request (workload (c))",
+    module: kfauth,
+    config: kfauthConfig(issuer),
+    warmUp: rsaTokens.slice(0, FRESH_WARM_UP).map((each) => benchRequest(each)),
+    requests: rsaTokens.slice(FRESH_WARM_UP).map((each) => benchRequest(each)),
+    once: true,
+  },
+  {
     key: "fresh-es256",
     label: "kfauth, token never seen (ES256)",
     module: kfauth,
@@ -154,6 +166,25 @@ const hostCases = wasmCases
   .filter((each) => each.once)
   .map((each) => ({ ...each, key: `${each.key}-host`, label: `${each.label}, signature by the host's verify_signature`, host: true }));
 const cases = [...wasmCases, ...hostCases].filter((each) => selected.includes(each.key));
+
+// bench/least-filter (--least): native's job in Wasm and nothing else, on make bench's requests.
+if (args.least) {
+  const least = compile(args.least);
+  const key = createPublicKey(issuer.privateKey).export({ type: "spki", format: "der" }).toString("base64");
+  const config = JSON.stringify({ issuer: ISSUER, audience: AUDIENCE, key });
+  const leastCases = [
+    { key: "least-cached-bare", label: "least filter, token verified before, make bench's request", requests: [benchRequest(token)] },
+    {
+      key: "least-fresh-host",
+      label: "least filter, token never seen, make bench's request, signature by the host's verify_signature",
+      warmUp: rsaTokens.slice(0, FRESH_WARM_UP).map((each) => benchRequest(each)),
+      requests: rsaTokens.slice(FRESH_WARM_UP).map((each) => benchRequest(each)),
+      once: true,
+      host: true,
+    },
+  ];
+  for (const each of leastCases) if (selected.includes(each.key)) cases.push({ ...each, module: least, config, least: true });
+}
 
 for (const spec of args.compare) {
   const [name, path] = spec.split("=");
@@ -198,9 +229,10 @@ function drive(vm, maps, count) {
 function started(each) {
   // Without the foreign function kfauth's known-answer check fails, and it checks every signature itself.
   const foreign = verifySignatureFunction();
-  const vm = new Vm(each.module, { foreignFunctions: each.host ? { verify_signature: foreign.call } : {} });
+  // The least filter has no code of its own for signatures: it always asks the host.
+  const vm = new Vm(each.module, { foreignFunctions: each.host || each.least ? { verify_signature: foreign.call } : {} });
   if (!vm.start({ pluginConfiguration: each.config })) throw new Error(`${each.key}: the module refused its configuration`);
-  if (each.config !== "" && vm.metric("kfauth.signatures.host") !== (each.host ? 1n : 0n)) {
+  if (each.config !== "" && !each.least && vm.metric("kfauth.signatures.host") !== (each.host ? 1n : 0n)) {
     throw new Error(`${each.key}: kfauth.signatures.host is ${vm.metric("kfauth.signatures.host")}`);
   }
   return { vm, foreign };
@@ -321,6 +353,8 @@ difference("cached", "floor", "a cached token over the floor");
 difference("cached-bare", "floor-bare", "a cached token over the floor, make bench's request");
 difference("fresh", "cached", "a never-seen token over a cached one");
 difference("fresh-host", "cached", "a never-seen token over a cached one, the host verifying (its call included)");
+difference("cached-bare", "least-cached-bare", "kfauth over the least filter, a cached token, make bench's request");
+difference("fresh-bare-host", "least-fresh-host", "kfauth over the least filter, a never-seen token, make bench's request, the host verifying");
 const hostRows = summary.filter((row) => row.hostNs !== null);
 if (hostRows.length > 0) {
   console.log("");
