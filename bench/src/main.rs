@@ -156,8 +156,8 @@ struct Measure {
 /// The provider's keys as each filter is given them.
 struct Keys {
     jwks: String,
-    /// The RSA key as base64 DER, for the least filter.
-    rsa_der: String,
+    /// The least filter's configuration: its algorithm and key.
+    least: Value,
 }
 
 fn filter_yaml(variant: Variant, keys: &Keys) -> String {
@@ -228,10 +228,7 @@ fn filter_yaml(variant: Variant, keys: &Keys) -> String {
             wasm_filter_yaml(&module, &plugin.to_string())
         }
         Variant::WasmEmpty => wasm_filter_yaml(&empty_filter_path(None), ""),
-        Variant::LeastFilter => wasm_filter_yaml(
-            &least_filter_path(),
-            &json!({"issuer": ISSUER, "audience": AUDIENCE, "key": keys.rsa_der}).to_string(),
-        ),
+        Variant::LeastFilter => wasm_filter_yaml(&least_filter_path(), &keys.least.to_string()),
         Variant::Probe(probe) => wasm_filter_yaml(&empty_filter_path(Some(probe)), ""),
     }
 }
@@ -650,10 +647,6 @@ fn main() {
     fs::create_dir_all(&workdir).unwrap();
 
     let idp = Idp::generate("bench-rsa", "bench-ec");
-    let keys = Keys {
-        jwks: idp.jwks_json(),
-        rsa_der: idp.rsa_public_der_base64(),
-    };
     // BENCH_ALG=ES256: every workload's tokens signed with the P-256 key.
     let alg = match std::env::var("BENCH_ALG").as_deref() {
         Ok("ES256") => Alg::ES256,
@@ -669,6 +662,15 @@ fn main() {
                 &["team-a", "team-b"],
             ),
         )
+    };
+    let keys = Keys {
+        jwks: idp.jwks_json(),
+        least: json!({
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "alg": if alg == Alg::ES256 { "ES256" } else { "RS256" },
+            "key": idp.public_der_base64(alg),
+        }),
     };
     let token = mint(0);
     eprintln!("minting 1000 tokens for the Zipf workload");

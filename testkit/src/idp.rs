@@ -104,12 +104,15 @@ impl Idp {
         self.jwks().to_string()
     }
 
-    /// The RSA public key as DER SubjectPublicKeyInfo, in base64 (standard
-    /// alphabet): the key `bench/least-filter` is configured with.
-    pub fn rsa_public_der_base64(&self) -> String {
+    /// The public key for `alg` as DER SubjectPublicKeyInfo, in base64
+    /// (standard alphabet): the key `bench/least-filter` is configured with.
+    pub fn public_der_base64(&self, alg: Alg) -> String {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD
-            .encode(self.rsa.public_key().to_der().expect("DER export"))
+        let der = match alg {
+            Alg::RS256 => self.rsa.public_key().to_der(),
+            Alg::ES256 => self.ec.public_key().to_der(),
+        };
+        base64::engine::general_purpose::STANDARD.encode(der.expect("DER export"))
     }
 
     /// The RSA public key as PEM (SubjectPublicKeyInfo), e.g. as the secret of

@@ -22,11 +22,12 @@ const module = new WebAssembly.Module(
 );
 const issuer = makeIssuer();
 
-function started() {
+function started(from = issuer) {
   const foreign = verifySignatureFunction();
   const vm = new Vm(module, { foreignFunctions: { verify_signature: foreign.call } });
-  const key = createPublicKey(issuer.privateKey).export({ type: "spki", format: "der" }).toString("base64");
-  assert.equal(vm.start({ pluginConfiguration: JSON.stringify({ issuer: ISSUER, audience: AUDIENCE, key }) }), true);
+  const key = createPublicKey(from.privateKey).export({ type: "spki", format: "der" }).toString("base64");
+  const config = { issuer: ISSUER, audience: AUDIENCE, alg: from.alg, key };
+  assert.equal(vm.start({ pluginConfiguration: JSON.stringify(config) }), true);
   return { vm, foreign };
 }
 
@@ -67,4 +68,24 @@ test("a token it must refuse gets a 401 and no claim header", () => {
   bare.remove("authorization");
   assert.equal(vm.request(bare), Action.pause);
   assert.equal(vm.localReply?.status, 401);
+});
+
+test("ES256: the JWS signature goes to the host as DER; an altered one, or an RS256 token, gets a 401", () => {
+  const ecIssuer = makeIssuer("ES256");
+  const { vm, foreign } = started(ecIssuer);
+  // About half of 40 tokens' r and s values have their top bit set: DER puts a zero byte before those.
+  for (let n = 1; n <= 40; n++) {
+    const request = benchRequest(mintToken(ecIssuer, n));
+    assert.equal(vm.request(request), Action.continue, `token ${n}`);
+    assert.deepEqual(request.getAll("kubeflow-userid"), [`user${n}@example.com`]);
+  }
+  assert.equal(foreign.stats.calls, 40);
+  const good = mintToken(ecIssuer, 41);
+  const signature = Buffer.from(good.slice(good.lastIndexOf(".") + 1), "base64url");
+  signature[5] ^= 1;
+  const altered = `${good.slice(0, good.lastIndexOf(".") + 1)}${signature.toString("base64url")}`;
+  for (const token of [altered, mintToken(issuer, 42)]) {
+    assert.equal(vm.request(benchRequest(token)), Action.pause);
+    assert.equal(vm.localReply?.status, 401);
+  }
 });

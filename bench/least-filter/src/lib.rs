@@ -6,17 +6,18 @@
 //! Per request it reads the header map, takes the `authorization` bearer
 //! token, and either finds it in a cache of verified tokens (a std `HashMap`,
 //! its expiry checked against the host clock) or decodes it (base64url, the
-//! header and claims read by serde_json into typed, borrowing structs), checks `alg`, `iss`, `aud` and
-//! `exp`, and has Envoy's `verify_signature` check the RS256 signature against
+//! header and claims read by serde_json into typed, borrowing structs), checks
+//! `alg`, `iss`, `aud` and `exp`, and has Envoy's `verify_signature` check the
+//! signature (RS256, or ES256 turned into DER as the host wants it) against
 //! the one key it was configured with. Then it removes `authorization` and
 //! sets `kubeflow-userid` and `kubeflow-groups`, as native's
 //! `claim_to_headers` does; anything else gets a bare 401. Nothing else: no
 //! `kid`, no key set, no duplicate-member check, no identity-header strip, no
-//! access log, no metric, no other algorithm: every one of those is work
+//! access log, no metric, one algorithm: every one of those is work
 //! kfauth does and this filter leaves out, so kfauth cannot cost less.
 //!
-//! Its configuration: `{"issuer": ..., "audience": ..., "key": base64 of the
-//! RSA key's DER SubjectPublicKeyInfo}`.
+//! Its configuration: `{"issuer": ..., "audience": ..., "alg": "RS256" or
+//! "ES256", "key": base64 of the key's DER SubjectPublicKeyInfo}`.
 #![cfg(target_arch = "wasm32")]
 
 use std::borrow::Cow;
@@ -109,6 +110,8 @@ enum Audience<'a> {
 struct Filter {
     issuer: String,
     audience: String,
+    /// `RS256` or `ES256`: the one algorithm accepted.
+    alg: String,
     /// The key as DER SubjectPublicKeyInfo.
     key: Vec<u8>,
     cache: HashMap<Vec<u8>, Verified>,
@@ -154,6 +157,10 @@ pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
     else {
         return 0;
     };
+    let alg = text("alg").unwrap_or_else(|| "RS256".to_string());
+    if alg != "RS256" && alg != "ES256" {
+        return 0;
+    }
     let Ok(key) = base64::engine::general_purpose::STANDARD.decode(key) else {
         return 0;
     };
@@ -161,6 +168,7 @@ pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
         *filter = Filter {
             issuer,
             audience,
+            alg,
             key,
             cache: HashMap::new(),
         }
@@ -229,12 +237,15 @@ impl Filter {
         // Typed and borrowed: serde_json's cheapest way to read a document.
         let header: Header = serde_json::from_slice(&header).ok()?;
         let claims: Claims = serde_json::from_slice(&payload).ok()?;
-        let signature = decode(signature).ok()?;
+        let mut signature = decode(signature).ok()?;
+        if self.alg == "ES256" {
+            signature = ecdsa_der(&signature)?;
+        }
         let audience_matches = match &claims.aud {
             Audience::One(one) => *one == self.audience,
             Audience::Many(list) => list.iter().any(|one| *one == self.audience),
         };
-        if header.alg != "RS256"
+        if header.alg != self.alg
             || claims.iss != self.issuer
             || !audience_matches
             || claims.exp <= now
@@ -289,6 +300,32 @@ impl Filter {
         };
         status == 0 && owned(data, size).starts_with(&[0x08, 0x01])
     }
+}
+
+/// A JWS ECDSA P-256 signature (`r || s`, 32 bytes each: RFC 7518 section
+/// 3.4) as the DER `SEQUENCE { INTEGER r, INTEGER s }` the host verifies.
+fn ecdsa_der(signature: &[u8]) -> Option<Vec<u8>> {
+    if signature.len() != 64 {
+        return None;
+    }
+    let (r, s) = signature.split_at(32);
+    let integer = |value: &[u8]| {
+        // Minimal: no leading zero bytes, then one if the top bit is set.
+        let value = &value[value.iter().position(|byte| *byte != 0).unwrap_or(31)..];
+        let mut out = vec![0x02];
+        if value[0] & 0x80 != 0 {
+            out.extend([value.len() as u8 + 1, 0]);
+        } else {
+            out.push(value.len() as u8);
+        }
+        out.extend_from_slice(value);
+        out
+    };
+    let (r, s) = (integer(r), integer(s));
+    let mut der = vec![0x30, (r.len() + s.len()) as u8];
+    der.extend(r);
+    der.extend(s);
+    Some(der)
 }
 
 fn header_and_payload_length(token: &[u8]) -> Option<usize> {
