@@ -96,6 +96,13 @@ const rsaTokens = freshTokens(issuer, ["fresh", "fresh-host", "fresh-bare", "fre
 const ecIssuer = makeIssuer("ES256");
 const ecTokens = freshTokens(ecIssuer, ["fresh-es256", "fresh-es256-host"]);
 
+/** A new-token case's requests: each token once, as `request` makes it, the first ones to warm up. */
+const once = (tokens, request) => ({
+  warmUp: tokens.slice(0, FRESH_WARM_UP).map((each) => request(each)),
+  requests: tokens.slice(FRESH_WARM_UP).map((each) => request(each)),
+  once: true,
+});
+
 // A case: how to make its VM, and its requests (maps replayed by index).
 const wasmCases = [
   {
@@ -138,27 +145,21 @@ const wasmCases = [
     label: "kfauth, token never seen (RS256-2048)",
     module: kfauth,
     config: kfauthConfig(issuer),
-    warmUp: rsaTokens.slice(0, FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
-    requests: rsaTokens.slice(FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
-    once: true,
+    ...once(rsaTokens, kubeflowRequest),
   },
   {
     key: "fresh-bare",
     label: "kfauth, token never seen (RS256-2048), make bench's request (workload (c))",
     module: kfauth,
     config: kfauthConfig(issuer),
-    warmUp: rsaTokens.slice(0, FRESH_WARM_UP).map((each) => benchRequest(each)),
-    requests: rsaTokens.slice(FRESH_WARM_UP).map((each) => benchRequest(each)),
-    once: true,
+    ...once(rsaTokens, benchRequest),
   },
   {
     key: "fresh-es256",
     label: "kfauth, token never seen (ES256)",
     module: kfauth,
     config: kfauthConfig(ecIssuer),
-    warmUp: ecTokens.slice(0, FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
-    requests: ecTokens.slice(FRESH_WARM_UP).map((each) => kubeflowRequest(each)),
-    once: true,
+    ...once(ecTokens, kubeflowRequest),
   },
 ];
 // The new-token cases again, with the host's verify_signature checking the signatures.
@@ -177,9 +178,7 @@ if (args.least) {
     {
       key: "least-fresh-host",
       label: "least filter, token never seen, make bench's request, signature by the host's verify_signature",
-      warmUp: rsaTokens.slice(0, FRESH_WARM_UP).map((each) => benchRequest(each)),
-      requests: rsaTokens.slice(FRESH_WARM_UP).map((each) => benchRequest(each)),
-      once: true,
+      ...once(rsaTokens, benchRequest),
       host: true,
     },
   ];
