@@ -220,8 +220,8 @@ fn set_identity(verified: &Verified) {
 }
 
 impl Filter {
-    /// The identity in `token` if it is an RS256 JWT from the issuer, for the
-    /// audience, not expired at `now`, and signed with the key.
+    /// The identity in `token` if it is a JWT of the one algorithm, from the
+    /// issuer, for the audience, not expired at `now`, and signed with the key.
     fn verify(&self, token: &[u8], now: u64) -> Option<Verified> {
         let mut segments = token.split(|byte| *byte == b'.');
         let (Some(header), Some(payload), Some(signature), None) = (
